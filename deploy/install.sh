@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every system package Skiff needs, idempotently, with apt-get.
+# Both README commands and .ci/run call this; it is safe to run again and again.
+#
+#   etcd-server, etcd-client  the cluster store (etcd 3.4) and etcdctl for debugging
+#   protobuf-compiler         protoc: etcd-client (and later the CRI bindings) compile .proto files at build time
+#   libprotobuf-dev           the well-known .proto files (google/protobuf/descriptor.proto) protoc needs for them
+#   kubectl                   is already on the machine image (/usr/bin/kubectl); not installed here
+set -euo pipefail
+
+PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if ((${#missing[@]})); then
+    echo "deploy/install.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Debian etcd-server package starts a system etcd on 127.0.0.1:2379 where it can; Skiff's
+# tests start their own private etcd on free ports and never touch that one.
+for bin in etcd etcdctl protoc; do
+    command -v "$bin" >/dev/null || { echo "deploy/install.sh: $bin still missing after install" >&2; exit 1; }
+done
+echo "deploy/install.sh: system dependencies present (etcd $(etcd --version | head -1 | awk '{print $3}'), $(protoc --version))"

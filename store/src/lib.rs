@@ -1,0 +1,490 @@
+//! # skiff-store: the versioned key-value layer over etcd
+//!
+//! The apiserver's only way to persistent state (DESIGN.md section 4, layer 1). Objects are
+//! opaque bytes (JSON in practice) under `<prefix><key>`, where the apiserver builds keys as
+//! `/<resource>/<namespace>/<name>` and the prefix defaults to `/registry`, as upstream.
+//!
+//! Start reading at [`Store`]. The invariants it keeps:
+//! - A resourceVersion **is** etcd's `mod_revision` of the key; a list's resourceVersion is
+//!   the store revision it was read at. Nothing here invents versions.
+//! - Every write is a single etcd transaction guarded by a compare: create compares
+//!   `create_revision == 0`, update and delete compare `mod_revision`. A lost race is
+//!   [`Error::Conflict`], never a silent overwrite.
+//! - Every etcd call is bounded by a timeout ([`Config::request_timeout`]); a call that
+//!   never reached etcd (connection refused to a dead member) is retried within that budget,
+//!   a call that may have reached it is not (the caller sees [`Error::Unavailable`]).
+//! - [`Store::watch`] survives etcd restarts and member failures: it resumes from the last
+//!   revision it delivered, so no event is lost or repeated. A start revision that etcd has
+//!   compacted away ends the stream with [`Error::Compacted`] (the apiserver's 410 Gone).
+//!
+//! [`compactor`] runs periodic compaction (default every 5 minutes).
+
+pub mod compactor;
+mod error;
+mod watch;
+
+use std::future::Future;
+use std::time::Duration;
+
+use base64::Engine;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp,
+    TxnOpResponse,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+pub use error::Error;
+pub use watch::{WatchEvent, WatchStream};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to reach etcd and how to lay out keys.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// etcd client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Prepended to every key; `/registry` by default. Two apiservers sharing one etcd in a
+    /// test use different prefixes.
+    pub prefix: String,
+    /// Upper bound for one etcd request, retries included.
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(endpoints: Vec<String>) -> Self {
+        Self { endpoints, prefix: "/registry".into(), request_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// One stored object: its key (without the store prefix), value and revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// The revision of the last write to this key: the object's resourceVersion.
+    pub mod_revision: i64,
+    pub create_revision: i64,
+}
+
+/// Options of [`Store::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Read at this store revision; `None` reads the latest.
+    pub revision: Option<i64>,
+    /// At most this many objects; `None` or 0 means all.
+    pub limit: Option<i64>,
+    /// A token from a previous page's [`ListResult::continue_token`]; it pins the revision.
+    pub continue_token: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct ListResult {
+    pub items: Vec<Object>,
+    /// The store revision the list was read at (the list's resourceVersion).
+    pub revision: i64,
+    /// Set when more objects follow; pass it back in [`ListOptions::continue_token`].
+    pub continue_token: Option<String>,
+    /// How many objects follow this page, when known.
+    pub remaining: Option<i64>,
+}
+
+/// Preconditions of [`Store::delete`], as upstream's `metav1.Preconditions`.
+#[derive(Debug, Clone, Default)]
+pub struct Preconditions {
+    /// The object's `metadata.uid` must equal this.
+    pub uid: Option<String>,
+    /// The object's mod_revision must equal this.
+    pub resource_version: Option<i64>,
+}
+
+/// The continue token, encoded as upstream does: base64 of `{"v":"meta.k8s.io/v1","rv":..,"start":..}`
+/// where `start` is the key (relative to the listed prefix) to resume at.
+#[derive(Serialize, Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: i64,
+    start: String,
+}
+
+/// Maximum attempts of [`Store::guaranteed_update`] before giving up with a conflict.
+const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+/// A handle on the store; cheap to clone (all clones share one etcd connection).
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to etcd. The connection is lazy per endpoint: this succeeds as long as one
+    /// endpoint answers within the timeout.
+    pub async fn connect(config: Config) -> Result<Self> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(config.request_timeout)
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        let client = tokio::time::timeout(
+            config.request_timeout,
+            Client::connect(&config.endpoints, Some(options)),
+        )
+        .await
+        .map_err(|_| Error::Timeout { op: "connect", after: config.request_timeout })?
+        .map_err(|source| Error::from_etcd("connect", source))?;
+        Ok(Self { client, prefix: config.prefix, timeout: config.request_timeout })
+    }
+
+    /// The configured key prefix (e.g. `/registry`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    fn to_object(&self, kv: &KeyValue) -> Object {
+        let key = String::from_utf8_lossy(kv.key());
+        Object {
+            key: key.strip_prefix(self.prefix.as_str()).unwrap_or(&key).to_string(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+            create_revision: kv.create_revision(),
+        }
+    }
+
+    /// Runs one etcd call with the request timeout, retrying errors that prove the request
+    /// never reached a server (connection refused to a dead member), as DESIGN.md section
+    /// 10 recommends. `idempotent` calls (reads, compare-guarded writes whose retry cannot
+    /// apply twice) are also retried on other `Unavailable` errors.
+    async fn call<T, F, Fut>(&self, op: &'static str, idempotent: bool, mut f: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(remaining, f(self.client.clone())).await;
+            let err = match attempt {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => Error::from_etcd(op, e),
+                Err(_) => return Err(Error::Timeout { op, after: self.timeout }),
+            };
+            let retry = match &err {
+                Error::Unavailable { never_sent, .. } => *never_sent || idempotent,
+                _ => false,
+            };
+            if !retry || tokio::time::Instant::now() + backoff >= deadline {
+                return Err(err);
+            }
+            debug!(op, error = %err, "retrying etcd call");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The current store revision.
+    pub async fn current_revision(&self) -> Result<i64> {
+        // A get of a key that never exists still carries the header revision.
+        let key = self.full_key("/\u{0}revision-probe");
+        let resp = self
+            .call("get", true, |mut c| {
+                let key = key.clone();
+                async move { c.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// Creates `key`; fails with [`Error::AlreadyExists`] if it exists. Returns the new object.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<Object> {
+        let full = self.full_key(key);
+        let resp = self
+            .call("create", true, |mut c| {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(full.clone(), value.clone(), None)]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Err(Error::AlreadyExists { key: key.to_string() });
+        }
+        let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
+        Ok(Object { key: key.to_string(), value, mod_revision: rev, create_revision: rev })
+    }
+
+    /// Reads `key` at the latest revision.
+    pub async fn get(&self, key: &str) -> Result<Option<Object>> {
+        let full = self.full_key(key);
+        let resp = self
+            .call("get", true, |mut c| {
+                let full = full.clone();
+                async move { c.get(full, None).await }
+            })
+            .await?;
+        Ok(resp.kvs().first().map(|kv| self.to_object(kv)))
+    }
+
+    /// Lists the objects whose key starts with `prefix` (for example `/pods/default/`), in key
+    /// order, at one revision, optionally paged.
+    pub async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
+        let full_prefix = self.full_key(prefix);
+        let (mut revision, mut start) = (opts.revision.unwrap_or(0), full_prefix.clone());
+        if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            let t = decode_continue(token)?;
+            if t.start.contains("..") || t.start.starts_with('/') {
+                return Err(Error::InvalidContinue("the continue token names an invalid key".into()));
+            }
+            revision = t.rv;
+            start = format!("{full_prefix}{}", t.start);
+        }
+        let range_end = prefix_end(full_prefix.as_bytes());
+        let limit = opts.limit.unwrap_or(0).max(0);
+        let resp = self
+            .call("list", true, |mut c| {
+                let mut o = GetOptions::new().with_range(range_end.clone());
+                if revision > 0 {
+                    o = o.with_revision(revision);
+                }
+                if limit > 0 {
+                    o = o.with_limit(limit);
+                }
+                let start = start.clone();
+                async move { c.get(start, Some(o)).await }
+            })
+            .await
+            .map_err(|e| e.with_requested_revision(revision))?;
+        let read_at = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let revision = if revision > 0 { revision } else { read_at };
+        let items: Vec<Object> = resp.kvs().iter().map(|kv| self.to_object(kv)).collect();
+        let mut continue_token = None;
+        let mut remaining = None;
+        if resp.more() {
+            if let Some(last) = resp.kvs().last() {
+                let last_key = String::from_utf8_lossy(last.key());
+                let rel = last_key.strip_prefix(full_prefix.as_str()).unwrap_or(&last_key);
+                // Resume just after the last key: appending \0 is the smallest greater key.
+                continue_token = Some(encode_continue(revision, &format!("{rel}\u{0}")));
+                remaining = Some(resp.count() - items.len() as i64);
+            }
+        }
+        Ok(ListResult { items, revision, continue_token, remaining })
+    }
+
+    /// Replaces `key` if its mod_revision still equals `expected_revision`; otherwise
+    /// [`Error::Conflict`] (or [`Error::NotFound`] if it is gone).
+    pub async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<Object> {
+        let full = self.full_key(key);
+        let resp = self
+            .call("update", true, |mut c| {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(full.clone(), CompareOp::Equal, expected_revision)])
+                    .and_then([TxnOp::put(full.clone(), value.clone(), None)])
+                    .or_else([TxnOp::get(full.clone(), None)]);
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if resp.succeeded() {
+            let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
+            // create_revision is unknown here without another read; callers use mod_revision.
+            return Ok(Object { key: key.to_string(), value, mod_revision: rev, create_revision: 0 });
+        }
+        match first_get(resp.op_responses()).and_then(|kvs| kvs.into_iter().next()) {
+            Some(kv) => Err(Error::Conflict { key: key.to_string(), current_revision: kv.mod_revision() }),
+            None => Err(Error::NotFound { key: key.to_string() }),
+        }
+    }
+
+    /// Read-modify-write with retries: reads `key`, calls `try_update` with the current
+    /// object (`None` if absent), and writes the result with compare-and-swap; on a lost
+    /// race it re-reads and calls `try_update` again. `try_update` decides what an absent
+    /// key means (return [`Error::NotFound`] to refuse, or a value to create it).
+    pub async fn guaranteed_update<E, F>(&self, key: &str, mut try_update: F) -> Result<Object, E>
+    where
+        F: FnMut(Option<&Object>) -> Result<Vec<u8>, E>,
+        E: From<Error>,
+    {
+        let mut current = self.get(key).await?;
+        for attempt in 0..MAX_UPDATE_ATTEMPTS {
+            let value = try_update(current.as_ref())?;
+            let result = match &current {
+                Some(cur) => {
+                    if cur.value == value {
+                        // No change: no write, no new revision (as upstream).
+                        return Ok(cur.clone());
+                    }
+                    self.update(key, value, cur.mod_revision).await
+                }
+                None => self.create(key, value).await,
+            };
+            match result {
+                Ok(obj) => return Ok(obj),
+                Err(Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. }) => {
+                    debug!(key, attempt, "guaranteed_update lost a race; re-reading");
+                    current = self.get(key).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        warn!(key, "guaranteed_update gave up after {MAX_UPDATE_ATTEMPTS} conflicting attempts");
+        Err(Error::Conflict { key: key.to_string(), current_revision: current.map(|c| c.mod_revision).unwrap_or(0) }.into())
+    }
+
+    /// Deletes `key` if the preconditions hold; returns the object as it was.
+    pub async fn delete(&self, key: &str, pre: &Preconditions) -> Result<Object> {
+        loop {
+            let current = self.get(key).await?.ok_or_else(|| Error::NotFound { key: key.to_string() })?;
+            if let Some(rv) = pre.resource_version {
+                if rv != current.mod_revision {
+                    return Err(Error::PreconditionFailed {
+                        key: key.to_string(),
+                        message: format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                            current.mod_revision
+                        ),
+                    });
+                }
+            }
+            if let Some(uid) = &pre.uid {
+                let actual = object_uid(&current.value);
+                if actual.as_deref() != Some(uid.as_str()) {
+                    return Err(Error::PreconditionFailed {
+                        key: key.to_string(),
+                        message: format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            actual.unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+            let full = self.full_key(key);
+            let resp = self
+                .call("delete", true, |mut c| {
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(full.clone(), CompareOp::Equal, current.mod_revision)])
+                        .and_then([TxnOp::delete(full.clone(), Some(DeleteOptions::new()))]);
+                    async move { c.txn(txn).await }
+                })
+                .await?;
+            if resp.succeeded() {
+                return Ok(current);
+            }
+            // Changed under us: the preconditions are re-checked against the new value.
+            debug!(key, "delete raced with a write; re-checking preconditions");
+        }
+    }
+
+    /// Watches every key under `prefix`, delivering events with revision >= `from_revision`
+    /// (0 = from now). See [`WatchStream`] for the restart and compaction behaviour.
+    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
+        watch::start(self.clone(), prefix.to_string(), from_revision).await
+    }
+
+    /// Compacts history before `revision` (physically), as upstream's compactor does.
+    pub async fn compact(&self, revision: i64) -> Result<()> {
+        self.call("compact", true, |mut c| async move {
+            c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical())).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub(crate) fn raw_client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub(crate) fn object_from_kv(&self, kv: &KeyValue) -> Object {
+        self.to_object(kv)
+    }
+}
+
+fn first_get(responses: Vec<TxnOpResponse>) -> Option<Vec<KeyValue>> {
+    responses.into_iter().find_map(|r| match r {
+        TxnOpResponse::Get(g) => Some(g.kvs().to_vec()),
+        _ => None,
+    })
+}
+
+/// `metadata.uid` of a JSON object, if any.
+fn object_uid(value: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Meta {
+        uid: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Obj {
+        metadata: Option<Meta>,
+    }
+    serde_json::from_slice::<Obj>(value).ok()?.metadata?.uid
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn encode_continue(rv: i64, start: &str) -> String {
+    let t = ContinueToken { v: "meta.k8s.io/v1".into(), rv, start: start.into() };
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&t).unwrap_or_default())
+}
+
+fn decode_continue(token: &str) -> Result<ContinueToken> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(token))
+        .map_err(|_| Error::InvalidContinue("the continue token is not valid base64".into()))?;
+    let t: ContinueToken = serde_json::from_slice(&bytes)
+        .map_err(|_| Error::InvalidContinue("the continue token is not a Skiff continue token".into()))?;
+    if t.v != "meta.k8s.io/v1" || t.rv <= 0 {
+        return Err(Error::InvalidContinue("the continue token has an unknown version".into()));
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_last_byte() {
+        assert_eq!(prefix_end(b"/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+    }
+
+    #[test]
+    fn continue_token_round_trips_and_rejects_garbage() {
+        let t = encode_continue(42, "default/web\u{0}");
+        let d = decode_continue(&t).unwrap();
+        assert_eq!((d.rv, d.start.as_str()), (42, "default/web\u{0}"));
+        assert!(matches!(decode_continue("!!"), Err(Error::InvalidContinue(_))));
+        let other = base64::engine::general_purpose::STANDARD.encode(b"{\"x\":1}");
+        assert!(matches!(decode_continue(&other), Err(Error::InvalidContinue(_))));
+    }
+
+    #[test]
+    fn uid_is_read_from_metadata() {
+        assert_eq!(object_uid(br#"{"metadata":{"uid":"u1"}}"#).as_deref(), Some("u1"));
+        assert_eq!(object_uid(br#"{"metadata":{}}"#), None);
+        assert_eq!(object_uid(b"not json"), None);
+    }
+}
