@@ -1,1 +1,158 @@
-//! tmp
+//! # skiff-apiserver: the Kubernetes REST API over etcd
+//!
+//! Serves core/v1, apps/v1, batch/v1, coordination.k8s.io/v1, discovery.k8s.io/v1 (and
+//! policy/v1 evictions) with upstream v1.33 semantics, stored in etcd through
+//! `skiff-store`. Upstream's three layers (DESIGN.md section 4):
+//!
+//! 1. storage: [`skiff_store::Store`] (CAS on mod_revision, paged lists, resumable watches);
+//! 2. the generic registry: [`registry::Registry`] implements every verb once, over JSON
+//!    values, for any resource in the table of [`resources`];
+//! 3. per-resource rules: [`strategy`] (server-set fields, spec/status split, graceful
+//!    deletion and finalizers), [`defaults`], and validation in `skiff_api::validation`.
+//!
+//! The HTTP layer ([`http`]) routes every resource path through one generic handler; every
+//! error leaves through exactly one conversion ([`error::ApiError`] → `Status`). Watches
+//! are served from one [`watch_cache::WatchCache`] per resource, each fed by a single etcd
+//! watch, never one etcd watch per client.
+//!
+//! Start reading at [`ApiServer::run`], then [`http::router`], then [`registry`].
+//!
+//! Not yet here (see the issues): Table output and OpenAPI (kubectl issue), TLS and
+//! authentication (security issue; the listener is plain HTTP on `--bind-address`).
+
+pub mod defaults;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod namespaces;
+pub mod object;
+pub mod patch;
+pub mod registry;
+pub mod resources;
+pub mod strategy;
+pub mod subresources;
+pub mod watch_cache;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// The apiserver's settings (from flags in `main.rs`, or built directly by tests).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub etcd_servers: Vec<String>,
+    /// Key prefix in etcd (`/registry`).
+    pub etcd_prefix: String,
+    pub bind_address: SocketAddr,
+    /// How often etcd history is compacted; zero disables compaction.
+    pub compaction_interval: Duration,
+    pub etcd_request_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(etcd_servers: Vec<String>, bind_address: SocketAddr) -> Self {
+        Self {
+            etcd_servers,
+            etcd_prefix: "/registry".into(),
+            bind_address,
+            compaction_interval: skiff_store::compactor::DEFAULT_INTERVAL,
+            etcd_request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the apiserver could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting to etcd at {endpoints:?}: {source}")]
+    Etcd { endpoints: Vec<String>, source: skiff_store::Error },
+    #[error("listening on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A bound, not yet serving apiserver.
+pub struct ApiServer {
+    registry: registry::Registry,
+    listener: TcpListener,
+    config: Config,
+}
+
+impl ApiServer {
+    /// Connects to etcd and binds the listener (port 0 picks a free port; see [`Self::local_addr`]).
+    pub async fn bind(config: Config) -> Result<Self, Error> {
+        let mut store_cfg = skiff_store::Config::new(config.etcd_servers.clone());
+        store_cfg.prefix = config.etcd_prefix.clone();
+        store_cfg.request_timeout = config.etcd_request_timeout;
+        let store = skiff_store::Store::connect(store_cfg)
+            .await
+            .map_err(|source| Error::Etcd { endpoints: config.etcd_servers.clone(), source })?;
+        let listener = TcpListener::bind(config.bind_address)
+            .await
+            .map_err(|source| Error::Bind { addr: config.bind_address, source })?;
+        Ok(Self { registry: registry::Registry::new(store), listener, config })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.bind_address)
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains: stops accepting, ends watches,
+    /// and waits (bounded) for background tasks.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let tasks = TaskTracker::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let bg = shutdown.child_token();
+        for cache in self.registry.caches() {
+            tasks.spawn(cache.clone().run(self.registry.store.clone(), bg.clone()));
+        }
+        tasks.spawn(skiff_store::compactor::run(self.registry.store.clone(), self.config.compaction_interval, bg.clone()));
+        {
+            let reg = self.registry.clone();
+            let ready = ready.clone();
+            let bg = bg.clone();
+            tasks.spawn(async move {
+                // Bootstrap: system namespaces (retried while etcd is unreachable), then ready.
+                loop {
+                    match namespaces::ensure_system_namespaces(&reg).await {
+                        Ok(()) => break,
+                        Err(e) => warn!(error = %e, "creating system namespaces failed; retrying"),
+                    }
+                    tokio::select! { _ = bg.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
+                }
+                for cache in reg.caches() {
+                    while !cache.is_ready().await {
+                        tokio::select! { _ = bg.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(20)) => {} }
+                    }
+                }
+                ready.store(true, Ordering::Relaxed);
+                info!("apiserver ready");
+                namespaces::run_finalizer(reg, bg).await;
+            });
+        }
+        tasks.close();
+
+        let state = http::AppState { registry: self.registry.clone(), ready, shutdown: shutdown.clone() };
+        let app = http::router(state);
+        info!(addr = %self.local_addr(), "serving the Kubernetes API over HTTP");
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown({
+                let s = shutdown.clone();
+                async move { s.cancelled().await }
+            })
+            .await;
+        // Watches hold connections open; cancelling `bg` ends the caches and thus them.
+        bg.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await.is_err() {
+            warn!("background tasks did not stop within 10s");
+        }
+        served.map_err(Error::Serve)
+    }
+}

@@ -1,1 +1,55 @@
-fn main() {}
+//! `skiff-apiserver`: flags as upstream's kube-apiserver where they exist.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff-apiserver", version, about = "The Skiff Kubernetes API server (plain HTTP; TLS arrives with the security work)")]
+struct Args {
+    /// etcd client URLs, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_servers: Vec<String>,
+    /// Key prefix for every object in etcd.
+    #[arg(long, default_value = "/registry")]
+    etcd_prefix: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// Port to listen on (plain HTTP).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Interval between etcd compactions, in seconds (0 disables).
+    #[arg(long = "etcd-compaction-interval", default_value_t = 300)]
+    etcd_compaction_interval_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let mut config = skiff_apiserver::Config::new(args.etcd_servers, SocketAddr::new(args.bind_address, args.port));
+    config.etcd_prefix = args.etcd_prefix;
+    config.compaction_interval = Duration::from_secs(args.etcd_compaction_interval_secs);
+
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+    }
+    let server = skiff_apiserver::ApiServer::bind(config).await?;
+    server.run(shutdown).await?;
+    Ok(())
+}

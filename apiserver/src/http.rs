@@ -1,0 +1,584 @@
+//! The HTTP layer: routing Kubernetes REST paths to the registry, decoding bodies and query
+//! parameters, and streaming watches. Generic over resources: every resource path goes
+//! through [`resource_handler`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+use skiff_api::selector::{FieldSelector, LabelSelector};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, instrument};
+
+use crate::error::{ApiError, ApiResult};
+use crate::object as obj;
+use crate::registry::{DeleteOptions, Deleted, ListQuery, Registry, Target};
+use crate::resources::{self, ResourceInfo};
+use crate::subresources;
+use crate::watch_cache::{Broadcast, CacheEvent, EventType, RegisterError};
+
+/// Request bodies larger than this are refused with 413 (upstream's limit is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    /// Cancelled at shutdown: ends every open watch so the server can drain.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/version", get(crate::discovery::version))
+        .route("/api", get(crate::discovery::api))
+        .route("/apis", get(crate::discovery::apis))
+        .route("/api/v1", get(crate::discovery::core_v1))
+        .route("/apis/{group}/{version}", get(crate::discovery::group_version))
+        .fallback(resource_handler)
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "watch caches are initialising").into_response()
+    }
+}
+
+/// A parsed resource path.
+#[derive(Debug)]
+struct PathInfo {
+    resource: &'static ResourceInfo,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    legacy_watch: bool,
+}
+
+fn parse_path(path: &str) -> ApiResult<PathInfo> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, mut rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest.to_vec()),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest.to_vec()),
+        _ => return Err(ApiError::NoSuchPath),
+    };
+    let legacy_watch = rest.first() == Some(&"watch");
+    if legacy_watch {
+        rest.remove(0);
+    }
+    let lookup = |plural: &str| resources::find(group, version, plural).ok_or(ApiError::NoSuchPath);
+    // /namespaces/{ns}/{resource}[/{name}[/{sub}]] unless the third segment is a subresource
+    // of the namespace object itself (status, finalize).
+    if rest.len() >= 3 && rest[0] == "namespaces" {
+        if let Some(r) = resources::find(group, version, rest[2]).filter(|r| r.namespaced) {
+            if rest.len() > 5 {
+                return Err(ApiError::NoSuchPath);
+            }
+            return Ok(PathInfo {
+                resource: r,
+                namespace: Some(rest[1].to_string()),
+                name: rest.get(3).map(|s| s.to_string()),
+                sub: rest.get(4).map(|s| s.to_string()),
+                legacy_watch,
+            });
+        }
+    }
+    match rest.as_slice() {
+        [plural] => Ok(PathInfo { resource: lookup(plural)?, namespace: None, name: None, sub: None, legacy_watch }),
+        [plural, name] => Ok(PathInfo { resource: lookup(plural)?, namespace: None, name: Some(name.to_string()), sub: None, legacy_watch }),
+        [plural, name, sub] => {
+            Ok(PathInfo { resource: lookup(plural)?, namespace: None, name: Some(name.to_string()), sub: Some(sub.to_string()), legacy_watch })
+        }
+        _ => Err(ApiError::NoSuchPath),
+    }
+}
+
+type Params = HashMap<String, Vec<String>>;
+
+fn parse_query(q: Option<&str>) -> ApiResult<Params> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(q.unwrap_or("")).map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let mut out: Params = HashMap::new();
+    for (k, v) in pairs {
+        out.entry(k).or_default().push(v);
+    }
+    Ok(out)
+}
+
+fn param<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
+    p.get(k).and_then(|v| v.first()).map(String::as_str)
+}
+
+fn flag(p: &Params, k: &str) -> bool {
+    matches!(param(p, k), Some("true" | "1" | ""))
+}
+
+fn list_query(r: &ResourceInfo, p: &Params) -> ApiResult<ListQuery> {
+    let label_selector = match param(p, "labelSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(format!("unable to parse labelSelector: {e}")))?),
+        None => None,
+    };
+    let field_selector = match param(p, "fieldSelector").filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let fs = FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(format!("unable to parse fieldSelector: {e}")))?;
+            for req in fs.requirements() {
+                if !r.supports_field(&req.field) {
+                    return Err(ApiError::BadRequest(format!(
+                        "field label not supported: {} (supported for {}: metadata.name, metadata.namespace{})",
+                        req.field,
+                        r.plural,
+                        r.field_selectors.iter().map(|f| format!(", {f}")).collect::<String>()
+                    )));
+                }
+            }
+            Some(fs)
+        }
+        None => None,
+    };
+    let limit = match param(p, "limit").filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid limit \"{s}\"")))?),
+        None => None,
+    };
+    Ok(ListQuery {
+        label_selector,
+        field_selector,
+        resource_version: param(p, "resourceVersion").map(String::from),
+        resource_version_match: param(p, "resourceVersionMatch").filter(|s| !s.is_empty()).map(String::from),
+        limit,
+        continue_token: param(p, "continue").filter(|s| !s.is_empty()).map(String::from),
+    })
+}
+
+pub fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Decodes a JSON or YAML request body.
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty; send the object as JSON or YAML".into()));
+    }
+    if ct.contains("yaml") {
+        serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
+    } else if ct.contains("json") || ct.is_empty() {
+        serde_json::from_slice::<Value>(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body's Content-Type {ct} is not supported; use application/json or application/yaml"
+        )))
+    }
+}
+
+/// Every resource path (`/api/v1/...`, `/apis/{group}/{version}/...`).
+#[instrument(skip_all, fields(method = %req.method(), path = %req.uri().path()))]
+async fn resource_handler(State(s): State<AppState>, req: Request) -> Response {
+    match handle(s, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let path = parse_path(parts.uri.path())?;
+    let params = parse_query(parts.uri.query())?;
+    let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Err(ApiError::TooLarge(format!(
+                "the request body is larger than the {MAX_BODY_BYTES} byte limit"
+            )))
+        }
+    };
+    let r = path.resource;
+    if r.namespaced && path.namespace.is_none() && path.name.is_some() {
+        return Err(ApiError::NoSuchPath);
+    }
+    let t = Target { resource: r, namespace: path.namespace.clone() };
+    let dry_run = params.get("dryRun").is_some_and(|v| v.iter().any(|x| x == "All"));
+    let reg = &s.registry;
+    let m = parts.method.clone();
+    debug!(resource = r.plural, ns = ?t.namespace, name = ?path.name, sub = ?path.sub, "request");
+
+    match (path.name.as_deref(), path.sub.as_deref()) {
+        (None, None) => match m {
+            Method::GET if path.legacy_watch || flag(&params, "watch") => watch(reg, &t, &params, &s.shutdown).await,
+            Method::GET => {
+                let q = list_query(r, &params)?;
+                let (items, rv, cont, remaining) = reg.list(&t, &q).await?;
+                Ok(json_response(StatusCode::OK, &list_object(r, items, rv, cont, remaining)))
+            }
+            Method::POST => {
+                let body = decode_body(&parts.headers, &bytes)?;
+                let created = reg.create(&t, body, dry_run).await?;
+                Ok(json_response(StatusCode::CREATED, &created))
+            }
+            Method::DELETE => {
+                let q = list_query(r, &params)?;
+                let opts = delete_options(&parts.headers, &bytes, &params)?;
+                let (items, rv, _, _) = reg.list(&t, &ListQuery { limit: None, continue_token: None, resource_version: None, ..q }).await?;
+                let mut deleted = Vec::new();
+                for item in items {
+                    let it = Target { resource: r, namespace: obj::namespace(&item).map(String::from) };
+                    match reg.delete(&it, obj::name(&item), &opts).await {
+                        Ok(Deleted::Gone(v) | Deleted::Marked(v)) => deleted.push(v),
+                        Err(ApiError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(json_response(StatusCode::OK, &list_object(r, deleted, rv, None, None)))
+            }
+            _ => Err(ApiError::MethodNotAllowed(format!("{m} is not supported on a collection of {}", r.plural))),
+        },
+        (Some(name), None) => match m {
+            Method::GET if path.legacy_watch => {
+                let mut p = params.clone();
+                p.insert("fieldSelector".into(), vec![format!("metadata.name={name}")]);
+                watch(reg, &t, &p, &s.shutdown).await
+            }
+            Method::GET => Ok(json_response(StatusCode::OK, &reg.get(&t, name).await?)),
+            Method::PUT => {
+                let body = decode_body(&parts.headers, &bytes)?;
+                Ok(json_response(StatusCode::OK, &reg.update(&t, name, body, None, dry_run).await?))
+            }
+            Method::PATCH => crate::patch::patch(reg, &t, name, None, &parts.headers, &bytes, &params, dry_run).await,
+            Method::DELETE => {
+                let opts = delete_options(&parts.headers, &bytes, &params)?;
+                match reg.delete(&t, name, &opts).await? {
+                    Deleted::Gone(v) => Ok(json_response(StatusCode::OK, &v)),
+                    Deleted::Marked(v) => Ok(json_response(StatusCode::ACCEPTED, &v)),
+                }
+            }
+            _ => Err(ApiError::MethodNotAllowed(format!("{m} is not supported on {}", r.plural))),
+        },
+        (Some(name), Some(sub)) => {
+            if !r.subresources.contains(&sub) {
+                return Err(ApiError::NoSuchPath);
+            }
+            subresources::handle(reg, &t, name, sub, &m, &parts.headers, &bytes, &params, dry_run).await
+        }
+        (None, Some(_)) => Err(ApiError::NoSuchPath),
+    }
+}
+
+/// `{kind: PodList, apiVersion: v1, metadata: {resourceVersion, continue}, items}`.
+pub fn list_object(r: &ResourceInfo, items: Vec<Value>, rv: i64, cont: Option<String>, remaining: Option<i64>) -> Value {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(n) = remaining {
+        meta["remainingItemCount"] = json!(n);
+    }
+    json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": items})
+}
+
+/// DeleteOptions from the body (JSON; a protobuf body from kubectl drain is ignored) and
+/// the query (`gracePeriodSeconds`, `propagationPolicy`, `dryRun`).
+pub fn delete_options(headers: &HeaderMap, body: &[u8], p: &Params) -> ApiResult<DeleteOptions> {
+    let mut opts = DeleteOptions::default();
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !body.is_empty() && !ct.contains("protobuf") {
+        let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the DeleteOptions body is not valid JSON: {e}")))?;
+        apply_delete_options(&mut opts, &v)?;
+    }
+    if let Some(g) = param(p, "gracePeriodSeconds") {
+        opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds \"{g}\"")))?);
+    }
+    if let Some(pp) = param(p, "propagationPolicy") {
+        opts.propagation_policy = Some(pp.to_string());
+    }
+    if p.get("dryRun").is_some_and(|v| v.iter().any(|x| x == "All")) {
+        opts.dry_run = true;
+    }
+    if let Some(pp) = &opts.propagation_policy {
+        if !matches!(pp.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::BadRequest(format!(
+                "propagationPolicy \"{pp}\" is not supported: use Orphan, Background or Foreground"
+            )));
+        }
+    }
+    Ok(opts)
+}
+
+pub fn apply_delete_options(opts: &mut DeleteOptions, v: &Value) -> ApiResult<()> {
+    if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        opts.grace_period_seconds = Some(g);
+    }
+    if let Some(pp) = v.get("propagationPolicy").and_then(Value::as_str) {
+        opts.propagation_policy = Some(pp.to_string());
+    }
+    if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && opts.propagation_policy.is_none() {
+        opts.propagation_policy = Some("Orphan".into());
+    }
+    if let Some(uid) = v.pointer("/preconditions/uid").and_then(Value::as_str) {
+        opts.preconditions.uid = Some(uid.to_string());
+    }
+    if let Some(rv) = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+        opts.preconditions.resource_version = Some(crate::registry::parse_rv(rv)?);
+    }
+    if v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All")) {
+        opts.dry_run = true;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------- watch
+
+/// What one watcher sees of a cache event, after namespace and selector filtering
+/// (objects moving into or out of the selection become ADDED / DELETED, as upstream).
+fn visible(ev: &CacheEvent, ns: Option<&str>, q: &ListQuery) -> Option<(&'static str, Value)> {
+    let sees = |v: &Value| ns.is_none_or(|ns| obj::namespace(v) == Some(ns)) && q.matches(v);
+    let now = sees(&ev.object);
+    let before = ev.prev.as_ref().is_some_and(|p| sees(p));
+    let kind = match ev.kind {
+        EventType::Added if now => "ADDED",
+        EventType::Modified if now && before => "MODIFIED",
+        EventType::Modified if now => "ADDED",
+        EventType::Modified if before => "DELETED",
+        EventType::Deleted if before => "DELETED",
+        _ => return None,
+    };
+    Some((kind, (*ev.object).clone()))
+}
+
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn bookmark(r: &ResourceInfo, rv: i64, initial_end: bool) -> Value {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": meta})
+}
+
+async fn watch(reg: &Registry, t: &Target, p: &Params, shutdown: &tokio_util::sync::CancellationToken) -> ApiResult<Response> {
+    let r = t.resource;
+    let q = list_query(r, p)?;
+    let bookmarks = flag(p, "allowWatchBookmarks");
+    let send_initial = flag(p, "sendInitialEvents");
+    let timeout = match param(p, "timeoutSeconds").filter(|s| !s.is_empty()) {
+        Some(s) => Duration::from_secs(s.parse().map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds \"{s}\"")))?),
+        // Upstream picks a random duration between 30 and 60 minutes.
+        None => Duration::from_secs(1800 + rand::random_range(0..1800)),
+    };
+    let cache = reg.cache(r).clone();
+    if !cache.wait_for(0, Duration::from_secs(5)).await || !cache.is_ready().await {
+        return Err(ApiError::Unavailable("the watch cache is not initialised yet; retry shortly".into()));
+    }
+    let rv = q.resource_version.clone().unwrap_or_default();
+    let from_state = rv.is_empty() || rv == "0" || send_initial;
+    let (initial, registration) = if from_state {
+        let (objs, reg) = cache.register_with_state(&t.prefix()).await.map_err(|_| ApiError::Unavailable("watch cache not ready".into()))?;
+        (objs, Ok(reg))
+    } else {
+        let after = crate::registry::parse_rv(&rv)?;
+        if !cache.wait_for(after, Duration::from_secs(3)).await {
+            return Err(ApiError::Timeout(format!("Too large resource version: {after}")));
+        }
+        (Vec::new(), cache.register(after).await)
+    };
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(256);
+    let ns = t.namespace.clone();
+    let store = reg.store.clone();
+    let prefix = t.prefix();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut reg = match registration {
+            Ok(reg) => reg,
+            Err(RegisterError::TooOld { oldest }) => {
+                // Older than the cache's history (e.g. just after an apiserver restart): serve
+                // this watcher straight from etcd's history, which is 410 Gone only if compacted.
+                debug!(rv, oldest, "watch older than the cache; serving from etcd history");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = watch_from_etcd(store, r, prefix, rv.parse().unwrap_or(0), ns, q, bookmarks, timeout, tx) => {}
+                }
+                return;
+            }
+            Err(RegisterError::NotReady) => {
+                let status = ApiError::Unavailable("the watch cache is not initialised yet".into()).to_status();
+                let _ = tx.send(Ok(event_line("ERROR", &status))).await;
+                return;
+            }
+        };
+        let mut last_rv = reg.revision.max(rv.parse().unwrap_or(0));
+        for o in initial.iter().filter(|o| q.matches(o)) {
+            if tx.send(Ok(event_line("ADDED", o))).await.is_err() {
+                return;
+            }
+        }
+        if send_initial && bookmarks {
+            if tx.send(Ok(event_line("BOOKMARK", &bookmark(r, reg.revision, true)))).await.is_err() {
+                return;
+            }
+        }
+        for ev in std::mem::take(&mut reg.replay) {
+            last_rv = ev.revision;
+            if let Some((kind, o)) = visible(&ev, ns.as_deref(), &q) {
+                if tx.send(Ok(event_line(kind, &o))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        tick.tick().await;
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                _ = tick.tick() => {
+                    if bookmarks && last_rv > 0 && tx.send(Ok(event_line("BOOKMARK", &bookmark(r, last_rv, false)))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                m = reg.live.recv() => m,
+            };
+            match msg {
+                Ok(Broadcast::Event(ev)) => {
+                    if ev.revision <= last_rv {
+                        continue;
+                    }
+                    last_rv = ev.revision;
+                    if let Some((kind, o)) = visible(&ev, ns.as_deref(), &q) {
+                        if tx.send(Ok(event_line(kind, &o))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(Broadcast::Progress(rev)) => last_rv = last_rv.max(rev),
+                // Too slow: end the stream; the client re-watches from its last resourceVersion.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    debug!(skipped = n, "watcher fell behind; closing its stream");
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .expect("static response parts are valid"))
+}
+
+type Tx = mpsc::Sender<Result<Bytes, std::convert::Infallible>>;
+
+/// Serves one watch from an etcd watch starting after `after` (see the cache's TooOld case).
+#[allow(clippy::too_many_arguments)]
+async fn watch_from_etcd(
+    store: skiff_store::Store,
+    r: &'static ResourceInfo,
+    prefix: String,
+    after: i64,
+    ns: Option<String>,
+    q: ListQuery,
+    bookmarks: bool,
+    timeout: Duration,
+    tx: Tx,
+) {
+    let mut stream = match store.watch(&prefix, after + 1).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Ok(event_line("ERROR", &ApiError::from(e).to_status()))).await;
+            return;
+        }
+    };
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        let item = tokio::select! {
+            _ = &mut deadline => return,
+            _ = tx.closed() => return,
+            i = stream.recv() => i,
+        };
+        let ev = match item {
+            None => return,
+            Some(Err(e)) => {
+                let status = match e {
+                    skiff_store::Error::Compacted { .. } => ApiError::Gone(format!("too old resource version: {after}")).to_status(),
+                    e => ApiError::from(e).to_status(),
+                };
+                let _ = tx.send(Ok(event_line("ERROR", &status))).await;
+                return;
+            }
+            Some(Ok(skiff_store::WatchEvent::Progress { revision })) => {
+                if bookmarks && tx.send(Ok(event_line("BOOKMARK", &bookmark(r, revision, false)))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(Ok(skiff_store::WatchEvent::Put { object, prev })) => {
+                let Ok(v) = obj::decode_stored(&object.value, object.mod_revision) else { continue };
+                let prev = prev.and_then(|p| obj::decode_stored(&p.value, p.mod_revision).ok()).map(Arc::new);
+                let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                CacheEvent { kind, revision: object.mod_revision, object: Arc::new(v), prev }
+            }
+            Some(Ok(skiff_store::WatchEvent::Delete { prev, revision, .. })) => {
+                let Some(p) = prev.and_then(|p| obj::decode_stored(&p.value, p.mod_revision).ok()) else { continue };
+                let mut last = p.clone();
+                obj::set_resource_version(&mut last, revision);
+                CacheEvent { kind: EventType::Deleted, revision, object: Arc::new(last), prev: Some(Arc::new(p)) }
+            }
+        };
+        if let Some((kind, o)) = visible(&ev, ns.as_deref(), &q) {
+            if tx.send(Ok(event_line(kind, &o))).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_into_resources() {
+        let p = parse_path("/api/v1/namespaces/default/pods/web/status").unwrap();
+        assert_eq!((p.resource.plural, p.namespace.as_deref(), p.name.as_deref(), p.sub.as_deref()), ("pods", Some("default"), Some("web"), Some("status")));
+        let p = parse_path("/api/v1/namespaces/default").unwrap();
+        assert_eq!((p.resource.plural, p.name.as_deref()), ("namespaces", Some("default")));
+        let p = parse_path("/api/v1/namespaces/kube-system/finalize").unwrap();
+        assert_eq!((p.resource.plural, p.name.as_deref(), p.sub.as_deref()), ("namespaces", Some("kube-system"), Some("finalize")));
+        let p = parse_path("/apis/apps/v1/namespaces/x/deployments").unwrap();
+        assert_eq!((p.resource.plural, p.namespace.as_deref(), p.name), ("deployments", Some("x"), None));
+        let p = parse_path("/api/v1/pods").unwrap();
+        assert_eq!((p.resource.plural, p.namespace), ("pods", None));
+        let p = parse_path("/api/v1/watch/namespaces/a/pods").unwrap();
+        assert!(p.legacy_watch);
+        assert!(parse_path("/api/v1/widgets").is_err());
+        assert!(parse_path("/apis/apps/v2/deployments").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! PATCH: JSON patch, JSON merge patch, strategic merge patch and (approximated)
+//! server-side apply, all funnelled into the registry's read-modify-write loop.
+
+use axum::response::Response;
+use http::{header, HeaderMap, StatusCode};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::json_response;
+use crate::object as obj;
+use crate::registry::{Registry, Target};
+
+enum Kind {
+    Json(json_patch::Patch),
+    Merge(Value),
+    Strategic(Value),
+    Apply(Value),
+}
+
+fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Kind> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    let as_json = |what: &str| -> ApiResult<Value> {
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the {what} body is not valid JSON: {e}")))
+    };
+    match ct {
+        "application/json-patch+json" => {
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("the JSON patch is not a valid RFC 6902 patch: {e}")))?;
+            Ok(Kind::Json(p))
+        }
+        "application/merge-patch+json" => Ok(Kind::Merge(as_json("merge patch")?)),
+        "application/strategic-merge-patch+json" => Ok(Kind::Strategic(as_json("strategic merge patch")?)),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => {
+            // kubectl sends JSON under the YAML type; YAML is a superset, so parse as YAML.
+            let v: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the apply body is not valid YAML or JSON: {e}")))?;
+            Ok(Kind::Apply(v))
+        }
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "the patch Content-Type \"{other}\" is not supported; use application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json or application/apply-patch+yaml"
+        ))),
+    }
+}
+
+/// Applies a patch document to `old`.
+fn apply(kind: &str, old: &Value, p: &Kind) -> ApiResult<Value> {
+    let mut doc = old.clone();
+    match p {
+        Kind::Json(patch) => {
+            json_patch::patch(&mut doc, patch).map_err(|e| ApiError::Invalid {
+                kind: kind.into(),
+                group: String::new(),
+                name: obj::name(old).into(),
+                causes: vec![skiff_api::validation::FieldError::invalid("", format!("the JSON patch could not be applied: {e}"))],
+            })?;
+        }
+        Kind::Merge(m) => json_patch::merge(&mut doc, m),
+        Kind::Strategic(m) | Kind::Apply(m) => {
+            doc = skiff_api::patch::strategic_merge_patch(kind, old, m).map_err(|e| ApiError::BadRequest(format!("invalid strategic merge patch: {e}")))?;
+        }
+    }
+    Ok(doc)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn patch(
+    reg: &Registry,
+    t: &Target,
+    name: &str,
+    sub: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    params: &std::collections::HashMap<String, Vec<String>>,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let _ = params;
+    let p = parse(headers, body)?;
+    let kind = t.resource.kind;
+    // A resourceVersion inside a merge-style patch is a precondition, as upstream.
+    let precondition = match &p {
+        Kind::Merge(v) | Kind::Strategic(v) => match obj::resource_version(v) {
+            Some(s) if !s.is_empty() => Some(crate::registry::parse_rv(s)?),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Kind::Apply(v) = &p {
+        // Server-side apply on a missing object creates it.
+        if sub.is_none() {
+            match reg.get(t, name).await {
+                Err(ApiError::NotFound { .. }) => {
+                    let mut body = v.clone();
+                    if obj::name(&body).is_empty() {
+                        obj::meta_mut(&mut body).insert("name".into(), Value::String(name.into()));
+                    }
+                    let created = reg.create(t, body, dry_run).await?;
+                    return Ok(json_response(StatusCode::CREATED, &created));
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+    }
+    let updated = reg
+        .update_with(t, name, precondition, dry_run, |old| {
+            let mut new = apply(kind, old, &p)?;
+            // A patch cannot rename or move an object.
+            let meta = obj::meta_mut(&mut new);
+            meta.insert("name".into(), Value::String(name.into()));
+            if let Some(ns) = &t.namespace {
+                meta.insert("namespace".into(), Value::String(ns.clone()));
+            }
+            Ok(new)
+        }, sub)
+        .await?;
+    Ok(json_response(StatusCode::OK, &updated))
+}

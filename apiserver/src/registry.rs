@@ -1,0 +1,426 @@
+//! The generic registry: one implementation of every verb over any resource
+//! (upstream's `registry/generic`), parameterised by the [`ResourceInfo`] table and the
+//! per-kind rules in [`crate::strategy`].
+//!
+//! Objects are handled as JSON values; each write decodes into the typed k8s-openapi
+//! struct and back (dropping unknown fields, checking types), then validates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skiff_api::selector::{FieldSelector, LabelSelector};
+use skiff_store::{ListOptions, Preconditions, Store};
+
+use crate::error::{ApiError, ApiResult};
+use crate::object::{self as obj, decode_stored, encode_for_store};
+use crate::resources::{self, ResourceInfo};
+use crate::strategy;
+use crate::watch_cache::WatchCache;
+
+/// Objects larger than this are refused (upstream's etcd request limit is 1.5 MiB).
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// Where one request points: a resource, maybe a namespace, maybe a name.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub resource: &'static ResourceInfo,
+    pub namespace: Option<String>,
+}
+
+impl Target {
+    pub fn key(&self, name: &str) -> String {
+        skiff_api::keys::object_key("", self.resource.plural, self.namespace.as_deref(), name)
+    }
+    pub fn prefix(&self) -> String {
+        skiff_api::keys::list_prefix("", self.resource.plural, self.namespace.as_deref())
+    }
+}
+
+/// Parsed list/watch query parameters.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub label_selector: Option<LabelSelector>,
+    pub field_selector: Option<FieldSelector>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub limit: Option<i64>,
+    pub continue_token: Option<String>,
+}
+
+impl ListQuery {
+    /// Whether an object passes the label and field selectors.
+    pub fn matches(&self, v: &Value) -> bool {
+        if let Some(ls) = &self.label_selector {
+            if !ls.matches(&obj::labels(v)) {
+                return false;
+            }
+        }
+        if let Some(fs) = &self.field_selector {
+            if !fs.matches(|f| obj::selectable_field(v, f)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `DeleteOptions` as far as the registry needs them.
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub preconditions: Preconditions,
+    pub propagation_policy: Option<String>,
+    pub dry_run: bool,
+}
+
+/// The result of a delete: the object is gone, or only marked (finalizers, grace period).
+pub enum Deleted {
+    Gone(Value),
+    Marked(Value),
+}
+
+/// All verbs over all resources.
+#[derive(Clone)]
+pub struct Registry {
+    pub store: Store,
+    caches: Arc<HashMap<&'static str, Arc<WatchCache>>>,
+}
+
+fn cache_key(r: &ResourceInfo) -> &'static str {
+    // plural + group is unique; the table is static so leaking the joined string is bounded.
+    Box::leak(format!("{}.{}", r.plural, r.group).into_boxed_str())
+}
+
+impl Registry {
+    pub fn new(store: Store) -> Self {
+        let caches = resources::all().iter().map(|r| (cache_key(r), WatchCache::new(r))).collect();
+        Self { store, caches: Arc::new(caches) }
+    }
+
+    pub fn caches(&self) -> impl Iterator<Item = &Arc<WatchCache>> {
+        self.caches.values()
+    }
+
+    pub fn cache(&self, r: &ResourceInfo) -> &Arc<WatchCache> {
+        self.caches
+            .iter()
+            .find(|(_, c)| std::ptr::eq(c.resource, r))
+            .map(|(_, c)| c)
+            .expect("every resource has a watch cache")
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    pub async fn get(&self, t: &Target, name: &str) -> ApiResult<Value> {
+        let o = self.store.get(&t.key(name)).await?.ok_or_else(|| ApiError::not_found(t.resource, name))?;
+        decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))
+    }
+
+    /// Lists objects; returns (items, resourceVersion, continue, remainingItemCount).
+    pub async fn list(&self, t: &Target, q: &ListQuery) -> ApiResult<(Vec<Value>, i64, Option<String>, Option<i64>)> {
+        let rv = q.resource_version.as_deref().unwrap_or("");
+        let exact = q.resource_version_match.as_deref() == Some("Exact");
+        let from_cache = q.continue_token.is_none() && !exact && !rv.is_empty();
+        if from_cache {
+            // resourceVersion=0 ("any") or N ("not older than N"): serve from the watch cache.
+            let min: i64 = parse_rv(rv)?;
+            let cache = self.cache(t.resource);
+            if !cache.wait_for(min, Duration::from_secs(3)).await {
+                if !cache.is_ready().await {
+                    return Err(ApiError::Unavailable("the watch cache is not initialised yet; retry shortly".into()));
+                }
+                return Err(ApiError::Timeout(format!("Too large resource version: {min}, current: unknown")));
+            }
+            let (objects, revision) = cache.snapshot(&t.prefix()).await;
+            let items = objects.iter().filter(|v| q.matches(v)).map(|v| (**v).clone()).collect();
+            return Ok((items, revision, None, None));
+        }
+        // Consistent or exact reads go to etcd, paged.
+        let revision = if exact { Some(parse_rv(rv)?) } else { None };
+        let limit = q.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut token = q.continue_token.clone();
+        let mut first = true;
+        let (mut read_rev, mut cont, mut remaining);
+        loop {
+            let page = self
+                .store
+                .list(&t.prefix(), ListOptions { revision: if first { revision } else { None }, limit, continue_token: token.clone() })
+                .await
+                .map_err(|e| match e {
+                    skiff_store::Error::Compacted { .. } if q.continue_token.is_some() => ApiError::Gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                    ),
+                    e => e.into(),
+                })?;
+            first = false;
+            read_rev = page.revision;
+            cont = page.continue_token.clone();
+            remaining = page.remaining;
+            for o in page.items {
+                let v = decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
+                if q.matches(&v) {
+                    items.push(v);
+                }
+            }
+            // With selectors a page may match fewer than `limit`: keep reading, as upstream.
+            match (limit, &cont) {
+                (Some(l), Some(_)) if (items.len() as i64) < l => token = cont.clone(),
+                _ => break,
+            }
+        }
+        if q.label_selector.is_some() || q.field_selector.is_some() {
+            remaining = None;
+        }
+        Ok((items, read_rev, cont, remaining))
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// Creates an object from a request body.
+    pub async fn create(&self, t: &Target, mut body: Value, dry_run: bool) -> ApiResult<Value> {
+        let r = t.resource;
+        strategy::check_type_meta(r, &mut body)?;
+        self.bind_namespace(t, &mut body)?;
+        strategy::generate_name(&mut body);
+        let name = obj::name(&body).to_string();
+        let mut v = (r.round_trip)(body).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+        strategy::prepare_for_create(r, &mut v);
+        crate::defaults::apply(r.kind, &mut v);
+        let v = (r.round_trip)(v).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+        let errs = (r.validate)(&v);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(r, &name, errs));
+        }
+        strategy::validate_owner_references(r, &v)?;
+        if let Some(ns) = &t.namespace {
+            self.admit_namespace(r, ns, &name).await?;
+        }
+        let bytes = encode_for_store(&v);
+        check_size(r, &name, bytes.len())?;
+        if dry_run {
+            return Ok(v);
+        }
+        match self.store.create(&t.key(&name), bytes).await {
+            Ok(o) => {
+                let mut v = v;
+                obj::set_resource_version(&mut v, o.mod_revision);
+                Ok(v)
+            }
+            Err(skiff_store::Error::AlreadyExists { .. }) => Err(ApiError::already_exists(r, &name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces an object (PUT) or its subresource (`status`, `finalize`).
+    pub async fn update(&self, t: &Target, name: &str, mut body: Value, sub: Option<&str>, dry_run: bool) -> ApiResult<Value> {
+        let r = t.resource;
+        strategy::check_type_meta(r, &mut body)?;
+        self.bind_namespace(t, &mut body)?;
+        let body_name = obj::name(&body);
+        if body_name.is_empty() {
+            obj::meta_mut(&mut body).insert("name".into(), json!(name));
+        } else if body_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let precondition = match obj::resource_version(&body) {
+            Some(s) if !s.is_empty() => Some(parse_rv(s)?),
+            _ => None,
+        };
+        let body = (r.round_trip)(body).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+        self.update_with(t, name, precondition, dry_run, |_old| Ok(body.clone()), sub).await
+    }
+
+    /// The heart of update and patch: read the current object, compute the new one with
+    /// `f`, apply the strategy, validate, and compare-and-swap; on a lost race (and no
+    /// client precondition) recompute from the fresh object.
+    pub async fn update_with<F>(&self, t: &Target, name: &str, precondition: Option<i64>, dry_run: bool, mut f: F, sub: Option<&str>) -> ApiResult<Value>
+    where
+        F: FnMut(&Value) -> ApiResult<Value>,
+    {
+        let r = t.resource;
+        let key = t.key(name);
+        for _ in 0..16 {
+            let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
+            let old = decode_stored(&cur.value, cur.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
+            if let Some(p) = precondition {
+                if p != cur.mod_revision {
+                    return Err(ApiError::stale(r, name));
+                }
+            }
+            let mut new = f(&old)?;
+            strategy::prepare_for_update(r, &mut new, &old, sub);
+            crate::defaults::apply(r.kind, &mut new);
+            let mut new = (r.round_trip)(new).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+            let mut errs = (r.validate)(&new);
+            // A binding is the one sanctioned change of an otherwise immutable pod spec.
+            if sub != Some("binding") {
+                errs.extend((r.validate_update)(&new, &old));
+            }
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(r, name, errs));
+            }
+            strategy::validate_owner_references(r, &new)?;
+            let bytes = encode_for_store(&new);
+            check_size(r, name, bytes.len())?;
+            if bytes == encode_for_store(&old) {
+                return Ok(old); // no-op: no write, same resourceVersion (as upstream)
+            }
+            if dry_run {
+                return Ok(new);
+            }
+            // The last finalizer removed from an object being deleted: it goes now.
+            if obj::deletion_timestamp(&new).is_some() && obj::finalizers(&new).is_empty() && obj::deletion_grace(&new).unwrap_or(0) == 0 {
+                match self.store.delete(&key, &Preconditions { resource_version: Some(cur.mod_revision), uid: None }).await {
+                    Ok(_) => {
+                        let rev = self.store.current_revision().await.unwrap_or(cur.mod_revision);
+                        obj::set_resource_version(&mut new, rev);
+                        return Ok(new);
+                    }
+                    Err(skiff_store::Error::PreconditionFailed { .. } | skiff_store::Error::NotFound { .. }) if precondition.is_none() => continue,
+                    Err(skiff_store::Error::PreconditionFailed { .. }) => return Err(ApiError::stale(r, name)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match self.store.update(&key, bytes, cur.mod_revision).await {
+                Ok(o) => {
+                    obj::set_resource_version(&mut new, o.mod_revision);
+                    return Ok(new);
+                }
+                Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
+                Err(skiff_store::Error::Conflict { .. }) => return Err(ApiError::stale(r, name)),
+                Err(skiff_store::Error::NotFound { .. }) => return Err(ApiError::not_found(r, name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::conflict(r, name, "too many concurrent writers; retry the request"))
+    }
+
+    /// Deletes, gracefully where upstream does (pods on a node, finalizers).
+    pub async fn delete(&self, t: &Target, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+        let r = t.resource;
+        let key = t.key(name);
+        for _ in 0..16 {
+            let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
+            let mut v = decode_stored(&cur.value, cur.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
+            if let Some(uid) = &opts.preconditions.uid {
+                if obj::meta_str(&v, "uid") != Some(uid.as_str()) {
+                    return Err(ApiError::conflict(r, name, &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        obj::meta_str(&v, "uid").unwrap_or("")
+                    )));
+                }
+            }
+            if let Some(rv) = opts.preconditions.resource_version {
+                if rv != cur.mod_revision {
+                    return Err(ApiError::conflict(r, name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        cur.mod_revision
+                    )));
+                }
+            }
+            match strategy::plan_delete(r, &mut v, opts) {
+                strategy::DeletePlan::Now => {
+                    if opts.dry_run {
+                        return Ok(Deleted::Gone(v));
+                    }
+                    match self.store.delete(&key, &Preconditions { resource_version: Some(cur.mod_revision), uid: None }).await {
+                        Ok(_) => return Ok(Deleted::Gone(v)),
+                        Err(skiff_store::Error::PreconditionFailed { .. }) => continue,
+                        Err(skiff_store::Error::NotFound { .. }) => return Err(ApiError::not_found(r, name)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                strategy::DeletePlan::Unchanged => return Ok(Deleted::Marked(v)),
+                strategy::DeletePlan::Mark => {
+                    if opts.dry_run {
+                        return Ok(Deleted::Marked(v));
+                    }
+                    match self.store.update(&key, encode_for_store(&v), cur.mod_revision).await {
+                        Ok(o) => {
+                            obj::set_resource_version(&mut v, o.mod_revision);
+                            return Ok(Deleted::Marked(v));
+                        }
+                        Err(skiff_store::Error::Conflict { .. }) => continue,
+                        Err(skiff_store::Error::NotFound { .. }) => return Err(ApiError::not_found(r, name)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Err(ApiError::conflict(r, name, "too many concurrent writers; retry the request"))
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /// Checks `metadata.namespace` against the URL and fills it in (namespaced), or clears
+    /// it (cluster-scoped).
+    fn bind_namespace(&self, t: &Target, body: &mut Value) -> ApiResult<()> {
+        let in_body = obj::namespace(body).map(String::from);
+        match (&t.namespace, t.resource.namespaced) {
+            (Some(ns), true) => {
+                if let Some(b) = in_body.filter(|b| !b.is_empty()) {
+                    if &b != ns {
+                        return Err(ApiError::BadRequest(
+                            "the namespace of the provided object does not match the namespace sent on the request".into(),
+                        ));
+                    }
+                }
+                obj::meta_mut(body).insert("namespace".into(), json!(ns));
+            }
+            (None, true) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{} is namespaced: use /.../namespaces/{{namespace}}/{}",
+                    t.resource.plural, t.resource.plural
+                )))
+            }
+            (_, false) => {
+                obj::meta_mut(body).remove("namespace");
+            }
+        }
+        Ok(())
+    }
+
+    /// Namespace lifecycle admission: the namespace must exist and not be terminating.
+    async fn admit_namespace(&self, r: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
+        let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let key = skiff_api::keys::object_key("", "namespaces", None, ns);
+        let Some(o) = self.store.get(&key).await? else {
+            return Err(ApiError::not_found(ns_info, ns));
+        };
+        let v = decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if obj::deletion_timestamp(&v).is_some() {
+            return Err(ApiError::forbidden(
+                r,
+                name,
+                format!("unable to create new content in namespace {ns} because it is being terminated"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_size(r: &ResourceInfo, name: &str, len: usize) -> ApiResult<()> {
+    if len > MAX_OBJECT_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "{} \"{name}\" is too large: {len} bytes encoded, the limit is {MAX_OBJECT_BYTES} bytes",
+            r.qualified_plural()
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a resourceVersion parameter ("" is 0).
+pub fn parse_rv(s: &str) -> ApiResult<i64> {
+    if s.is_empty() {
+        return Ok(0);
+    }
+    s.parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version \"{s}\": must be a non-negative integer")))
+}

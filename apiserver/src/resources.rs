@@ -1,0 +1,201 @@
+//! The table of served resources: one [`ResourceInfo`] per resource, with everything the
+//! generic registry, discovery and the HTTP layer need to know about it.
+//!
+//! Adding a resource = one entry in [`all`] (plus its validation in `skiff_api::validation`).
+
+use std::sync::OnceLock;
+
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use skiff_api::validation::{self as v, FieldError};
+
+/// Decodes into the typed object and back: drops unknown fields and checks types, as
+/// upstream's decoding into Go structs does.
+pub type RoundTrip = fn(Value) -> Result<Value, serde_json::Error>;
+pub type Validate = fn(&Value) -> Vec<FieldError>;
+pub type ValidateUpdate = fn(&Value, &Value) -> Vec<FieldError>;
+
+/// Everything about one served resource.
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// Plural resource name, as in URLs (`pods`).
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources served (`status`, `scale`, `binding`, `eviction`, `log`, ...).
+    pub subresources: &'static [&'static str],
+    /// Whether `spec` and `status` are split: the main resource ignores status changes and
+    /// the `status` subresource ignores everything else, as upstream.
+    pub has_status: bool,
+    /// Extra field selectors beyond `metadata.name` / `metadata.namespace`.
+    pub field_selectors: &'static [&'static str],
+    pub round_trip: RoundTrip,
+    pub validate: Validate,
+    pub validate_update: ValidateUpdate,
+}
+
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.api_version(), self.plural)
+    }
+}
+
+impl ResourceInfo {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `pods` or `deployments.apps`, as upstream names resources in messages.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// Whether `field` may be used in a field selector on this resource.
+    pub fn supports_field(&self, field: &str) -> bool {
+        matches!(field, "metadata.name" | "metadata.namespace") || self.field_selectors.contains(&field)
+    }
+}
+
+fn round_trip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
+    let typed: T = serde_json::from_value(v)?;
+    serde_json::to_value(typed)
+}
+
+/// Turns a typed validation function into one over JSON. The value has already passed
+/// [`round_trip`], so decoding cannot fail here; if it did, that is reported as a field error.
+fn typed<T: DeserializeOwned>(v: &Value, f: fn(&T) -> Vec<FieldError>) -> Vec<FieldError> {
+    match T::deserialize(v) {
+        Ok(t) => f(&t),
+        Err(e) => vec![FieldError::invalid("", e.to_string())],
+    }
+}
+
+fn typed_update<T: DeserializeOwned>(new: &Value, old: &Value, f: fn(&T, &T) -> Vec<FieldError>) -> Vec<FieldError> {
+    match (T::deserialize(new), T::deserialize(old)) {
+        (Ok(n), Ok(o)) => f(&n, &o),
+        (Err(e), _) | (_, Err(e)) => vec![FieldError::invalid("", e.to_string())],
+    }
+}
+
+macro_rules! resource {
+    (
+        $ty:ty, $group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, namespaced: $ns:expr,
+        short: [$($short:expr),*], categories: [$($cat:expr),*], sub: [$($sub:expr),*], status: $status:expr,
+        fields: [$($field:expr),*], validate: $val:path, validate_update: $valu:path
+    ) => {
+        ResourceInfo {
+            group: $group,
+            version: $version,
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            namespaced: $ns,
+            short_names: &[$($short),*],
+            categories: &[$($cat),*],
+            subresources: &[$($sub),*],
+            has_status: $status,
+            field_selectors: &[$($field),*],
+            round_trip: round_trip::<$ty>,
+            validate: |v| typed::<$ty>(v, $val),
+            validate_update: |n, o| typed_update::<$ty>(n, o, $valu),
+        }
+    };
+}
+
+/// Every served resource, in discovery order.
+pub fn all() -> &'static [ResourceInfo] {
+    static ALL: OnceLock<Vec<ResourceInfo>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        vec![
+            resource!(core::Namespace, "", "v1", "Namespace", "namespaces", "namespace", namespaced: false,
+                short: ["ns"], categories: [], sub: ["status", "finalize"], status: true,
+                fields: ["status.phase"], validate: v::validate_namespace, validate_update: v::validate_namespace_update),
+            resource!(core::Pod, "", "v1", "Pod", "pods", "pod", namespaced: true,
+                short: ["po"], categories: ["all"], sub: ["status", "binding", "eviction"], status: true,
+                fields: ["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"],
+                validate: v::validate_pod, validate_update: v::validate_pod_update),
+            resource!(core::Node, "", "v1", "Node", "nodes", "node", namespaced: false,
+                short: ["no"], categories: [], sub: ["status"], status: true,
+                fields: ["spec.unschedulable"], validate: v::validate_node, validate_update: v::validate_node_update),
+            resource!(core::Service, "", "v1", "Service", "services", "service", namespaced: true,
+                short: ["svc"], categories: ["all"], sub: ["status"], status: true,
+                fields: ["spec.clusterIP", "spec.type"], validate: v::validate_service, validate_update: v::validate_service_update),
+            resource!(core::Endpoints, "", "v1", "Endpoints", "endpoints", "endpoints", namespaced: true,
+                short: ["ep"], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_endpoints, validate_update: v::validate_endpoints_update),
+            resource!(core::ConfigMap, "", "v1", "ConfigMap", "configmaps", "configmap", namespaced: true,
+                short: ["cm"], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_config_map, validate_update: v::validate_config_map_update),
+            resource!(core::Secret, "", "v1", "Secret", "secrets", "secret", namespaced: true,
+                short: [], categories: [], sub: [], status: false,
+                fields: ["type"], validate: v::validate_secret, validate_update: v::validate_secret_update),
+            resource!(core::Event, "", "v1", "Event", "events", "event", namespaced: true,
+                short: ["ev"], categories: [], sub: [], status: false,
+                fields: ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                         "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                         "reason", "reportingComponent", "source", "type"],
+                validate: v::validate_event, validate_update: v::validate_event_update),
+            resource!(core::ServiceAccount, "", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", namespaced: true,
+                short: ["sa"], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_service_account, validate_update: v::validate_service_account_update),
+            resource!(apps::Deployment, "apps", "v1", "Deployment", "deployments", "deployment", namespaced: true,
+                short: ["deploy"], categories: ["all"], sub: ["status", "scale"], status: true,
+                fields: [], validate: v::validate_deployment, validate_update: v::validate_deployment_update),
+            resource!(apps::ReplicaSet, "apps", "v1", "ReplicaSet", "replicasets", "replicaset", namespaced: true,
+                short: ["rs"], categories: ["all"], sub: ["status", "scale"], status: true,
+                fields: ["status.replicas"], validate: v::validate_replica_set, validate_update: v::validate_replica_set_update),
+            resource!(apps::DaemonSet, "apps", "v1", "DaemonSet", "daemonsets", "daemonset", namespaced: true,
+                short: ["ds"], categories: ["all"], sub: ["status"], status: true,
+                fields: [], validate: v::validate_daemon_set, validate_update: v::validate_daemon_set_update),
+            resource!(batch::Job, "batch", "v1", "Job", "jobs", "job", namespaced: true,
+                short: [], categories: ["all"], sub: ["status"], status: true,
+                fields: ["status.successful"], validate: v::validate_job, validate_update: v::validate_job_update),
+            resource!(coord::Lease, "coordination.k8s.io", "v1", "Lease", "leases", "lease", namespaced: true,
+                short: [], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_lease, validate_update: v::validate_lease_update),
+            resource!(disc::EndpointSlice, "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", namespaced: true,
+                short: [], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_endpoint_slice, validate_update: v::validate_endpoint_slice_update),
+        ]
+    })
+}
+
+/// Looks a resource up by group, version and plural name.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    all().iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Looks a resource up by kind (for ownerReference and event checks).
+pub fn by_kind(kind: &str) -> Option<&'static ResourceInfo> {
+    all().iter().find(|r| r.kind == kind)
+}
+
+/// The group-versions served, core first.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in all() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! Fixture: a real etcd (from skiff-testkit) and the apiserver in-process on a free port,
+//! driven through kube-rs exactly like any other client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use skiff_apiserver::{ApiServer, Config};
+use skiff_testkit::EtcdCluster;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts an apiserver on `etcd` (prefix `/registry`), on `addr` (port 0 = any).
+    pub async fn start(etcd: &[String], addr: SocketAddr) -> Self {
+        let mut cfg = Config::new(etcd.to_vec(), addr);
+        cfg.etcd_request_timeout = Duration::from_secs(5);
+        let server = ApiServer::bind(cfg).await.expect("apiserver binds");
+        let addr = server.local_addr();
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            server.run(s).await.expect("apiserver runs");
+        });
+        let this = Self { addr, shutdown, handle: Some(handle) };
+        this.wait_ready().await;
+        this
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.addr);
+        for _ in 0..200 {
+            if let Ok(body) = tokio::task::spawn_blocking({
+                let addr = self.addr;
+                move || skiff_testkit::http_get(addr, "/readyz")
+            })
+            .await
+            .unwrap()
+            {
+                if body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200") {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("apiserver at {url} never became ready");
+    }
+
+    pub fn client(&self) -> kube::Client {
+        let cfg = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
+        kube::Client::try_from(cfg).expect("kube client")
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(15), h).await.expect("apiserver drains in time").unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// etcd + one apiserver.
+pub async fn cluster() -> (EtcdCluster, Server) {
+    let etcd = EtcdCluster::start();
+    let server = Server::start(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap()).await;
+    (etcd, server)
+}
+
+/// A raw HTTP request (for bodies kube-rs would refuse to send), returning (status, body).
+pub async fn raw(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413) before reading a large body; ignore write errors then.
+    let _ = s.write_all(&body).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body_start = text.find("\r\n\r\n").map(|i| i + 4).unwrap_or(text.len());
+    let mut body = text[body_start..].to_string();
+    if text[..body_start].to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (code, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}

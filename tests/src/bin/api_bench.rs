@@ -1,0 +1,185 @@
+//! `api-bench`: the apiserver benchmark of issue 2, run with
+//! `cargo run --release -p skiff-e2e --bin api-bench`.
+//!
+//! Starts a private etcd and an in-process apiserver, then measures with one harness (the
+//! same concurrency driver for both): raw etcd puts of 1 KiB values vs apiserver creates of
+//! 1 KiB pods at 1, 16 and 64 concurrent clients; GET and LIST latency (1,000 and 10,000
+//! pods); watch fan-out delivery latency (1 write, 1,000 watchers). Prints medians of
+//! repeated runs and the ratios. Every loop is bounded in count.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+
+fn pod(name: &str) -> Pod {
+    // ~1 KiB encoded: padding in an annotation.
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench"}, "annotations": {"pad": "x".repeat(560)}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]}
+    }))
+    .expect("static pod")
+}
+
+/// Runs `total` operations with `concurrency` workers; returns ops/s.
+async fn drive<F, Fut>(total: usize, concurrency: usize, op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (op, next) = (op.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                op(i).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let per_run = if quick { 500 } else { 3000 };
+    let runs = if quick { 1 } else { 3 };
+    let etcd = skiff_testkit::EtcdCluster::start();
+    let endpoints = etcd.endpoints();
+    let mut cfg = skiff_apiserver::Config::new(endpoints.clone(), "127.0.0.1:0".parse()?);
+    cfg.compaction_interval = Duration::ZERO;
+    let server = skiff_apiserver::ApiServer::bind(cfg).await?;
+    let addr = server.local_addr();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move { server.run(s).await });
+    for _ in 0..200 {
+        if tokio::task::spawn_blocking(move || skiff_testkit::http_get(addr, "/readyz")).await?.map(|b| b.contains(" 200 ")).unwrap_or(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse()?))?;
+    let etcd_client = etcd_client::Client::connect(&endpoints, None).await?;
+
+    println!("# Skiff apiserver benchmark (etcd 3.4 single member, release build, 2 cores)");
+    println!("## create throughput: {per_run} x 1 KiB per run, median of {runs} runs");
+    println!("{:>11} | {:>12} | {:>14} | {:>6}", "concurrency", "etcd put/s", "api create/s", "ratio");
+    let value = vec![b'x'; 1024];
+    let mut round = 0usize;
+    for conc in [1usize, 16, 64] {
+        let (mut raw, mut api) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            round += 1;
+            let c = etcd_client.clone();
+            let v = value.clone();
+            raw.push(drive(per_run, conc, move |i| {
+                let mut c = c.clone();
+                let v = v.clone();
+                async move {
+                    c.put(format!("/bench/raw/{round}/{i}"), v, None).await.expect("etcd put");
+                }
+            }).await);
+            let ns = format!("bench-{round}");
+            let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+            nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?).await?;
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            api.push(drive(per_run, conc, move |i| {
+                let pods = pods.clone();
+                async move {
+                    pods.create(&PostParams::default(), &pod(&format!("p{i}"))).await.expect("create pod");
+                }
+            }).await);
+        }
+        let (r, a) = (median(raw), median(api));
+        println!("{conc:>11} | {r:>12.0} | {a:>14.0} | {:>5.0}%", 100.0 * a / r);
+    }
+
+    println!("## read latency");
+    for n in [1000usize, 10_000] {
+        let ns = format!("list-{n}");
+        let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?).await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let p2 = pods.clone();
+        drive(n, 64, move |i| {
+            let pods = p2.clone();
+            async move {
+                pods.create(&PostParams::default(), &pod(&format!("p{i}"))).await.expect("create pod");
+            }
+        }).await;
+        if n == 1000 {
+            let mut gets = Vec::new();
+            for i in 0..1000 {
+                let t = Instant::now();
+                pods.get(&format!("p{i}")).await?;
+                gets.push(t.elapsed());
+            }
+            gets.sort();
+            println!("GET (1 of {n} pods): p50 {:?}  p99 {:?}", pct(&gets, 0.5), pct(&gets, 0.99));
+        }
+        let iterations = if n == 1000 { 50 } else { 10 };
+        for (label, lp) in [("etcd, consistent", ListParams::default()), ("watch cache, rv=0", ListParams::default().match_any())] {
+            let mut lists = Vec::new();
+            for _ in 0..iterations {
+                let t = Instant::now();
+                let l = pods.list(&lp).await?;
+                assert_eq!(l.items.len(), n);
+                lists.push(t.elapsed());
+            }
+            lists.sort();
+            println!("LIST {n} pods ({label}): p50 {:?}  p99 {:?}", pct(&lists, 0.5), pct(&lists, 0.99));
+        }
+    }
+
+    println!("## watch fan-out: 1 write -> 1,000 watchers");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut all = Vec::new();
+    for w in 0..5 {
+        let rv = pods.list(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
+        let mut streams = Vec::new();
+        for _ in 0..1000 {
+            streams.push(pods.watch(&WatchParams::default().timeout(60), &rv).await?.boxed());
+        }
+        let start = Instant::now();
+        pods.create(&PostParams::default(), &pod(&format!("fan{w}"))).await?;
+        let lat = futures::future::join_all(streams.iter_mut().map(|s| async move {
+            loop {
+                match s.try_next().await {
+                    Ok(Some(WatchEvent::Added(_))) => return start.elapsed(),
+                    Ok(Some(_)) => continue,
+                    other => panic!("watch ended: {other:?}"),
+                }
+            }
+        }))
+        .await;
+        all.extend(lat);
+    }
+    all.sort();
+    println!("delivery latency over 5 writes x 1,000 watchers: p50 {:?}  p99 {:?}  max {:?}", pct(&all, 0.5), pct(&all, 0.99), all[all.len() - 1]);
+    shutdown.cancel();
+    Ok(())
+}
