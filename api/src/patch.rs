@@ -51,29 +51,17 @@ pub enum PatchError {
     /// A `$patch` directive with a value other than `replace` or `delete` (or `merge` in
     /// a list, which upstream does not support either).
     #[error("{path}: invalid directive \"$patch\": {value}: {hint}")]
-    InvalidDirective {
-        path: String,
-        value: String,
-        hint: &'static str,
-    },
+    InvalidDirective { path: String, value: String, hint: &'static str },
     /// A list directive (`$setElementOrder/...`, `$deleteFromPrimitiveList/...`,
     /// `$retainKeys`) whose value is not a list.
     #[error("{path}: directive {directive:?} must be a list, got {found}")]
-    DirectiveNotAList {
-        path: String,
-        directive: String,
-        found: &'static str,
-    },
+    DirectiveNotAList { path: String, directive: String, found: &'static str },
     /// An element of a list merged by key lacks the key.
     #[error(
         "{path}: element {element} has no merge key {key:?}; every element of this list \
          (and of its $setElementOrder list) must carry its {key:?}"
     )]
-    MissingMergeKey {
-        path: String,
-        key: &'static str,
-        element: String,
-    },
+    MissingMergeKey { path: String, key: &'static str, element: String },
     /// A merging list mixes objects and scalars, or holds lists.
     #[error("{path}: {problem}")]
     BadListElements { path: String, problem: String },
@@ -83,21 +71,13 @@ pub enum PatchError {
         "{path}: the elements of the patch list {patch_list} are not in the order of (or \
          missing from) its $setElementOrder list {order}"
     )]
-    SetElementOrderMismatch {
-        path: String,
-        patch_list: String,
-        order: String,
-    },
+    SetElementOrderMismatch { path: String, patch_list: String, order: String },
     /// A field set in the patch is not listed in the `$retainKeys` of its object.
     #[error(
         "{path}: field {field:?} is set in the patch but missing from $retainKeys {retain}; \
          list every field the patch sets in $retainKeys"
     )]
-    RetainKeysMismatch {
-        path: String,
-        field: String,
-        retain: String,
-    },
+    RetainKeysMismatch { path: String, field: String, retain: String },
 }
 
 /// How a list field is patched (upstream's `patchStrategy` / `patchMergeKey` tags).
@@ -120,33 +100,21 @@ pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
     let Some((last, parents)) = path.split_last() else {
         return ListStrategy::Replace;
     };
-    let ty = parents
-        .iter()
-        .fold(root_type(kind), |ty, name| field(ty, name).ty);
+    let ty = parents.iter().fold(root_type(kind), |ty, name| field(ty, name).ty);
     field(ty, last).list
 }
 
 /// Applies a strategic merge `patch` to `original`, an object of `kind` (`"Pod"`,
 /// `"Deployment"`, ...), and returns the patched object. `original` may be `null` (as
 /// an empty object). Neither input is modified.
-pub fn strategic_merge_patch(
-    kind: &str,
-    original: &Value,
-    patch: &Value,
-) -> Result<Value, PatchError> {
+pub fn strategic_merge_patch(kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
-        return Err(PatchError::PatchNotAnObject {
-            found: json_type(patch),
-        });
+        return Err(PatchError::PatchNotAnObject { found: json_type(patch) });
     };
     let original = match original {
         Value::Object(map) => map.clone(),
         Value::Null => Map::new(),
-        other => {
-            return Err(PatchError::OriginalNotAnObject {
-                found: json_type(other),
-            })
-        }
+        other => return Err(PatchError::OriginalNotAnObject { found: json_type(other) }),
     };
     merge_map(original, patch.clone(), root_type(kind), "").map(Value::Object)
 }
@@ -186,8 +154,7 @@ fn merge_map(
         };
         let keep = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
         for (k, v) in &patch {
-            let directive = k.starts_with(SET_ELEMENT_ORDER_PREFIX)
-                || k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX);
+            let directive = k.starts_with(SET_ELEMENT_ORDER_PREFIX) || k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX);
             if !v.is_null() && !directive && !keep(k) {
                 return Err(PatchError::RetainKeysMismatch {
                     path: display_path(path),
@@ -201,11 +168,7 @@ fn merge_map(
 
     // `$setElementOrder/<field>`: merges that field's list (if the patch has it) and
     // orders the result.
-    let order_keys: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ELEMENT_ORDER_PREFIX))
-        .cloned()
-        .collect();
+    let order_keys: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER_PREFIX)).cloned().collect();
     for key in order_keys {
         let order = patch.remove(&key).unwrap_or(Value::Null);
         let name = &key[SET_ELEMENT_ORDER_PREFIX.len()..];
@@ -216,14 +179,7 @@ fn merge_map(
                 found: json_type(&order),
             });
         };
-        apply_set_element_order(
-            &mut original,
-            &mut patch,
-            name,
-            order,
-            ty,
-            &child_path(path, name),
-        )?;
+        apply_set_element_order(&mut original, &mut patch, name, order, ty, &child_path(path, name))?;
     }
 
     // Every other key; deletions from primitive lists go last.
@@ -266,12 +222,7 @@ fn merge_map(
 }
 
 /// Merges a patch value into the original value of the same field.
-fn merge_value(
-    original: Value,
-    patch: Value,
-    field: Field,
-    path: &str,
-) -> Result<Value, PatchError> {
+fn merge_value(original: Value, patch: Value, field: Field, path: &str) -> Result<Value, PatchError> {
     match (original, patch) {
         (Value::Object(original), Value::Object(patch)) => {
             merge_map(original, patch, field.ty, path).map(Value::Object)
@@ -292,16 +243,12 @@ fn fresh_value(patch: Value, field: Field, path: &str) -> Result<Value, PatchErr
         Value::Array(patch) if field.list == ListStrategy::Replace => patch
             .into_iter()
             .map(|item| match item {
-                Value::Object(item) => {
-                    merge_map(Map::new(), item, field.ty, path).map(Value::Object)
-                }
+                Value::Object(item) => merge_map(Map::new(), item, field.ty, path).map(Value::Object),
                 other => Ok(other),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
-        Value::Array(patch) => {
-            merge_list(Vec::new(), patch, field.list, field.ty, path).map(Value::Array)
-        }
+        Value::Array(patch) => merge_list(Vec::new(), patch, field.list, field.ty, path).map(Value::Array),
         scalar => Ok(scalar),
     }
 }
@@ -451,9 +398,7 @@ fn merge_elements(
         let Some(id) = item.get(key) else {
             return Err(missing_key(path, key, &Value::Object(item)));
         };
-        let found = original
-            .iter()
-            .position(|o| o.get(key).is_some_and(|v| json_eq(v, id)));
+        let found = original.iter().position(|o| o.get(key).is_some_and(|v| json_eq(v, id)));
         match found {
             Some(i) => {
                 let Value::Object(existing) = std::mem::take(&mut original[i]) else {
@@ -509,9 +454,7 @@ fn apply_set_element_order(
     }
     let server_ids = ids(original_list.as_deref().unwrap_or_default(), key);
     let merged = match (original_list, patch_list) {
-        (Some(original_list), Some(patch_list)) => {
-            merge_list(original_list, patch_list, field.list, field.ty, path)?
-        }
+        (Some(original_list), Some(patch_list)) => merge_list(original_list, patch_list, field.list, field.ty, path)?,
         (Some(original_list), None) => original_list,
         (None, Some(patch_list)) => merge_list(Vec::new(), patch_list, field.list, field.ty, path)?,
         (None, None) => return Ok(()),
@@ -530,16 +473,10 @@ fn validate_against_order(
     key: Option<&str>,
     path: &str,
 ) -> Result<(), PatchError> {
-    let entries: Vec<&Value> = patch_list
-        .iter()
-        .filter(|item| item.get(PATCH_DIRECTIVE).is_none())
-        .collect();
+    let entries: Vec<&Value> = patch_list.iter().filter(|item| item.get(PATCH_DIRECTIVE).is_none()).collect();
     let (mut p, mut o) = (0, 0);
     while p < entries.len() && o < order.len() {
-        if id_of(entries[p], key)
-            .zip(id_of(&order[o], key))
-            .is_some_and(|(a, b)| json_eq(a, b))
-        {
+        if id_of(entries[p], key).zip(id_of(&order[o], key)).is_some_and(|(a, b)| json_eq(a, b)) {
             p += 1;
         }
         o += 1;
@@ -564,9 +501,7 @@ fn id_of<'v>(item: &'v Value, key: Option<&str>) -> Option<&'v Value> {
 
 /// The identities of a list's elements (elements without one are left out).
 fn ids(list: &[Value], key: Option<&str>) -> Vec<Value> {
-    list.iter()
-        .filter_map(|item| id_of(item, key).cloned())
-        .collect()
+    list.iter().filter_map(|item| id_of(item, key).cloned()).collect()
 }
 
 /// Puts merged elements in upstream's order (`normalizeElementOrder` +
@@ -574,19 +509,13 @@ fn ids(list: &[Value], key: Option<&str>) -> Vec<Value> {
 /// others by `server` (the original's order), and the two runs are interleaved: a
 /// server-only element goes first only when both it and the next wanted element are in
 /// `server` and it comes earlier there.
-fn order_elements(
-    merged: Vec<Value>,
-    wanted: &[Value],
-    server: &[Value],
-    key: Option<&str>,
-) -> Vec<Value> {
+fn order_elements(merged: Vec<Value>, wanted: &[Value], server: &[Value], key: Option<&str>) -> Vec<Value> {
     let position = |list: &[Value], item: &Value| -> Option<usize> {
         let id = id_of(item, key)?;
         list.iter().position(|x| json_eq(x, id))
     };
-    let (mut named, mut server_only): (Vec<Value>, Vec<Value>) = merged
-        .into_iter()
-        .partition(|item| position(wanted, item).is_some());
+    let (mut named, mut server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|item| position(wanted, item).is_some());
     named.sort_by_key(|item| position(wanted, item).unwrap_or(usize::MAX));
     server_only.sort_by_key(|item| position(server, item).unwrap_or(usize::MAX));
 
@@ -610,11 +539,7 @@ fn order_elements(
 }
 
 fn missing_key(path: &str, key: &'static str, item: &Value) -> PatchError {
-    PatchError::MissingMergeKey {
-        path: display_path(path),
-        key,
-        element: item.to_string(),
-    }
+    PatchError::MissingMergeKey { path: display_path(path), key, element: item.to_string() }
 }
 
 /// JSON equality where numbers compare by value (`80` equals `80.0`), as in Go, where
@@ -727,25 +652,19 @@ fn root_type(kind: &str) -> Ty {
     match kind {
         "Pod" => Ty::Pod,
         "PodTemplate" => Ty::PodTemplate,
-        "Deployment"
-        | "ReplicaSet"
-        | "DaemonSet"
-        | "StatefulSet"
-        | "ReplicationController"
-        | "Job" => Ty::Workload,
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "ReplicationController" | "Job" => Ty::Workload,
         "CronJob" => Ty::CronJob,
         "Service" => Ty::Service,
         "Node" => Ty::Node,
         "ServiceAccount" => Ty::ServiceAccount,
-        "Namespace"
-        | "PersistentVolumeClaim"
-        | "HorizontalPodAutoscaler"
-        | "PodDisruptionBudget" => Ty::ObjectWithConditions,
+        "Namespace" | "PersistentVolumeClaim" | "HorizontalPodAutoscaler" | "PodDisruptionBudget" => {
+            Ty::ObjectWithConditions
+        }
         // Built-in kinds with no merging list outside `metadata`.
-        "ConfigMap" | "Secret" | "Endpoints" | "EndpointSlice" | "Event" | "Lease"
-        | "PersistentVolume" | "LimitRange" | "ResourceQuota" | "PriorityClass" | "Role"
-        | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" | "NetworkPolicy" | "Ingress"
-        | "IngressClass" | "StorageClass" | "RuntimeClass" | "ControllerRevision" => Ty::Object,
+        "ConfigMap" | "Secret" | "Endpoints" | "EndpointSlice" | "Event" | "Lease" | "PersistentVolume"
+        | "LimitRange" | "ResourceQuota" | "PriorityClass" | "Role" | "ClusterRole" | "RoleBinding"
+        | "ClusterRoleBinding" | "NetworkPolicy" | "Ingress" | "IngressClass" | "StorageClass" | "RuntimeClass"
+        | "ControllerRevision" => Ty::Object,
         _ => Ty::Unknown,
     }
 }
@@ -787,9 +706,7 @@ fn field(parent: Ty, name: &str) -> Field {
         (JobTemplateSpec, "spec") => (WorkloadSpec, Replace),
 
         // core/v1 PodSpec
-        (PodSpec, "containers" | "initContainers" | "ephemeralContainers") => {
-            (Container, MergeByKey("name"))
-        }
+        (PodSpec, "containers" | "initContainers" | "ephemeralContainers") => (Container, MergeByKey("name")),
         (PodSpec, "volumes") => (Unknown, MergeByKey("name")), // also retainKeys
         (PodSpec, "imagePullSecrets") => (Unknown, MergeByKey("name")),
         (PodSpec, "hostAliases") => (Unknown, MergeByKey("ip")),
@@ -840,8 +757,7 @@ mod tests {
     use serde_json::json;
 
     fn smp(kind: &str, original: Value, patch: Value) -> Value {
-        strategic_merge_patch(kind, &original, &patch)
-            .unwrap_or_else(|e| panic!("patch should apply: {e}"))
+        strategic_merge_patch(kind, &original, &patch).unwrap_or_else(|e| panic!("patch should apply: {e}"))
     }
 
     fn smp_err(kind: &str, original: Value, patch: Value) -> PatchError {
@@ -883,11 +799,7 @@ mod tests {
     }
 
     fn names(list: &Value) -> Vec<&str> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect()
+        list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
     }
 
     #[test]
@@ -920,8 +832,7 @@ mod tests {
         .unwrap();
         let out = smp("Deployment", original.clone(), patch);
         let mut want = original;
-        want["spec"]["template"]["spec"]["containers"] =
-            json!([{"name": "app", "image": "nginx:1.27"}]);
+        want["spec"]["template"]["spec"]["containers"] = json!([{"name": "app", "image": "nginx:1.27"}]);
         assert_eq!(out, want);
         assert_no_directives(&out);
     }
@@ -943,10 +854,7 @@ mod tests {
         }}}});
         let out = smp("Deployment", original, patch);
         assert_eq!(names(containers_of(&out)), vec!["app", "log"]);
-        assert_eq!(
-            containers_of(&out)[1],
-            json!({"name": "log", "image": "fluentbit"})
-        );
+        assert_eq!(containers_of(&out)[1], json!({"name": "log", "image": "fluentbit"}));
         assert_no_directives(&out);
     }
 
@@ -971,10 +879,7 @@ mod tests {
             {"name": "sidecar", "$patch": "delete"}
         ]}}}});
         let out = smp("Deployment", original, patch);
-        assert_eq!(
-            containers_of(&out),
-            &json!([{"name": "app", "image": "nginx"}])
-        );
+        assert_eq!(containers_of(&out), &json!([{"name": "app", "image": "nginx"}]));
     }
 
     #[test]
@@ -984,15 +889,8 @@ mod tests {
             {"image": "x", "$patch": "delete"}
         ]}}}});
         let err = smp_err("Deployment", original, patch);
-        assert!(
-            matches!(err, PatchError::MissingMergeKey { key: "name", .. }),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string()
-                .starts_with("spec.template.spec.containers: "),
-            "{err}"
-        );
+        assert!(matches!(err, PatchError::MissingMergeKey { key: "name", .. }), "{err:?}");
+        assert!(err.to_string().starts_with("spec.template.spec.containers: "), "{err}");
     }
 
     #[test]
@@ -1042,10 +940,7 @@ mod tests {
             "containers": [{"name": "b", "image": "1"}, {"name": "a", "image": "2"}]
         }});
         let err = smp_err("Pod", original.clone(), patch);
-        assert!(
-            matches!(err, PatchError::SetElementOrderMismatch { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PatchError::SetElementOrderMismatch { .. }), "{err:?}");
         assert!(err.to_string().contains("spec.containers"), "{err}");
 
         let patch = json!({"spec": {"$setElementOrder/containers": [{"image": "x"}]}});
@@ -1054,10 +949,7 @@ mod tests {
 
         let patch = json!({"spec": {"$setElementOrder/containers": {"name": "a"}}});
         let err = smp_err("Pod", original, patch);
-        assert!(
-            matches!(err, PatchError::DirectiveNotAList { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PatchError::DirectiveNotAList { .. }), "{err:?}");
     }
 
     #[test]
@@ -1082,10 +974,7 @@ mod tests {
             "data": {"gone": null, "absent": null}
         });
         let out = smp("ConfigMap", original, patch);
-        assert_eq!(
-            out,
-            json!({"metadata": {"name": "cm", "labels": {"a": "1"}}, "data": {"k": "v"}})
-        );
+        assert_eq!(out, json!({"metadata": {"name": "cm", "labels": {"a": "1"}}, "data": {"k": "v"}}));
     }
 
     #[test]
@@ -1093,34 +982,19 @@ mod tests {
         let original = json!({"metadata": {"name": "p", "labels": {"app": "web", "tier": "fe"}}});
         let patch = json!({"metadata": {"labels": {"tier": "be", "track": "canary"}}});
         let out = smp("Pod", original, patch);
-        assert_eq!(
-            out["metadata"]["labels"],
-            json!({"app": "web", "tier": "be", "track": "canary"})
-        );
+        assert_eq!(out["metadata"]["labels"], json!({"app": "web", "tier": "be", "track": "canary"}));
         assert_eq!(out["metadata"]["name"], "p");
     }
 
     #[test]
     fn finalizers_union_and_delete_from_primitive_list() {
         let original = json!({"metadata": {"finalizers": ["a", "b"]}});
-        let out = smp(
-            "Pod",
-            original.clone(),
-            json!({"metadata": {"finalizers": ["b", "c"]}}),
-        );
+        let out = smp("Pod", original.clone(), json!({"metadata": {"finalizers": ["b", "c"]}}));
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
 
-        let out = smp(
-            "Pod",
-            original.clone(),
-            json!({"metadata": {"finalizers": ["c"]}}),
-        );
-        let mut got: Vec<&str> = out["metadata"]["finalizers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let out = smp("Pod", original.clone(), json!({"metadata": {"finalizers": ["c"]}}));
+        let mut got: Vec<&str> =
+            out["metadata"]["finalizers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         got.sort();
         assert_eq!(got, vec!["a", "b", "c"]);
 
@@ -1137,11 +1011,8 @@ mod tests {
         assert_no_directives(&out);
 
         // Deleting from a list the object does not have is a no-op.
-        let out = smp(
-            "Pod",
-            json!({"metadata": {}}),
-            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
-        );
+        let out =
+            smp("Pod", json!({"metadata": {}}), json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}));
         assert_eq!(out, json!({"metadata": {}}));
     }
 
@@ -1149,26 +1020,12 @@ mod tests {
     fn finalizers_are_a_set_everywhere_metadata_is() {
         // Including a pod template's metadata and unlisted-but-known kinds.
         let original = json!({"metadata": {"finalizers": ["a"]}});
-        for kind in [
-            "ConfigMap",
-            "Secret",
-            "Namespace",
-            "Service",
-            "Lease",
-            "Event",
-        ] {
-            let out = smp(
-                kind,
-                original.clone(),
-                json!({"metadata": {"finalizers": ["a"]}}),
-            );
+        for kind in ["ConfigMap", "Secret", "Namespace", "Service", "Lease", "Event"] {
+            let out = smp(kind, original.clone(), json!({"metadata": {"finalizers": ["a"]}}));
             assert_eq!(out["metadata"]["finalizers"], json!(["a"]), "{kind}");
         }
         assert_eq!(
-            list_strategy(
-                "Deployment",
-                &["spec", "template", "metadata", "finalizers"]
-            ),
+            list_strategy("Deployment", &["spec", "template", "metadata", "finalizers"]),
             ListStrategy::MergePrimitives
         );
     }
@@ -1211,11 +1068,7 @@ mod tests {
             })
         );
         // Directives still work.
-        let out = smp(
-            "Widget",
-            json!({"spec": {"a": 1, "b": 2}}),
-            json!({"spec": {"$patch": "replace", "c": 3}}),
-        );
+        let out = smp("Widget", json!({"spec": {"a": 1, "b": 2}}), json!({"spec": {"$patch": "replace", "c": 3}}));
         assert_eq!(out, json!({"spec": {"c": 3}}));
     }
 
@@ -1239,11 +1092,7 @@ mod tests {
     fn patch_delete_on_a_map_empties_it() {
         // As upstream: the object is replaced by an empty one.
         let original = json!({"spec": {"affinity": {"nodeAffinity": {"x": 1}}, "nodeName": "n"}});
-        let out = smp(
-            "Pod",
-            original,
-            json!({"spec": {"affinity": {"$patch": "delete"}}}),
-        );
+        let out = smp("Pod", original, json!({"spec": {"affinity": {"$patch": "delete"}}}));
         assert_eq!(out, json!({"spec": {"affinity": {}, "nodeName": "n"}}));
         // On the whole object.
         let out = smp("Pod", json!({"a": 1}), json!({"$patch": "delete"}));
@@ -1259,52 +1108,31 @@ mod tests {
             {"name": "d"}
         ]}});
         let out = smp("Pod", original, patch);
-        assert_eq!(
-            out["spec"]["containers"],
-            json!([{"name": "c", "image": "x"}, {"name": "d"}])
-        );
+        assert_eq!(out["spec"]["containers"], json!([{"name": "c", "image": "x"}, {"name": "d"}]));
     }
 
     #[test]
     fn invalid_directives_are_errors() {
         let err = smp_err("Pod", json!({}), json!({"spec": {"$patch": "explode"}}));
-        assert!(
-            matches!(err, PatchError::InvalidDirective { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PatchError::InvalidDirective { .. }), "{err:?}");
         assert!(err.to_string().contains("spec: invalid directive"), "{err}");
-        assert!(
-            err.to_string().contains("\"replace\" or \"delete\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("\"replace\" or \"delete\""), "{err}");
 
         let original = json!({"spec": {"containers": [{"name": "a"}]}});
         let patch = json!({"spec": {"containers": [{"name": "a", "$patch": "merge"}]}});
         let err = smp_err("Pod", original, patch);
-        assert!(
-            matches!(err, PatchError::InvalidDirective { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PatchError::InvalidDirective { .. }), "{err:?}");
 
         let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}});
         let err = smp_err("Pod", json!({"metadata": {"finalizers": ["a"]}}), patch);
-        assert!(
-            matches!(err, PatchError::DirectiveNotAList { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PatchError::DirectiveNotAList { .. }), "{err:?}");
         assert!(err.to_string().contains("metadata: directive"), "{err}");
     }
 
     #[test]
     fn patch_must_be_an_object() {
-        assert_eq!(
-            smp_err("Pod", json!({}), json!([1])),
-            PatchError::PatchNotAnObject { found: "a list" }
-        );
-        assert_eq!(
-            smp_err("Pod", json!("x"), json!({})),
-            PatchError::OriginalNotAnObject { found: "a string" }
-        );
+        assert_eq!(smp_err("Pod", json!({}), json!([1])), PatchError::PatchNotAnObject { found: "a list" });
+        assert_eq!(smp_err("Pod", json!("x"), json!({})), PatchError::OriginalNotAnObject { found: "a string" });
         // A null original is an empty object.
         assert_eq!(smp("Pod", Value::Null, json!({"a": 1})), json!({"a": 1}));
     }
@@ -1322,10 +1150,7 @@ mod tests {
                 element: r#"{"image":"x"}"#.into()
             }
         );
-        assert!(
-            err.to_string().contains("has no merge key \"name\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("has no merge key \"name\""), "{err}");
     }
 
     #[test]
@@ -1333,11 +1158,7 @@ mod tests {
         let original = json!({"spec": {"containers": [{"name": "a"}]}});
         let err = smp_err("Pod", original, json!({"spec": {"containers": ["a"]}}));
         assert!(matches!(err, PatchError::BadListElements { .. }), "{err:?}");
-        let err = smp_err(
-            "Pod",
-            json!({}),
-            json!({"metadata": {"finalizers": [{"a": 1}]}}),
-        );
+        let err = smp_err("Pod", json!({}), json!({"metadata": {"finalizers": [{"a": 1}]}}));
         assert!(matches!(err, PatchError::BadListElements { .. }), "{err:?}");
     }
 
@@ -1369,10 +1190,7 @@ mod tests {
 
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}});
         let err = smp_err("Deployment", json!({}), patch);
-        assert!(
-            matches!(err, PatchError::RetainKeysMismatch { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PatchError::RetainKeysMismatch { .. }), "{err:?}");
         assert!(err.to_string().contains("\"rollingUpdate\""), "{err}");
     }
 
@@ -1394,30 +1212,17 @@ mod tests {
         }]}});
         let out = smp("Pod", original, patch);
         let c = &out["spec"]["initContainers"][0];
-        assert_eq!(
-            c["env"],
-            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}])
-        );
+        assert_eq!(c["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}]));
         // 80.0 matches 80 (Go decodes both to a float64); the patch's value wins.
-        assert_eq!(
-            c["ports"],
-            json!([{"containerPort": 80.0, "protocol": "TCP", "name": "http"}])
-        );
-        assert_eq!(
-            c["volumeMounts"],
-            json!([{"mountPath": "/data", "name": "d", "readOnly": true}])
-        );
+        assert_eq!(c["ports"], json!([{"containerPort": 80.0, "protocol": "TCP", "name": "http"}]));
+        assert_eq!(c["volumeMounts"], json!([{"mountPath": "/data", "name": "d", "readOnly": true}]));
         assert_eq!(c["envFrom"], json!([{"secretRef": {"name": "y"}}]));
     }
 
     #[test]
     fn tolerations_are_replaced() {
         let original = json!({"spec": {"tolerations": [{"key": "a"}, {"key": "b"}]}});
-        let out = smp(
-            "Pod",
-            original,
-            json!({"spec": {"tolerations": [{"key": "c"}]}}),
-        );
+        let out = smp("Pod", original, json!({"spec": {"tolerations": [{"key": "c"}]}}));
         assert_eq!(out["spec"]["tolerations"], json!([{"key": "c"}]));
     }
 
@@ -1455,48 +1260,26 @@ mod tests {
         );
 
         let svc = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}});
-        let out = smp(
-            "Service",
-            svc,
-            json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}),
-        );
-        assert_eq!(
-            out["spec"]["ports"],
-            json!([{"port": 80, "targetPort": 9090}, {"port": 443}])
-        );
+        let out = smp("Service", svc, json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}));
+        assert_eq!(out["spec"]["ports"], json!([{"port": 80, "targetPort": 9090}, {"port": 443}]));
     }
 
     #[test]
     fn workload_status_conditions_merge() {
-        for kind in [
-            "Deployment",
-            "ReplicaSet",
-            "DaemonSet",
-            "StatefulSet",
-            "Job",
-        ] {
+        for kind in ["Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job"] {
             let original = json!({"status": {"conditions": [{"type": "A", "status": "True"}]}});
             let patch = json!({"status": {"conditions": [{"type": "B", "status": "False"}]}});
             let out = smp(kind, original, patch);
-            assert_eq!(
-                out["status"]["conditions"].as_array().unwrap().len(),
-                2,
-                "{kind}"
-            );
+            assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 2, "{kind}");
         }
     }
 
     #[test]
     fn job_and_cronjob_templates_use_pod_spec_rules() {
-        let job =
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}});
-        let patch =
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
+        let job = json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
         let out = smp("Job", job, patch);
-        assert_eq!(
-            names(&out["spec"]["template"]["spec"]["containers"]),
-            vec!["a", "b"]
-        );
+        assert_eq!(names(&out["spec"]["template"]["spec"]["containers"]), vec!["a", "b"]);
 
         let cj = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}}}});
         let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y"}]}}}}}});
@@ -1521,30 +1304,16 @@ mod tests {
         assert_no_directives(&out);
         assert_eq!(out["metadata"]["labels"], json!({"a": "1"}));
         assert_eq!(names(&out["spec"]["containers"]), vec!["x", "y"]);
-        assert_eq!(
-            out["spec"]["containers"][1],
-            json!({"name": "y", "env": []})
-        );
+        assert_eq!(out["spec"]["containers"][1], json!({"name": "y", "env": []}));
         assert_eq!(out["spec"]["affinity"], json!({"podAffinity": {}}));
-        assert_eq!(
-            out["spec"]["volumes"],
-            json!([{"name": "v", "emptyDir": {}}])
-        );
+        assert_eq!(out["spec"]["volumes"], json!([{"name": "v", "emptyDir": {}}]));
     }
 
     #[test]
     fn type_changes_replace() {
-        let out = smp(
-            "Pod",
-            json!({"spec": {"x": [1]}}),
-            json!({"spec": {"x": {"a": 1}}}),
-        );
+        let out = smp("Pod", json!({"spec": {"x": [1]}}), json!({"spec": {"x": {"a": 1}}}));
         assert_eq!(out, json!({"spec": {"x": {"a": 1}}}));
-        let out = smp(
-            "Pod",
-            json!({"spec": {"containers": "junk"}}),
-            json!({"spec": {"containers": [{"name": "a"}]}}),
-        );
+        let out = smp("Pod", json!({"spec": {"containers": "junk"}}), json!({"spec": {"containers": [{"name": "a"}]}}));
         assert_eq!(out, json!({"spec": {"containers": [{"name": "a"}]}}));
     }
 
@@ -1571,68 +1340,25 @@ mod tests {
             ("Pod", &["spec", "hostAliases"], MergeByKey("ip")),
             ("Pod", &["spec", "tolerations"], Replace),
             ("Pod", &["spec", "readinessGates"], Replace),
-            (
-                "Pod",
-                &["spec", "containers", "ports"],
-                MergeByKey("containerPort"),
-            ),
+            ("Pod", &["spec", "containers", "ports"], MergeByKey("containerPort")),
             ("Pod", &["spec", "containers", "env"], MergeByKey("name")),
             ("Pod", &["spec", "containers", "envFrom"], Replace),
-            (
-                "Pod",
-                &["spec", "containers", "volumeMounts"],
-                MergeByKey("mountPath"),
-            ),
-            (
-                "Pod",
-                &["spec", "containers", "volumeDevices"],
-                MergeByKey("devicePath"),
-            ),
+            ("Pod", &["spec", "containers", "volumeMounts"], MergeByKey("mountPath")),
+            ("Pod", &["spec", "containers", "volumeDevices"], MergeByKey("devicePath")),
             ("Pod", &["spec", "containers", "args"], Replace),
             ("Pod", &["status", "conditions"], MergeByKey("type")),
             ("Pod", &["status", "podIPs"], MergeByKey("ip")),
             ("Pod", &["status", "containerStatuses"], Replace),
-            (
-                "Deployment",
-                &["spec", "template", "spec", "containers"],
-                MergeByKey("name"),
-            ),
-            (
-                "Deployment",
-                &["spec", "template", "spec", "containers", "env"],
-                MergeByKey("name"),
-            ),
+            ("Deployment", &["spec", "template", "spec", "containers"], MergeByKey("name")),
+            ("Deployment", &["spec", "template", "spec", "containers", "env"], MergeByKey("name")),
             ("Deployment", &["status", "conditions"], MergeByKey("type")),
-            (
-                "ReplicaSet",
-                &["spec", "template", "spec", "volumes"],
-                MergeByKey("name"),
-            ),
+            ("ReplicaSet", &["spec", "template", "spec", "volumes"], MergeByKey("name")),
             ("DaemonSet", &["status", "conditions"], MergeByKey("type")),
             ("StatefulSet", &["spec", "volumeClaimTemplates"], Replace),
             ("Job", &["status", "conditions"], MergeByKey("type")),
-            (
-                "Job",
-                &["spec", "template", "spec", "initContainers"],
-                MergeByKey("name"),
-            ),
-            (
-                "CronJob",
-                &[
-                    "spec",
-                    "jobTemplate",
-                    "spec",
-                    "template",
-                    "spec",
-                    "containers",
-                ],
-                MergeByKey("name"),
-            ),
-            (
-                "PodTemplate",
-                &["template", "spec", "containers"],
-                MergeByKey("name"),
-            ),
+            ("Job", &["spec", "template", "spec", "initContainers"], MergeByKey("name")),
+            ("CronJob", &["spec", "jobTemplate", "spec", "template", "spec", "containers"], MergeByKey("name")),
+            ("PodTemplate", &["template", "spec", "containers"], MergeByKey("name")),
             ("Service", &["spec", "ports"], MergeByKey("port")),
             ("Service", &["spec", "externalIPs"], Replace),
             ("Node", &["spec", "taints"], Replace),

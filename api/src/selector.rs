@@ -32,19 +32,10 @@ pub enum SelectorError {
     InvalidLabelKey { key: String, reason: String },
     /// A label value is not a valid label value.
     #[error("invalid label value {value:?} for key {key:?}: {reason}")]
-    InvalidLabelValue {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidLabelValue { key: String, value: String, reason: String },
     /// The operator and the number (or form) of values do not fit together.
     #[error("invalid values {values:?} for key {key:?} with operator '{operator}': {reason}")]
-    InvalidValues {
-        key: String,
-        operator: Operator,
-        values: Vec<String>,
-        reason: String,
-    },
+    InvalidValues { key: String, operator: Operator, values: Vec<String>, reason: String },
     /// A `matchExpressions[].operator` that is not one of `In`, `NotIn`, `Exists`,
     /// `DoesNotExist`.
     #[error(
@@ -133,17 +124,12 @@ impl Requirement {
     ) -> Result<Self, SelectorError> {
         let key = key.into();
         let mut values: Vec<String> = values.into_iter().map(Into::into).collect();
-        validate_label_key(&key).map_err(|reason| SelectorError::InvalidLabelKey {
-            key: key.clone(),
-            reason,
-        })?;
+        validate_label_key(&key).map_err(|reason| SelectorError::InvalidLabelKey { key: key.clone(), reason })?;
         let count_problem = match operator {
             Operator::In | Operator::NotIn if values.is_empty() => {
                 Some("for 'in', 'notin' operators, values set can't be empty".to_string())
             }
-            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals
-                if values.len() != 1 =>
-            {
+            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => {
                 Some("exact-match compatibility requires one single value".to_string())
             }
             Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
@@ -158,12 +144,7 @@ impl Requirement {
             _ => None,
         };
         if let Some(reason) = count_problem {
-            return Err(SelectorError::InvalidValues {
-                key,
-                operator,
-                values,
-                reason,
-            });
+            return Err(SelectorError::InvalidValues { key, operator, values, reason });
         }
         for value in &values {
             validate_label_value(value).map_err(|reason| SelectorError::InvalidLabelValue {
@@ -174,11 +155,7 @@ impl Requirement {
         }
         values.sort();
         values.dedup();
-        Ok(Requirement {
-            key,
-            operator,
-            values,
-        })
+        Ok(Requirement { key, operator, values })
     }
 
     /// Whether `labels` satisfy this requirement (upstream's `Requirement.Matches`).
@@ -199,8 +176,7 @@ impl Requirement {
                 let (Some(actual), [wanted]) = (value, self.values.as_slice()) else {
                     return false;
                 };
-                let (Ok(actual), Ok(wanted)) = (actual.parse::<i64>(), wanted.parse::<i64>())
-                else {
+                let (Ok(actual), Ok(wanted)) = (actual.parse::<i64>(), wanted.parse::<i64>()) else {
                     return false;
                 };
                 if self.operator == Operator::GreaterThan {
@@ -274,11 +250,7 @@ impl LabelSelector {
     pub fn from_meta(selector: &meta::LabelSelector) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
-            requirements.push(Requirement::new(
-                key.clone(),
-                Operator::Equals,
-                [value.clone()],
-            )?);
+            requirements.push(Requirement::new(key.clone(), Operator::Equals, [value.clone()])?);
         }
         for expr in selector.match_expressions.iter().flatten() {
             let operator = match expr.operator.as_str() {
@@ -287,10 +259,7 @@ impl LabelSelector {
                 "Exists" => Operator::Exists,
                 "DoesNotExist" => Operator::DoesNotExist,
                 other => {
-                    return Err(SelectorError::InvalidOperator {
-                        key: expr.key.clone(),
-                        operator: other.to_string(),
-                    })
+                    return Err(SelectorError::InvalidOperator { key: expr.key.clone(), operator: other.to_string() })
                 }
             };
             let values = expr.values.clone().unwrap_or_default();
@@ -304,11 +273,7 @@ impl LabelSelector {
     pub fn from_set(labels: &BTreeMap<String, String>) -> Self {
         let requirements = labels
             .iter()
-            .map(|(k, v)| Requirement {
-                key: k.clone(),
-                operator: Operator::Equals,
-                values: vec![v.clone()],
-            })
+            .map(|(k, v)| Requirement { key: k.clone(), operator: Operator::Equals, values: vec![v.clone()] })
             .collect();
         Self::from_requirements(requirements)
     }
@@ -321,9 +286,7 @@ impl LabelSelector {
 
     /// This selector with one more requirement (upstream's `Selector.Add`).
     pub fn with_requirement(mut self, requirement: Requirement) -> Self {
-        let at = self
-            .requirements
-            .partition_point(|r| r.key <= requirement.key);
+        let at = self.requirements.partition_point(|r| r.key <= requirement.key);
         self.requirements.insert(at, requirement);
         self
     }
@@ -471,11 +434,7 @@ struct LabelParser<'a> {
 
 impl<'a> LabelParser<'a> {
     fn new(input: &'a str) -> Self {
-        LabelParser {
-            input,
-            tokens: lex(input),
-            pos: 0,
-        }
+        LabelParser { input, tokens: lex(input), pos: 0 }
     }
 
     fn peek(&self) -> &Token {
@@ -492,10 +451,7 @@ impl<'a> LabelParser<'a> {
     }
 
     fn syntax(&self, reason: String) -> SelectorError {
-        SelectorError::LabelSyntax {
-            selector: self.input.to_string(),
-            reason,
-        }
+        SelectorError::LabelSyntax { selector: self.input.to_string(), reason }
     }
 
     fn parse(mut self) -> Result<Vec<Requirement>, SelectorError> {
@@ -503,35 +459,28 @@ impl<'a> LabelParser<'a> {
         loop {
             match self.peek() {
                 Token::Identifier(_) | Token::Bang => {
-                    let requirement = self.requirement().map_err(|reason| {
-                        self.syntax(format!("unable to parse requirement: {reason}"))
-                    })?;
+                    let requirement = self
+                        .requirement()
+                        .map_err(|reason| self.syntax(format!("unable to parse requirement: {reason}")))?;
                     requirements.push(requirement);
                     match self.next() {
                         Token::End => return Ok(requirements),
                         Token::Comma => match self.peek() {
                             Token::Identifier(_) | Token::Bang => {}
                             t => {
-                                let reason = format!(
-                                    "found {}, expected: identifier after ','",
-                                    t.describe()
-                                );
+                                let reason = format!("found {}, expected: identifier after ','", t.describe());
                                 return Err(self.syntax(reason));
                             }
                         },
                         t => {
-                            let reason =
-                                format!("found {}, expected: ',' or end of string", t.describe());
+                            let reason = format!("found {}, expected: ',' or end of string", t.describe());
                             return Err(self.syntax(reason));
                         }
                     }
                 }
                 Token::End => return Ok(requirements),
                 t => {
-                    let reason = format!(
-                        "found {}, expected: !, identifier, or end of string",
-                        t.describe()
-                    );
+                    let reason = format!("found {}, expected: !, identifier, or end of string", t.describe());
                     return Err(self.syntax(reason));
                 }
             }
@@ -547,16 +496,11 @@ impl<'a> LabelParser<'a> {
         let Token::Identifier(key) = token else {
             return Err(format!("found {}, expected: identifier", token.describe()));
         };
-        validate_label_key(&key)
-            .map_err(|reason| format!("invalid label key {key:?}: {reason}"))?;
+        validate_label_key(&key).map_err(|reason| format!("invalid label key {key:?}: {reason}"))?;
         let unary = matches!(self.peek(), Token::End | Token::Comma);
         if negated || unary {
             // `!key` followed by anything but `,`/end is reported by the caller.
-            let op = if negated {
-                Operator::DoesNotExist
-            } else {
-                Operator::Exists
-            };
+            let op = if negated { Operator::DoesNotExist } else { Operator::Exists };
             return Requirement::new(key, op, Vec::<String>::new()).map_err(|e| e.to_string());
         }
         let operator = match self.next() {
@@ -599,10 +543,7 @@ impl<'a> LabelParser<'a> {
                     t => Err(format!("found {}, expected: ')'", t.describe())),
                 }
             }
-            t => Err(format!(
-                "found {}, expected: ',', ')' or identifier",
-                t.describe()
-            )),
+            t => Err(format!("found {}, expected: ',', ')' or identifier", t.describe())),
         }
     }
 
@@ -634,12 +575,7 @@ impl<'a> LabelParser<'a> {
                         _ => {}
                     }
                 }
-                t => {
-                    return Err(format!(
-                        "found {}, expected: ',', or identifier",
-                        t.describe()
-                    ))
-                }
+                t => return Err(format!("found {}, expected: ',', or identifier", t.describe())),
             }
         }
     }
@@ -669,9 +605,7 @@ fn is_label_token(s: &str) -> bool {
         (Some(first), Some(last)) => {
             first.is_ascii_alphanumeric()
                 && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -683,9 +617,7 @@ fn is_dns1123_subdomain(s: &str) -> bool {
         let bytes = label.as_bytes();
         let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         match (bytes.first(), bytes.last()) {
-            (Some(first), Some(last)) => {
-                alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-')
-            }
+            (Some(first), Some(last)) => alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-'),
             _ => false,
         }
     })
@@ -698,11 +630,9 @@ fn validate_label_key(key: &str) -> Result<(), String> {
         None => (None, key),
         Some((prefix, name)) if !name.contains('/') => (Some(prefix), name),
         Some(_) => {
-            return Err(
-                "a qualified name must be 'name' or 'prefix/name' with at most one '/' \
+            return Err("a qualified name must be 'name' or 'prefix/name' with at most one '/' \
                         (e.g. 'MyName' or 'example.com/MyName')"
-                    .to_string(),
-            )
+                .to_string())
         }
     };
     if let Some(prefix) = prefix {
@@ -710,34 +640,26 @@ fn validate_label_key(key: &str) -> Result<(), String> {
             return Err("prefix part must be non-empty".to_string());
         }
         if prefix.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
-            return Err(format!(
-                "prefix part must be no more than {DNS1123_SUBDOMAIN_MAX_LENGTH} characters"
-            ));
+            return Err(format!("prefix part must be no more than {DNS1123_SUBDOMAIN_MAX_LENGTH} characters"));
         }
         if !is_dns1123_subdomain(prefix) {
-            return Err(
-                "prefix part a lowercase RFC 1123 subdomain must consist of lower case \
+            return Err("prefix part a lowercase RFC 1123 subdomain must consist of lower case \
                         alphanumeric characters, '-' or '.', and must start and end with an \
                         alphanumeric character (e.g. 'example.com')"
-                    .to_string(),
-            );
+                .to_string());
         }
     }
     if name.is_empty() {
         return Err("name part must be non-empty".to_string());
     }
     if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        return Err(format!(
-            "name part must be no more than {QUALIFIED_NAME_MAX_LENGTH} characters"
-        ));
+        return Err(format!("name part must be no more than {QUALIFIED_NAME_MAX_LENGTH} characters"));
     }
     if !is_label_token(name) {
-        return Err(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and \
+        return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and \
                     must start and end with an alphanumeric character (e.g. 'MyName', \
                     'my.name' or '123-abc')"
-                .to_string(),
-        );
+            .to_string());
     }
     Ok(())
 }
@@ -746,17 +668,13 @@ fn validate_label_key(key: &str) -> Result<(), String> {
 /// ending with an alphanumeric.
 fn validate_label_value(value: &str) -> Result<(), String> {
     if value.len() > LABEL_VALUE_MAX_LENGTH {
-        return Err(format!(
-            "must be no more than {LABEL_VALUE_MAX_LENGTH} characters"
-        ));
+        return Err(format!("must be no more than {LABEL_VALUE_MAX_LENGTH} characters"));
     }
     if !value.is_empty() && !is_label_token(value) {
-        return Err(
-            "a valid label must be an empty string or consist of alphanumeric \
+        return Err("a valid label must be an empty string or consist of alphanumeric \
                     characters, '-', '_' or '.', and must start and end with an alphanumeric \
                     character (e.g. 'MyValue', 'my_value' or '12345')"
-                .to_string(),
-        );
+            .to_string());
     }
     Ok(())
 }
@@ -823,10 +741,7 @@ impl FieldSelector {
 
     /// Parses `f=v,f==v,f!=v` with upstream's escaping. `""` is the empty selector.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
-        let syntax = |reason: String| SelectorError::FieldSyntax {
-            selector: s.to_string(),
-            reason,
-        };
+        let syntax = |reason: String| SelectorError::FieldSyntax { selector: s.to_string(), reason };
         let mut requirements = Vec::new();
         for term in split_field_terms(s) {
             if term.trim().is_empty() {
@@ -840,21 +755,13 @@ impl FieldSelector {
             };
             let field = field.trim();
             if field.is_empty() {
-                return Err(syntax(format!(
-                    "{term:?} has no field name before the operator"
-                )));
+                return Err(syntax(format!("{term:?} has no field name before the operator")));
             }
-            let value = unescape_field_value(raw_value.trim())
-                .map_err(|reason| syntax(format!("in {term:?}: {reason}")))?;
-            requirements.push(FieldRequirement {
-                field: field.to_string(),
-                operator,
-                value,
-            });
+            let value =
+                unescape_field_value(raw_value.trim()).map_err(|reason| syntax(format!("in {term:?}: {reason}")))?;
+            requirements.push(FieldRequirement { field: field.to_string(), operator, value });
         }
-        requirements.sort_by(|a, b| {
-            (&a.field, a.operator, &a.value).cmp(&(&b.field, b.operator, &b.value))
-        });
+        requirements.sort_by(|a, b| (&a.field, a.operator, &a.value).cmp(&(&b.field, b.operator, &b.value)));
         Ok(FieldSelector { requirements })
     }
 
@@ -871,9 +778,7 @@ impl FieldSelector {
     /// Whether an object matches, given a getter for its field values (`None`: the field
     /// is missing, which compares as "").
     pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
-        self.requirements
-            .iter()
-            .all(|r| r.matches_value(&get(&r.field).unwrap_or_default()))
+        self.requirements.iter().all(|r| r.matches_value(&get(&r.field).unwrap_or_default()))
     }
 
     /// The value `field` must equal, if the selector has a `field=value` term: the fast
@@ -955,22 +860,14 @@ fn unescape_field_value(s: &str) -> Result<String, String> {
         if escaped {
             match c {
                 '\\' | ',' | '=' => out.push(c),
-                _ => {
-                    return Err(format!(
-                        "invalid escape sequence '\\{c}' (only \\\\, \\, and \\= are allowed)"
-                    ))
-                }
+                _ => return Err(format!("invalid escape sequence '\\{c}' (only \\\\, \\, and \\= are allowed)")),
             }
             escaped = false;
             continue;
         }
         match c {
             '\\' => escaped = true,
-            ',' | '=' => {
-                return Err(format!(
-                    "unescaped character '{c}' in value (write it as '\\{c}')"
-                ))
-            }
+            ',' | '=' => return Err(format!("unescaped character '{c}' in value (write it as '\\{c}')")),
             _ => out.push(c),
         }
     }
@@ -997,10 +894,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn sel(s: &str) -> LabelSelector {
@@ -1012,11 +906,7 @@ mod tests {
     #[test]
     fn parses_every_operator() {
         let s = sel("a=1,b==2,c!=3,d in (x,y),e notin (z),f,!g,h>4,i<5");
-        let ops: Vec<_> = s
-            .requirements()
-            .iter()
-            .map(|r| (r.key.as_str(), r.operator))
-            .collect();
+        let ops: Vec<_> = s.requirements().iter().map(|r| (r.key.as_str(), r.operator)).collect();
         assert_eq!(
             ops,
             vec![
@@ -1067,10 +957,7 @@ mod tests {
     #[test]
     fn canonical_string_sorts_by_key_and_values() {
         assert_eq!(sel("z=1,a=2").to_string(), "a=2,z=1");
-        assert_eq!(
-            sel("env in (prod,dev,prod)").to_string(),
-            "env in (dev,prod)"
-        );
+        assert_eq!(sel("env in (prod,dev,prod)").to_string(), "env in (dev,prod)");
         assert_eq!(sel("x notin (b, a)").to_string(), "x notin (a,b)");
         assert_eq!(sel("a>10").to_string(), "a>10");
         assert_eq!(sel("app=x").to_string(), "app=x");
@@ -1089,10 +976,7 @@ mod tests {
         assert_eq!(sel("a in ()").requirements()[0].values, vec![""]);
         assert_eq!(sel("a in (x,)").requirements()[0].values, vec!["", "x"]);
         assert_eq!(sel("a in (,x)").requirements()[0].values, vec!["", "x"]);
-        assert_eq!(
-            sel("a in (x,,y)").requirements()[0].values,
-            vec!["", "x", "y"]
-        );
+        assert_eq!(sel("a in (x,,y)").requirements()[0].values, vec!["", "x", "y"]);
         assert_eq!(sel("a=,b=c").to_string(), "a=,b=c");
     }
 
@@ -1113,10 +997,7 @@ mod tests {
             ("a in (x y)", "found 'y', expected: ',' or ')'"),
             ("a b", "found 'b' after key \"a\", expected one of"),
             ("a=b c", "found 'c', expected: ',' or end of string"),
-            (
-                "a=b,",
-                "found end of string, expected: identifier after ','",
-            ),
+            ("a=b,", "found end of string, expected: identifier after ','"),
             ("a=b,,c", "found ',', expected: identifier after ','"),
             (",a", "found ',', expected: !, identifier, or end of string"),
             ("!a=b", "found '=', expected: ',' or end of string"),
@@ -1126,14 +1007,8 @@ mod tests {
         ];
         for (input, want) in cases {
             let err = LabelSelector::parse(input).expect_err(input).to_string();
-            assert!(
-                err.contains(want),
-                "{input:?}: {err:?} should contain {want:?}"
-            );
-            assert!(
-                err.contains(&format!("{input:?}")),
-                "{err:?} should quote the selector"
-            );
+            assert!(err.contains(want), "{input:?}: {err:?} should contain {want:?}");
+            assert!(err.contains(&format!("{input:?}")), "{err:?} should quote the selector");
         }
         let err = LabelSelector::parse("a in x").unwrap_err().to_string();
         assert!(err.contains("unable to parse requirement:"), "{err}");
@@ -1144,10 +1019,7 @@ mod tests {
         let cases = [
             ("-a=b", "name part must consist of alphanumeric"),
             ("a-=b", "name part must consist of alphanumeric"),
-            (
-                "Example.com/a=b",
-                "prefix part a lowercase RFC 1123 subdomain",
-            ),
+            ("Example.com/a=b", "prefix part a lowercase RFC 1123 subdomain"),
             ("/a=b", "prefix part must be non-empty"),
             ("a/=b", "name part must be non-empty"),
             ("a/b/c=d", "at most one '/'"),
@@ -1158,23 +1030,13 @@ mod tests {
         ];
         for (input, want) in cases {
             let err = LabelSelector::parse(input).expect_err(input).to_string();
-            assert!(
-                err.contains("unable to parse requirement"),
-                "{input:?}: {err}"
-            );
-            assert!(
-                err.contains(want),
-                "{input:?}: {err:?} should contain {want:?}"
-            );
+            assert!(err.contains("unable to parse requirement"), "{input:?}: {err}");
+            assert!(err.contains(want), "{input:?}: {err:?} should contain {want:?}");
         }
         let long = "a".repeat(64);
-        let err = LabelSelector::parse(&format!("{long}=b"))
-            .unwrap_err()
-            .to_string();
+        let err = LabelSelector::parse(&format!("{long}=b")).unwrap_err().to_string();
         assert!(err.contains("no more than 63 characters"), "{err}");
-        let err = LabelSelector::parse(&format!("a={long}"))
-            .unwrap_err()
-            .to_string();
+        let err = LabelSelector::parse(&format!("a={long}")).unwrap_err().to_string();
         assert!(err.contains("no more than 63 characters"), "{err}");
         // Upper case names, dots, underscores and digits are fine.
         sel("My_App.v2=Some.Value_1,123=456");
@@ -1237,11 +1099,7 @@ mod tests {
         meta::LabelSelectorRequirement {
             key: key.to_string(),
             operator: op.to_string(),
-            values: if values.is_empty() {
-                None
-            } else {
-                Some(values.iter().map(|v| v.to_string()).collect())
-            },
+            values: if values.is_empty() { None } else { Some(values.iter().map(|v| v.to_string()).collect()) },
         }
     }
 
@@ -1257,10 +1115,7 @@ mod tests {
             ]),
         };
         let s = LabelSelector::from_meta(&m).unwrap();
-        assert_eq!(
-            s.to_string(),
-            "a=1,app=web,env in (dev,prod),!legacy,tier notin (db),track"
-        );
+        assert_eq!(s.to_string(), "a=1,app=web,env in (dev,prod),!legacy,tier notin (db),track");
         let mut l = labels(&[("app", "web"), ("a", "1"), ("env", "prod"), ("track", "x")]);
         assert!(s.matches(&l));
         l.insert("legacy".into(), "y".into());
@@ -1269,10 +1124,7 @@ mod tests {
 
     #[test]
     fn from_meta_scale_selector_string() {
-        let m = meta::LabelSelector {
-            match_labels: Some(labels(&[("app", "x")])),
-            match_expressions: None,
-        };
+        let m = meta::LabelSelector { match_labels: Some(labels(&[("app", "x")])), match_expressions: None };
         assert_eq!(LabelSelector::from_meta(&m).unwrap().to_string(), "app=x");
     }
 
@@ -1291,71 +1143,37 @@ mod tests {
 
     #[test]
     fn from_meta_rejects_bad_input() {
-        let bad_op = meta::LabelSelector {
-            match_expressions: Some(vec![expr("a", "Equals", &["b"])]),
-            ..Default::default()
-        };
+        let bad_op =
+            meta::LabelSelector { match_expressions: Some(vec![expr("a", "Equals", &["b"])]), ..Default::default() };
         let err = LabelSelector::from_meta(&bad_op).unwrap_err();
-        assert_eq!(
-            err,
-            SelectorError::InvalidOperator {
-                key: "a".into(),
-                operator: "Equals".into()
-            }
-        );
-        assert!(err
-            .to_string()
-            .contains("use In, NotIn, Exists or DoesNotExist"));
+        assert_eq!(err, SelectorError::InvalidOperator { key: "a".into(), operator: "Equals".into() });
+        assert!(err.to_string().contains("use In, NotIn, Exists or DoesNotExist"));
 
-        let no_values = meta::LabelSelector {
-            match_expressions: Some(vec![expr("a", "In", &[])]),
-            ..Default::default()
-        };
-        let err = LabelSelector::from_meta(&no_values)
-            .unwrap_err()
-            .to_string();
+        let no_values =
+            meta::LabelSelector { match_expressions: Some(vec![expr("a", "In", &[])]), ..Default::default() };
+        let err = LabelSelector::from_meta(&no_values).unwrap_err().to_string();
         assert!(err.contains("values set can't be empty"), "{err}");
 
-        let values_on_exists = meta::LabelSelector {
-            match_expressions: Some(vec![expr("a", "Exists", &["b"])]),
-            ..Default::default()
-        };
-        let err = LabelSelector::from_meta(&values_on_exists)
-            .unwrap_err()
-            .to_string();
+        let values_on_exists =
+            meta::LabelSelector { match_expressions: Some(vec![expr("a", "Exists", &["b"])]), ..Default::default() };
+        let err = LabelSelector::from_meta(&values_on_exists).unwrap_err().to_string();
         assert!(err.contains("values set must be empty"), "{err}");
 
-        let bad_key = meta::LabelSelector {
-            match_labels: Some(labels(&[("bad key", "v")])),
-            ..Default::default()
-        };
-        assert!(matches!(
-            LabelSelector::from_meta(&bad_key),
-            Err(SelectorError::InvalidLabelKey { .. })
-        ));
+        let bad_key = meta::LabelSelector { match_labels: Some(labels(&[("bad key", "v")])), ..Default::default() };
+        assert!(matches!(LabelSelector::from_meta(&bad_key), Err(SelectorError::InvalidLabelKey { .. })));
 
-        let bad_value = meta::LabelSelector {
-            match_labels: Some(labels(&[("k", "bad value")])),
-            ..Default::default()
-        };
+        let bad_value = meta::LabelSelector { match_labels: Some(labels(&[("k", "bad value")])), ..Default::default() };
         let err = LabelSelector::from_meta(&bad_value).unwrap_err();
-        assert!(
-            matches!(err, SelectorError::InvalidLabelValue { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, SelectorError::InvalidLabelValue { .. }), "{err:?}");
     }
 
     #[test]
     fn from_set_and_with_requirement() {
         let s = LabelSelector::from_set(&labels(&[("b", "2"), ("a", "1")]));
         assert_eq!(s.to_string(), "a=1,b=2");
-        let s = s.with_requirement(
-            Requirement::new("pod-template-hash", Operator::Equals, ["abc"]).unwrap(),
-        );
+        let s = s.with_requirement(Requirement::new("pod-template-hash", Operator::Equals, ["abc"]).unwrap());
         assert_eq!(s.to_string(), "a=1,b=2,pod-template-hash=abc");
-        let s = s.with_requirement(
-            Requirement::new("a0", Operator::Exists, Vec::<String>::new()).unwrap(),
-        );
+        let s = s.with_requirement(Requirement::new("a0", Operator::Exists, Vec::<String>::new()).unwrap());
         assert_eq!(s.to_string(), "a=1,a0,b=2,pod-template-hash=abc");
         assert!(LabelSelector::from_set(&BTreeMap::new()).is_empty());
     }
@@ -1382,10 +1200,7 @@ mod tests {
     // --- field selectors --------------------------------------------------------------
 
     fn fields(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |f: &str| map.get(f).cloned()
     }
 
@@ -1397,21 +1212,11 @@ mod tests {
     fn field_selector_parses_and_matches() {
         let s = fsel("spec.nodeName=n1,status.phase!=Running,metadata.namespace==default");
         assert_eq!(s.requirements().len(), 3);
-        assert_eq!(
-            s.to_string(),
-            "metadata.namespace=default,spec.nodeName=n1,status.phase!=Running"
-        );
-        let pod = fields(&[
-            ("spec.nodeName", "n1"),
-            ("status.phase", "Pending"),
-            ("metadata.namespace", "default"),
-        ]);
+        assert_eq!(s.to_string(), "metadata.namespace=default,spec.nodeName=n1,status.phase!=Running");
+        let pod = fields(&[("spec.nodeName", "n1"), ("status.phase", "Pending"), ("metadata.namespace", "default")]);
         assert!(s.matches(&pod));
-        let running = fields(&[
-            ("spec.nodeName", "n1"),
-            ("status.phase", "Running"),
-            ("metadata.namespace", "default"),
-        ]);
+        let running =
+            fields(&[("spec.nodeName", "n1"), ("status.phase", "Running"), ("metadata.namespace", "default")]);
         assert!(!s.matches(&running));
     }
 
@@ -1460,10 +1265,7 @@ mod tests {
         assert_eq!(s.exact_value("metadata.name"), Some("x"));
         assert_eq!(s.exact_value("metadata.namespace"), None);
         assert_eq!(s.exact_value("spec.nodeName"), None);
-        assert_eq!(
-            fsel("metadata.name==x").exact_value("metadata.name"),
-            Some("x")
-        );
+        assert_eq!(fsel("metadata.name==x").exact_value("metadata.name"), Some("x"));
     }
 
     #[test]
@@ -1491,10 +1293,7 @@ mod tests {
             let err = FieldSelector::parse(input).expect_err(input);
             assert!(matches!(err, SelectorError::FieldSyntax { .. }));
             let err = err.to_string();
-            assert!(
-                err.contains(want),
-                "{input:?}: {err:?} should contain {want:?}"
-            );
+            assert!(err.contains(want), "{input:?}: {err:?} should contain {want:?}");
             assert!(err.contains("invalid field selector"), "{err}");
         }
     }

@@ -103,7 +103,11 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "DaemonSet" => {
             if let Some(spec) = obj.get_mut("spec") {
                 set_if_absent(spec, "revisionHistoryLimit", json!(10));
-                set_if_absent(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+                set_if_absent(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                );
             }
             pod_template(obj);
         }
@@ -161,7 +165,8 @@ mod tests {
 
     #[test]
     fn pod_and_deployment_defaults() {
-        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}});
+        let mut pod =
+            json!({"spec": {"containers": [{"name": "a", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}});
         apply("Pod", &mut pod);
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);

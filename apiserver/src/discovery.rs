@@ -83,7 +83,12 @@ enum Format {
 fn negotiate(headers: &HeaderMap) -> Format {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let offers: Vec<&str> = accept.split(',').map(str::trim).collect();
-    let wants = |v: &str| offers.iter().any(|o| o.contains("g=apidiscovery.k8s.io") && o.contains(&format!("v={v};")) || o.ends_with(&format!("v={v}")) && o.contains("apidiscovery"));
+    let wants = |v: &str| {
+        offers.iter().any(|o| {
+            o.contains("g=apidiscovery.k8s.io") && o.contains(&format!("v={v};"))
+                || o.ends_with(&format!("v={v}")) && o.contains("apidiscovery")
+        })
+    };
     if wants("v2") {
         Format::V2
     } else if wants("v2beta1") {
@@ -107,7 +112,8 @@ fn group_item(group: &str) -> Value {
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, ver)| {
-            let rs: Vec<Value> = resources::all().iter().filter(|r| r.group == g && r.version == ver).map(aggregated_resource).collect();
+            let rs: Vec<Value> =
+                resources::all().iter().filter(|r| r.group == g && r.version == ver).map(aggregated_resource).collect();
             json!({"version": ver, "resources": rs, "freshness": "Current"})
         })
         .collect();
@@ -149,7 +155,11 @@ pub async fn apis(headers: HeaderMap) -> Response {
                     json!({"name": g, "preferredVersion": versions[0].clone(), "versions": versions})
                 })
                 .collect();
-            json_with(StatusCode::OK, "application/json", &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+            json_with(
+                StatusCode::OK,
+                "application/json",
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            )
         }
         fmt => aggregated(&fmt, named_groups().into_iter().map(group_item).collect()),
     }

@@ -99,7 +99,11 @@ impl ApiError {
         }
     }
     pub fn stale(r: &ResourceInfo, name: &str) -> Self {
-        Self::conflict(r, name, "the object has been modified; please apply your changes to the latest version and try again")
+        Self::conflict(
+            r,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
     }
     pub fn invalid(r: &ResourceInfo, name: &str, causes: Vec<FieldError>) -> Self {
         ApiError::Invalid { kind: r.kind.into(), group: r.group.into(), name: name.into(), causes }
@@ -174,7 +178,9 @@ impl ApiError {
                 "kind": kind,
                 "causes": causes.iter().map(|c| json!({"reason": c.kind, "message": c.to_string(), "field": c.field})).collect::<Vec<_>>(),
             })),
-            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => Some(json!({"retryAfterSeconds": 1})),
+            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
+                Some(json!({"retryAfterSeconds": 1}))
+            }
             _ => None,
         };
         if let Some(d) = details {

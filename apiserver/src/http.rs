@@ -102,10 +102,20 @@ fn parse_path(path: &str) -> ApiResult<PathInfo> {
     }
     match rest.as_slice() {
         [plural] => Ok(PathInfo { resource: lookup(plural)?, namespace: None, name: None, sub: None, legacy_watch }),
-        [plural, name] => Ok(PathInfo { resource: lookup(plural)?, namespace: None, name: Some(name.to_string()), sub: None, legacy_watch }),
-        [plural, name, sub] => {
-            Ok(PathInfo { resource: lookup(plural)?, namespace: None, name: Some(name.to_string()), sub: Some(sub.to_string()), legacy_watch })
-        }
+        [plural, name] => Ok(PathInfo {
+            resource: lookup(plural)?,
+            namespace: None,
+            name: Some(name.to_string()),
+            sub: None,
+            legacy_watch,
+        }),
+        [plural, name, sub] => Ok(PathInfo {
+            resource: lookup(plural)?,
+            namespace: None,
+            name: Some(name.to_string()),
+            sub: Some(sub.to_string()),
+            legacy_watch,
+        }),
         _ => Err(ApiError::NoSuchPath),
     }
 }
@@ -113,8 +123,8 @@ fn parse_path(path: &str) -> ApiResult<PathInfo> {
 type Params = HashMap<String, Vec<String>>;
 
 fn parse_query(q: Option<&str>) -> ApiResult<Params> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(q.unwrap_or("")).map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q.unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
     let mut out: Params = HashMap::new();
     for (k, v) in pairs {
         out.entry(k).or_default().push(v);
@@ -132,12 +142,15 @@ fn flag(p: &Params, k: &str) -> bool {
 
 fn list_query(r: &ResourceInfo, p: &Params) -> ApiResult<ListQuery> {
     let label_selector = match param(p, "labelSelector").filter(|s| !s.is_empty()) {
-        Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(format!("unable to parse labelSelector: {e}")))?),
+        Some(s) => Some(
+            LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(format!("unable to parse labelSelector: {e}")))?,
+        ),
         None => None,
     };
     let field_selector = match param(p, "fieldSelector").filter(|s| !s.is_empty()) {
         Some(s) => {
-            let fs = FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(format!("unable to parse fieldSelector: {e}")))?;
+            let fs = FieldSelector::parse(s)
+                .map_err(|e| ApiError::BadRequest(format!("unable to parse fieldSelector: {e}")))?;
             for req in fs.requirements() {
                 if !r.supports_field(&req.field) {
                     return Err(ApiError::BadRequest(format!(
@@ -178,9 +191,11 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         return Err(ApiError::BadRequest("the request body is empty; send the object as JSON or YAML".into()));
     }
     if ct.contains("yaml") {
-        serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
+        serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
     } else if ct.contains("json") || ct.is_empty() {
-        serde_json::from_slice::<Value>(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
             "the body's Content-Type {ct} is not supported; use application/json or application/yaml"
@@ -204,9 +219,7 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
-            return Err(ApiError::TooLarge(format!(
-                "the request body is larger than the {MAX_BODY_BYTES} byte limit"
-            )))
+            return Err(ApiError::TooLarge(format!("the request body is larger than the {MAX_BODY_BYTES} byte limit")))
         }
     };
     let r = path.resource;
@@ -235,7 +248,8 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
             Method::DELETE => {
                 let q = list_query(r, &params)?;
                 let opts = delete_options(&parts.headers, &bytes, &params)?;
-                let (items, rv, _, _) = reg.list(&t, &ListQuery { limit: None, continue_token: None, resource_version: None, ..q }).await?;
+                let (items, rv, _, _) =
+                    reg.list(&t, &ListQuery { limit: None, continue_token: None, resource_version: None, ..q }).await?;
                 let mut deleted = Vec::new();
                 for item in items {
                     let it = Target { resource: r, namespace: obj::namespace(&item).map(String::from) };
@@ -281,7 +295,13 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
 }
 
 /// `{kind: PodList, apiVersion: v1, metadata: {resourceVersion, continue}, items}`.
-pub fn list_object(r: &ResourceInfo, items: Vec<Value>, rv: i64, cont: Option<String>, remaining: Option<i64>) -> Value {
+pub fn list_object(
+    r: &ResourceInfo,
+    items: Vec<Value>,
+    rv: i64,
+    cont: Option<String>,
+    remaining: Option<i64>,
+) -> Value {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
@@ -298,11 +318,13 @@ pub fn delete_options(headers: &HeaderMap, body: &[u8], p: &Params) -> ApiResult
     let mut opts = DeleteOptions::default();
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !body.is_empty() && !ct.contains("protobuf") {
-        let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the DeleteOptions body is not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("the DeleteOptions body is not valid JSON: {e}")))?;
         apply_delete_options(&mut opts, &v)?;
     }
     if let Some(g) = param(p, "gracePeriodSeconds") {
-        opts.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds \"{g}\"")))?);
+        opts.grace_period_seconds =
+            Some(g.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds \"{g}\"")))?);
     }
     if let Some(pp) = param(p, "propagationPolicy") {
         opts.propagation_policy = Some(pp.to_string());
@@ -375,13 +397,20 @@ fn bookmark(r: &ResourceInfo, rv: i64, initial_end: bool) -> Value {
     json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": meta})
 }
 
-async fn watch(reg: &Registry, t: &Target, p: &Params, shutdown: &tokio_util::sync::CancellationToken) -> ApiResult<Response> {
+async fn watch(
+    reg: &Registry,
+    t: &Target,
+    p: &Params,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> ApiResult<Response> {
     let r = t.resource;
     let q = list_query(r, p)?;
     let bookmarks = flag(p, "allowWatchBookmarks");
     let send_initial = flag(p, "sendInitialEvents");
     let timeout = match param(p, "timeoutSeconds").filter(|s| !s.is_empty()) {
-        Some(s) => Duration::from_secs(s.parse().map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds \"{s}\"")))?),
+        Some(s) => {
+            Duration::from_secs(s.parse().map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds \"{s}\"")))?)
+        }
         // Upstream picks a random duration between 30 and 60 minutes.
         None => Duration::from_secs(1800 + rand::random_range(0..1800)),
     };
@@ -392,7 +421,10 @@ async fn watch(reg: &Registry, t: &Target, p: &Params, shutdown: &tokio_util::sy
     let rv = q.resource_version.clone().unwrap_or_default();
     let from_state = rv.is_empty() || rv == "0" || send_initial;
     let (initial, registration) = if from_state {
-        let (objs, reg) = cache.register_with_state(&t.prefix()).await.map_err(|_| ApiError::Unavailable("watch cache not ready".into()))?;
+        let (objs, reg) = cache
+            .register_with_state(&t.prefix())
+            .await
+            .map_err(|_| ApiError::Unavailable("watch cache not ready".into()))?;
         (objs, Ok(reg))
     } else {
         let after = crate::registry::parse_rv(&rv)?;
@@ -432,10 +464,11 @@ async fn watch(reg: &Registry, t: &Target, p: &Params, shutdown: &tokio_util::sy
                 return;
             }
         }
-        if send_initial && bookmarks {
-            if tx.send(Ok(event_line("BOOKMARK", &bookmark(r, reg.revision, true)))).await.is_err() {
-                return;
-            }
+        if send_initial
+            && bookmarks
+            && tx.send(Ok(event_line("BOOKMARK", &bookmark(r, reg.revision, true)))).await.is_err()
+        {
+            return;
         }
         for ev in std::mem::take(&mut reg.replay) {
             last_rv = ev.revision;
@@ -527,7 +560,9 @@ async fn watch_from_etcd(
             None => return,
             Some(Err(e)) => {
                 let status = match e {
-                    skiff_store::Error::Compacted { .. } => ApiError::Gone(format!("too old resource version: {after}")).to_status(),
+                    skiff_store::Error::Compacted { .. } => {
+                        ApiError::Gone(format!("too old resource version: {after}")).to_status()
+                    }
                     e => ApiError::from(e).to_status(),
                 };
                 let _ = tx.send(Ok(event_line("ERROR", &status))).await;
@@ -567,11 +602,17 @@ mod tests {
     #[test]
     fn paths_parse_into_resources() {
         let p = parse_path("/api/v1/namespaces/default/pods/web/status").unwrap();
-        assert_eq!((p.resource.plural, p.namespace.as_deref(), p.name.as_deref(), p.sub.as_deref()), ("pods", Some("default"), Some("web"), Some("status")));
+        assert_eq!(
+            (p.resource.plural, p.namespace.as_deref(), p.name.as_deref(), p.sub.as_deref()),
+            ("pods", Some("default"), Some("web"), Some("status"))
+        );
         let p = parse_path("/api/v1/namespaces/default").unwrap();
         assert_eq!((p.resource.plural, p.name.as_deref()), ("namespaces", Some("default")));
         let p = parse_path("/api/v1/namespaces/kube-system/finalize").unwrap();
-        assert_eq!((p.resource.plural, p.name.as_deref(), p.sub.as_deref()), ("namespaces", Some("kube-system"), Some("finalize")));
+        assert_eq!(
+            (p.resource.plural, p.name.as_deref(), p.sub.as_deref()),
+            ("namespaces", Some("kube-system"), Some("finalize"))
+        );
         let p = parse_path("/apis/apps/v1/namespaces/x/deployments").unwrap();
         assert_eq!((p.resource.plural, p.namespace.as_deref(), p.name), ("deployments", Some("x"), None));
         let p = parse_path("/api/v1/pods").unwrap();

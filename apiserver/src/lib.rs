@@ -113,7 +113,11 @@ impl ApiServer {
         for cache in self.registry.caches() {
             tasks.spawn(cache.clone().run(self.registry.store.clone(), bg.clone()));
         }
-        tasks.spawn(skiff_store::compactor::run(self.registry.store.clone(), self.config.compaction_interval, bg.clone()));
+        tasks.spawn(skiff_store::compactor::run(
+            self.registry.store.clone(),
+            self.config.compaction_interval,
+            bg.clone(),
+        ));
         {
             let reg = self.registry.clone();
             let ready = ready.clone();

@@ -7,7 +7,11 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "skiff-apiserver", version, about = "The Skiff Kubernetes API server (plain HTTP; TLS arrives with the security work)")]
+#[command(
+    name = "skiff-apiserver",
+    version,
+    about = "The Skiff Kubernetes API server (plain HTTP; TLS arrives with the security work)"
+)]
 struct Args {
     /// etcd client URLs, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
@@ -40,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

@@ -69,7 +69,12 @@ async fn finalize(reg: &Registry, ns: &Value) -> Result<(), ApiError> {
                 continue; // already going (grace period or finalizers)
             }
             match reg.delete(&t, obj::name(&item), &DeleteOptions::default()).await {
-                Ok(_) | Err(ApiError::NotFound { .. }) => debug!(namespace = name, resource = r.plural, object = obj::name(&item), "deleted namespace content"),
+                Ok(_) | Err(ApiError::NotFound { .. }) => debug!(
+                    namespace = name,
+                    resource = r.plural,
+                    object = obj::name(&item),
+                    "deleted namespace content"
+                ),
                 Err(e) => return Err(e),
             }
         }
@@ -92,10 +97,18 @@ async fn finalize(reg: &Registry, ns: &Value) -> Result<(), ApiError> {
     };
     if obj::finalizers(&current).is_empty() {
         reg.store
-            .delete(&t.key(&name), &skiff_store::Preconditions { uid: obj::meta_str(&current, "uid").map(String::from), resource_version: None })
+            .delete(
+                &t.key(&name),
+                &skiff_store::Preconditions {
+                    uid: obj::meta_str(&current, "uid").map(String::from),
+                    resource_version: None,
+                },
+            )
             .await
             .or_else(|e| match e {
-                skiff_store::Error::NotFound { .. } => Ok(skiff_store::Object { key: String::new(), value: vec![], mod_revision: 0, create_revision: 0 }),
+                skiff_store::Error::NotFound { .. } => {
+                    Ok(skiff_store::Object { key: String::new(), value: vec![], mod_revision: 0, create_revision: 0 })
+                }
                 e => Err(e),
             })?;
         info!(namespace = name, "namespace removed");

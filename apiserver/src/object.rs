@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn field_paths_read_as_strings() {
-        let v = json!({"spec": {"nodeName": "n1", "unschedulable": true}, "source": {"component": "kubelet"}, "count": 3});
+        let v =
+            json!({"spec": {"nodeName": "n1", "unschedulable": true}, "source": {"component": "kubelet"}, "count": 3});
         assert_eq!(field_value(&v, "spec.nodeName").as_deref(), Some("n1"));
         assert_eq!(selectable_field(&v, "spec.unschedulable").as_deref(), Some("true"));
         assert_eq!(selectable_field(&json!({}), "spec.unschedulable").as_deref(), Some("false"));

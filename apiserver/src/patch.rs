@@ -21,7 +21,8 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Kind> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let ct = ct.split(';').next().unwrap_or("").trim();
     let as_json = |what: &str| -> ApiResult<Value> {
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the {what} body is not valid JSON: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("the {what} body is not valid JSON: {e}")))
     };
     match ct {
         "application/json-patch+json" => {
@@ -51,12 +52,16 @@ fn apply(kind: &str, old: &Value, p: &Kind) -> ApiResult<Value> {
                 kind: kind.into(),
                 group: String::new(),
                 name: obj::name(old).into(),
-                causes: vec![skiff_api::validation::FieldError::invalid("", format!("the JSON patch could not be applied: {e}"))],
+                causes: vec![skiff_api::validation::FieldError::invalid(
+                    "",
+                    format!("the JSON patch could not be applied: {e}"),
+                )],
             })?;
         }
         Kind::Merge(m) => json_patch::merge(&mut doc, m),
         Kind::Strategic(m) | Kind::Apply(m) => {
-            doc = skiff_api::patch::strategic_merge_patch(kind, old, m).map_err(|e| ApiError::BadRequest(format!("invalid strategic merge patch: {e}")))?;
+            doc = skiff_api::patch::strategic_merge_patch(kind, old, m)
+                .map_err(|e| ApiError::BadRequest(format!("invalid strategic merge patch: {e}")))?;
         }
     }
     Ok(doc)
@@ -102,16 +107,23 @@ pub async fn patch(
         }
     }
     let updated = reg
-        .update_with(t, name, precondition, dry_run, |old| {
-            let mut new = apply(kind, old, &p)?;
-            // A patch cannot rename or move an object.
-            let meta = obj::meta_mut(&mut new);
-            meta.insert("name".into(), Value::String(name.into()));
-            if let Some(ns) = &t.namespace {
-                meta.insert("namespace".into(), Value::String(ns.clone()));
-            }
-            Ok(new)
-        }, sub)
+        .update_with(
+            t,
+            name,
+            precondition,
+            dry_run,
+            |old| {
+                let mut new = apply(kind, old, &p)?;
+                // A patch cannot rename or move an object.
+                let meta = obj::meta_mut(&mut new);
+                meta.insert("name".into(), Value::String(name.into()));
+                if let Some(ns) = &t.namespace {
+                    meta.insert("namespace".into(), Value::String(ns.clone()));
+                }
+                Ok(new)
+            },
+            sub,
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &updated))
 }

@@ -115,7 +115,8 @@ impl Registry {
 
     pub async fn get(&self, t: &Target, name: &str) -> ApiResult<Value> {
         let o = self.store.get(&t.key(name)).await?.ok_or_else(|| ApiError::not_found(t.resource, name))?;
-        decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))
+        decode_stored(&o.value, o.mod_revision)
+            .map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))
     }
 
     /// Lists objects; returns (items, resourceVersion, continue, remainingItemCount).
@@ -160,7 +161,8 @@ impl Registry {
             cont = page.continue_token.clone();
             remaining = page.remaining;
             for o in page.items {
-                let v = decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
+                let v = decode_stored(&o.value, o.mod_revision)
+                    .map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
                 if q.matches(&v) {
                     items.push(v);
                 }
@@ -186,7 +188,8 @@ impl Registry {
         self.bind_namespace(t, &mut body)?;
         strategy::generate_name(&mut body);
         let name = obj::name(&body).to_string();
-        let mut v = (r.round_trip)(body).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+        let mut v =
+            (r.round_trip)(body).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
         strategy::prepare_for_create(r, &mut v);
         crate::defaults::apply(r.kind, &mut v);
         let v = (r.round_trip)(v).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
@@ -215,7 +218,14 @@ impl Registry {
     }
 
     /// Replaces an object (PUT) or its subresource (`status`, `finalize`).
-    pub async fn update(&self, t: &Target, name: &str, mut body: Value, sub: Option<&str>, dry_run: bool) -> ApiResult<Value> {
+    pub async fn update(
+        &self,
+        t: &Target,
+        name: &str,
+        mut body: Value,
+        sub: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         let r = t.resource;
         strategy::check_type_meta(r, &mut body)?;
         self.bind_namespace(t, &mut body)?;
@@ -238,7 +248,15 @@ impl Registry {
     /// The heart of update and patch: read the current object, compute the new one with
     /// `f`, apply the strategy, validate, and compare-and-swap; on a lost race (and no
     /// client precondition) recompute from the fresh object.
-    pub async fn update_with<F>(&self, t: &Target, name: &str, precondition: Option<i64>, dry_run: bool, mut f: F, sub: Option<&str>) -> ApiResult<Value>
+    pub async fn update_with<F>(
+        &self,
+        t: &Target,
+        name: &str,
+        precondition: Option<i64>,
+        dry_run: bool,
+        mut f: F,
+        sub: Option<&str>,
+    ) -> ApiResult<Value>
     where
         F: FnMut(&Value) -> ApiResult<Value>,
     {
@@ -246,7 +264,8 @@ impl Registry {
         let key = t.key(name);
         for _ in 0..16 {
             let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
-            let old = decode_stored(&cur.value, cur.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
+            let old = decode_stored(&cur.value, cur.mod_revision)
+                .map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
             if let Some(p) = precondition {
                 if p != cur.mod_revision {
                     return Err(ApiError::stale(r, name));
@@ -255,7 +274,8 @@ impl Registry {
             let mut new = f(&old)?;
             strategy::prepare_for_update(r, &mut new, &old, sub);
             crate::defaults::apply(r.kind, &mut new);
-            let mut new = (r.round_trip)(new).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+            let mut new =
+                (r.round_trip)(new).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
             let mut errs = (r.validate)(&new);
             // A binding is the one sanctioned change of an otherwise immutable pod spec.
             if sub != Some("binding") {
@@ -274,14 +294,25 @@ impl Registry {
                 return Ok(new);
             }
             // The last finalizer removed from an object being deleted: it goes now.
-            if obj::deletion_timestamp(&new).is_some() && obj::finalizers(&new).is_empty() && obj::deletion_grace(&new).unwrap_or(0) == 0 {
-                match self.store.delete(&key, &Preconditions { resource_version: Some(cur.mod_revision), uid: None }).await {
+            if obj::deletion_timestamp(&new).is_some()
+                && obj::finalizers(&new).is_empty()
+                && obj::deletion_grace(&new).unwrap_or(0) == 0
+            {
+                match self
+                    .store
+                    .delete(&key, &Preconditions { resource_version: Some(cur.mod_revision), uid: None })
+                    .await
+                {
                     Ok(_) => {
                         let rev = self.store.current_revision().await.unwrap_or(cur.mod_revision);
                         obj::set_resource_version(&mut new, rev);
                         return Ok(new);
                     }
-                    Err(skiff_store::Error::PreconditionFailed { .. } | skiff_store::Error::NotFound { .. }) if precondition.is_none() => continue,
+                    Err(skiff_store::Error::PreconditionFailed { .. } | skiff_store::Error::NotFound { .. })
+                        if precondition.is_none() =>
+                    {
+                        continue
+                    }
                     Err(skiff_store::Error::PreconditionFailed { .. }) => return Err(ApiError::stale(r, name)),
                     Err(e) => return Err(e.into()),
                 }
@@ -306,13 +337,18 @@ impl Registry {
         let key = t.key(name);
         for _ in 0..16 {
             let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
-            let mut v = decode_stored(&cur.value, cur.mod_revision).map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
+            let mut v = decode_stored(&cur.value, cur.mod_revision)
+                .map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
             if let Some(uid) = &opts.preconditions.uid {
                 if obj::meta_str(&v, "uid") != Some(uid.as_str()) {
-                    return Err(ApiError::conflict(r, name, &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        obj::meta_str(&v, "uid").unwrap_or("")
-                    )));
+                    return Err(ApiError::conflict(
+                        r,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            obj::meta_str(&v, "uid").unwrap_or("")
+                        ),
+                    ));
                 }
             }
             if let Some(rv) = opts.preconditions.resource_version {
@@ -328,7 +364,11 @@ impl Registry {
                     if opts.dry_run {
                         return Ok(Deleted::Gone(v));
                     }
-                    match self.store.delete(&key, &Preconditions { resource_version: Some(cur.mod_revision), uid: None }).await {
+                    match self
+                        .store
+                        .delete(&key, &Preconditions { resource_version: Some(cur.mod_revision), uid: None })
+                        .await
+                    {
                         Ok(_) => return Ok(Deleted::Gone(v)),
                         Err(skiff_store::Error::PreconditionFailed { .. }) => continue,
                         Err(skiff_store::Error::NotFound { .. }) => return Err(ApiError::not_found(r, name)),
@@ -366,7 +406,8 @@ impl Registry {
                 if let Some(b) = in_body.filter(|b| !b.is_empty()) {
                     if &b != ns {
                         return Err(ApiError::BadRequest(
-                            "the namespace of the provided object does not match the namespace sent on the request".into(),
+                            "the namespace of the provided object does not match the namespace sent on the request"
+                                .into(),
                         ));
                     }
                 }
@@ -419,8 +460,7 @@ pub fn parse_rv(s: &str) -> ApiResult<i64> {
     if s.is_empty() {
         return Ok(0);
     }
-    s.parse::<i64>()
-        .ok()
-        .filter(|v| *v >= 0)
-        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version \"{s}\": must be a non-negative integer")))
+    s.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+        ApiError::BadRequest(format!("invalid resource version \"{s}\": must be a non-negative integer"))
+    })
 }

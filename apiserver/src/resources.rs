@@ -5,7 +5,9 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc};
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;

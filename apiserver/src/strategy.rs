@@ -30,7 +30,10 @@ pub fn check_type_meta(r: &ResourceInfo, body: &mut Value) -> ApiResult<()> {
     }
     match m.get("kind").and_then(Value::as_str) {
         Some(k) if k != r.kind => {
-            return Err(ApiError::BadRequest(format!("the kind in the data ({k}) does not match the expected kind ({})", r.kind)))
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                r.kind
+            )))
         }
         _ => {
             m.insert("kind".into(), json!(r.kind));
@@ -275,14 +278,20 @@ pub fn validate_owner_references(r: &ResourceInfo, v: &Value) -> ApiResult<()> {
                 if owner.namespaced {
                     errs.push(FieldError::invalid(
                         format!("metadata.ownerReferences[{i}]"),
-                        format!("cluster-scoped resource must not have a namespace-scoped owner, owner's kind: {}", owner.kind),
+                        format!(
+                            "cluster-scoped resource must not have a namespace-scoped owner, owner's kind: {}",
+                            owner.kind
+                        ),
                     ));
                 }
             }
         }
     }
     if controllers > 1 {
-        errs.push(FieldError::invalid("metadata.ownerReferences", "Only one reference can have Controller set to true"));
+        errs.push(FieldError::invalid(
+            "metadata.ownerReferences",
+            "Only one reference can have Controller set to true",
+        ));
     }
     if errs.is_empty() {
         Ok(())
@@ -311,7 +320,8 @@ mod tests {
     #[test]
     fn spec_updates_keep_status_and_bump_generation() {
         let deploys = find("apps", "v1", "deployments").unwrap();
-        let old = json!({"metadata": {"name": "d", "generation": 3}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let old =
+            json!({"metadata": {"name": "d", "generation": 3}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
         let mut new = json!({"metadata": {"name": "d"}, "spec": {"replicas": 2}, "status": {"replicas": 9}});
         prepare_for_update(deploys, &mut new, &old, None);
         assert_eq!(new["status"]["replicas"], 1);

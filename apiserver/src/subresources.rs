@@ -32,7 +32,9 @@ pub async fn handle(
             let v = decode(body)?;
             Ok(json_response(StatusCode::OK, &reg.update(t, name, v, Some(sub), dry_run).await?))
         }
-        ("status", &Method::PATCH) => crate::patch::patch(reg, t, name, Some("status"), headers, body, params, dry_run).await,
+        ("status", &Method::PATCH) => {
+            crate::patch::patch(reg, t, name, Some("status"), headers, body, params, dry_run).await
+        }
         ("binding", &Method::POST) => bind(reg, t, name, &decode(body)?, dry_run).await,
         ("eviction", &Method::POST) => evict(reg, t, name, &decode(body)?).await,
         ("scale", &Method::GET) => Ok(json_response(StatusCode::OK, &scale_of(&reg.get(t, name).await?)?)),
@@ -57,18 +59,29 @@ fn decode(body: &[u8]) -> ApiResult<Value> {
 }
 
 fn success(code: StatusCode) -> Response {
-    json_response(code, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()}))
+    json_response(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()}),
+    )
 }
 
 /// `POST pods/{name}/binding`: sets `spec.nodeName` once, and the PodScheduled condition.
 async fn bind(reg: &Registry, t: &Target, name: &str, body: &Value, dry_run: bool) -> ApiResult<Response> {
     let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {
-        return Err(ApiError::invalid(t.resource, name, vec![skiff_api::validation::FieldError::required("target.name")]));
+        return Err(ApiError::invalid(
+            t.resource,
+            name,
+            vec![skiff_api::validation::FieldError::required("target.name")],
+        ));
     }
     let kind = body.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
     if kind != "Node" && !kind.is_empty() {
-        return Err(ApiError::invalid(t.resource, name, vec![skiff_api::validation::FieldError::invalid("target.kind", "must be empty or Node")]));
+        return Err(ApiError::invalid(
+            t.resource,
+            name,
+            vec![skiff_api::validation::FieldError::invalid("target.kind", "must be empty or Node")],
+        ));
     }
     if let Some(uid) = body.pointer("/metadata/uid").and_then(Value::as_str) {
         let pod = reg.get(t, name).await?;
@@ -78,30 +91,48 @@ async fn bind(reg: &Registry, t: &Target, name: &str, body: &Value, dry_run: boo
     }
     let r = t.resource;
     // First set spec.nodeName through the main resource (the strategy keeps status)...
-    reg.update_with(t, name, None, dry_run, |old| {
-        if obj::deletion_timestamp(old).is_some() {
-            return Err(ApiError::conflict(r, name, "pod is being deleted, cannot be assigned to a host"));
-        }
-        match old.pointer("/spec/nodeName").and_then(Value::as_str) {
-            Some(n) if !n.is_empty() => Err(ApiError::conflict(r, name, &format!("pod {name} is already assigned to node \"{n}\""))),
-            _ => {
-                let mut new = old.clone();
-                new["spec"]["nodeName"] = json!(node);
-                Ok(new)
+    reg.update_with(
+        t,
+        name,
+        None,
+        dry_run,
+        |old| {
+            if obj::deletion_timestamp(old).is_some() {
+                return Err(ApiError::conflict(r, name, "pod is being deleted, cannot be assigned to a host"));
             }
-        }
-    }, Some("binding"))
+            match old.pointer("/spec/nodeName").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() => {
+                    Err(ApiError::conflict(r, name, &format!("pod {name} is already assigned to node \"{n}\"")))
+                }
+                _ => {
+                    let mut new = old.clone();
+                    new["spec"]["nodeName"] = json!(node);
+                    Ok(new)
+                }
+            }
+        },
+        Some("binding"),
+    )
     .await?;
     // ...then the PodScheduled condition through status.
     let now = obj::now_rfc3339();
-    reg.update_with(t, name, None, dry_run, |old| {
-        let mut new = old.clone();
-        let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-        new["status"]["conditions"] = json!(conds);
-        Ok(new)
-    }, Some("status"))
+    reg.update_with(
+        t,
+        name,
+        None,
+        dry_run,
+        |old| {
+            let mut new = old.clone();
+            let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+            conds.push(
+                json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+            );
+            new["status"]["conditions"] = json!(conds);
+            Ok(new)
+        },
+        Some("status"),
+    )
     .await?;
     Ok(success(StatusCode::CREATED))
 }
@@ -111,7 +142,9 @@ async fn bind(reg: &Registry, t: &Target, name: &str, body: &Value, dry_run: boo
 async fn evict(reg: &Registry, t: &Target, name: &str, body: &Value) -> ApiResult<Response> {
     let body_name = obj::name(body);
     if !body_name.is_empty() && body_name != name {
-        return Err(ApiError::BadRequest(format!("name in URL does not match name in Eviction object ({body_name} != {name})")));
+        return Err(ApiError::BadRequest(format!(
+            "name in URL does not match name in Eviction object ({body_name} != {name})"
+        )));
     }
     let mut opts = DeleteOptions::default();
     if let Some(d) = body.get("deleteOptions") {
@@ -125,8 +158,8 @@ async fn evict(reg: &Registry, t: &Target, name: &str, body: &Value) -> ApiResul
 fn scale_of(v: &Value) -> ApiResult<Value> {
     let selector = match v.pointer("/spec/selector") {
         Some(s) => {
-            let sel: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
-                serde_json::from_value(s.clone()).map_err(|e| ApiError::Internal(format!("stored selector is invalid: {e}")))?;
+            let sel: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector = serde_json::from_value(s.clone())
+                .map_err(|e| ApiError::Internal(format!("stored selector is invalid: {e}")))?;
             LabelSelector::from_meta(&sel).map(|s| s.to_string()).unwrap_or_default()
         }
         None => String::new(),
@@ -154,8 +187,10 @@ fn apply_scale_patch(headers: &HeaderMap, body: &[u8], current: &Value) -> ApiRe
     let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut doc = current.clone();
     if ct.starts_with("application/json-patch+json") {
-        let p: json_patch::Patch = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
-        json_patch::patch(&mut doc, &p).map_err(|e| ApiError::BadRequest(format!("the JSON patch could not be applied: {e}")))?;
+        let p: json_patch::Patch =
+            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
+        json_patch::patch(&mut doc, &p)
+            .map_err(|e| ApiError::BadRequest(format!("the JSON patch could not be applied: {e}")))?;
     } else {
         let p = decode(body)?;
         json_patch::merge(&mut doc, &p);
@@ -163,12 +198,22 @@ fn apply_scale_patch(headers: &HeaderMap, body: &[u8], current: &Value) -> ApiRe
     Ok(doc)
 }
 
-async fn set_replicas(reg: &Registry, t: &Target, name: &str, replicas: i64, rv: Option<&str>, dry_run: bool) -> ApiResult<Response> {
+async fn set_replicas(
+    reg: &Registry,
+    t: &Target,
+    name: &str,
+    replicas: i64,
+    rv: Option<&str>,
+    dry_run: bool,
+) -> ApiResult<Response> {
     if replicas < 0 {
         return Err(ApiError::invalid(
             t.resource,
             name,
-            vec![skiff_api::validation::FieldError::invalid("spec.replicas", format!("{replicas}: must be greater than or equal to 0"))],
+            vec![skiff_api::validation::FieldError::invalid(
+                "spec.replicas",
+                format!("{replicas}: must be greater than or equal to 0"),
+            )],
         ));
     }
     let precondition = match rv {
@@ -176,11 +221,18 @@ async fn set_replicas(reg: &Registry, t: &Target, name: &str, replicas: i64, rv:
         _ => None,
     };
     let updated = reg
-        .update_with(t, name, precondition, dry_run, |old| {
-            let mut new = old.clone();
-            new["spec"]["replicas"] = json!(replicas);
-            Ok(new)
-        }, None)
+        .update_with(
+            t,
+            name,
+            precondition,
+            dry_run,
+            |old| {
+                let mut new = old.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                Ok(new)
+            },
+            None,
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &scale_of(&updated)?))
 }

@@ -158,7 +158,10 @@ impl WatchCache {
 
     /// Registers a client watch that begins with the current state (sent by the caller as
     /// ADDED events) and continues live, atomically.
-    pub async fn register_with_state(&self, key_prefix: &str) -> Result<(Vec<Arc<Value>>, Registration), RegisterError> {
+    pub async fn register_with_state(
+        &self,
+        key_prefix: &str,
+    ) -> Result<(Vec<Arc<Value>>, Registration), RegisterError> {
         let inner = self.inner.read().await;
         if !inner.ready {
             return Err(RegisterError::NotReady);
@@ -199,7 +202,12 @@ impl WatchCache {
         }
     }
 
-    async fn feed(self: Arc<Self>, store: &Store, prefix: &str, shutdown: &CancellationToken) -> Result<(), skiff_store::Error> {
+    async fn feed(
+        self: Arc<Self>,
+        store: &Store,
+        prefix: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), skiff_store::Error> {
         // (Re)initialise from a consistent list. If the cache was already serving, existing
         // subscribers would miss the gap, so they are cut off by replacing the channel.
         let list = store.list(prefix, ListOptions::default()).await?;
@@ -226,7 +234,12 @@ impl WatchCache {
             inner.ready = true;
         }
         self.revision_tx.send_replace(list.revision);
-        info!(resource = self.resource.plural, revision = list.revision, objects = list.items.len(), "watch cache ready");
+        info!(
+            resource = self.resource.plural,
+            revision = list.revision,
+            objects = list.items.len(),
+            "watch cache ready"
+        );
         loop {
             let ev = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

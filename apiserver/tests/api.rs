@@ -7,7 +7,10 @@ use std::time::Duration;
 use common::{cluster, raw, Server};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
+};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 
@@ -29,25 +32,91 @@ fn pod(name: &str) -> Pod {
 
 /// A minimal valid object of every served resource.
 fn fixtures() -> Vec<(GroupVersionKind, &'static str, bool, Value)> {
-    let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+    let template =
+        json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
     let mut job_template = template.clone();
     job_template["spec"]["restartPolicy"] = json!("Never");
     vec![
         (GroupVersionKind::gvk("", "v1", "Namespace"), "namespaces", false, json!({"metadata": {"name": "crud-ns"}})),
-        (GroupVersionKind::gvk("", "v1", "Pod"), "pods", true, json!({"metadata": {"name": "p1"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})),
+        (
+            GroupVersionKind::gvk("", "v1", "Pod"),
+            "pods",
+            true,
+            json!({"metadata": {"name": "p1"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}),
+        ),
         (GroupVersionKind::gvk("", "v1", "Node"), "nodes", false, json!({"metadata": {"name": "node-1"}, "spec": {}})),
-        (GroupVersionKind::gvk("", "v1", "Service"), "services", true, json!({"metadata": {"name": "svc1"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}})),
-        (GroupVersionKind::gvk("", "v1", "Endpoints"), "endpoints", true, json!({"metadata": {"name": "svc1"}, "subsets": [{"addresses": [{"ip": "10.244.0.5"}], "ports": [{"port": 80}]}]})),
-        (GroupVersionKind::gvk("", "v1", "ConfigMap"), "configmaps", true, json!({"metadata": {"name": "cm1"}, "data": {"k": "v"}})),
-        (GroupVersionKind::gvk("", "v1", "Secret"), "secrets", true, json!({"metadata": {"name": "s1"}, "stringData": {"k": "v"}})),
-        (GroupVersionKind::gvk("", "v1", "Event"), "events", true, json!({"metadata": {"name": "ev1"}, "involvedObject": {"kind": "Pod", "name": "p1", "namespace": "default"}, "reason": "Test", "message": "hello", "type": "Normal"})),
-        (GroupVersionKind::gvk("", "v1", "ServiceAccount"), "serviceaccounts", true, json!({"metadata": {"name": "sa1"}})),
-        (GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments", true, json!({"metadata": {"name": "d1"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}})),
-        (GroupVersionKind::gvk("apps", "v1", "ReplicaSet"), "replicasets", true, json!({"metadata": {"name": "rs1"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}})),
-        (GroupVersionKind::gvk("apps", "v1", "DaemonSet"), "daemonsets", true, json!({"metadata": {"name": "ds1"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}})),
-        (GroupVersionKind::gvk("batch", "v1", "Job"), "jobs", true, json!({"metadata": {"name": "j1"}, "spec": {"template": job_template}})),
-        (GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"), "leases", true, json!({"metadata": {"name": "l1"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 10}})),
-        (GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"), "endpointslices", true, json!({"metadata": {"name": "es1"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"port": 80}]})),
+        (
+            GroupVersionKind::gvk("", "v1", "Service"),
+            "services",
+            true,
+            json!({"metadata": {"name": "svc1"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}),
+        ),
+        (
+            GroupVersionKind::gvk("", "v1", "Endpoints"),
+            "endpoints",
+            true,
+            json!({"metadata": {"name": "svc1"}, "subsets": [{"addresses": [{"ip": "10.244.0.5"}], "ports": [{"port": 80}]}]}),
+        ),
+        (
+            GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+            true,
+            json!({"metadata": {"name": "cm1"}, "data": {"k": "v"}}),
+        ),
+        (
+            GroupVersionKind::gvk("", "v1", "Secret"),
+            "secrets",
+            true,
+            json!({"metadata": {"name": "s1"}, "stringData": {"k": "v"}}),
+        ),
+        (
+            GroupVersionKind::gvk("", "v1", "Event"),
+            "events",
+            true,
+            json!({"metadata": {"name": "ev1"}, "involvedObject": {"kind": "Pod", "name": "p1", "namespace": "default"}, "reason": "Test", "message": "hello", "type": "Normal"}),
+        ),
+        (
+            GroupVersionKind::gvk("", "v1", "ServiceAccount"),
+            "serviceaccounts",
+            true,
+            json!({"metadata": {"name": "sa1"}}),
+        ),
+        (
+            GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+            true,
+            json!({"metadata": {"name": "d1"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}}),
+        ),
+        (
+            GroupVersionKind::gvk("apps", "v1", "ReplicaSet"),
+            "replicasets",
+            true,
+            json!({"metadata": {"name": "rs1"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}}),
+        ),
+        (
+            GroupVersionKind::gvk("apps", "v1", "DaemonSet"),
+            "daemonsets",
+            true,
+            json!({"metadata": {"name": "ds1"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}}),
+        ),
+        (
+            GroupVersionKind::gvk("batch", "v1", "Job"),
+            "jobs",
+            true,
+            json!({"metadata": {"name": "j1"}, "spec": {"template": job_template}}),
+        ),
+        (
+            GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
+            "leases",
+            true,
+            json!({"metadata": {"name": "l1"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 10}}),
+        ),
+        (
+            GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+            "endpointslices",
+            true,
+            json!({"metadata": {"name": "es1"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"port": 80}]}),
+        ),
     ]
 }
 
@@ -57,12 +126,17 @@ async fn crud_of_every_resource() {
     let client = server.client();
     for (gvk, plural, namespaced, body) in fixtures() {
         let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
-        let api: Api<DynamicObject> = if namespaced { Api::namespaced_with(client.clone(), "default", &ar) } else { Api::all_with(client.clone(), &ar) };
+        let api: Api<DynamicObject> = if namespaced {
+            Api::namespaced_with(client.clone(), "default", &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
         let mut obj: DynamicObject = serde_json::from_value(body.clone()).unwrap();
         obj.types = Some(kube::api::TypeMeta { api_version: ar.api_version.clone(), kind: ar.kind.clone() });
         let name = obj.metadata.name.clone().unwrap();
 
-        let created = api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {plural}: {e:?}"));
+        let created =
+            api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {plural}: {e:?}"));
         let meta = &created.metadata;
         assert!(meta.uid.is_some(), "{plural}: uid set");
         assert!(meta.creation_timestamp.is_some(), "{plural}: creationTimestamp set");
@@ -76,7 +150,10 @@ async fn crud_of_every_resource() {
         // update (PUT) with the current resourceVersion
         let mut changed = got.clone();
         changed.metadata.labels.get_or_insert_with(Default::default).insert("updated".into(), "yes".into());
-        let replaced = api.replace(&name, &PostParams::default(), &changed).await.unwrap_or_else(|e| panic!("replace {plural}: {e:?}"));
+        let replaced = api
+            .replace(&name, &PostParams::default(), &changed)
+            .await
+            .unwrap_or_else(|e| panic!("replace {plural}: {e:?}"));
         let rv2: i64 = replaced.metadata.resource_version.as_deref().unwrap().parse().unwrap();
         assert!(rv2 > rv1, "{plural}: resourceVersion moves on update");
 
@@ -88,7 +165,11 @@ async fn crud_of_every_resource() {
 
         // merge patch
         let patched = api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"patched": "true"}}})))
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"patched": "true"}}})),
+            )
             .await
             .unwrap_or_else(|e| panic!("patch {plural}: {e:?}"));
         assert_eq!(patched.metadata.annotations.unwrap()["patched"], "true");
@@ -109,31 +190,47 @@ async fn server_set_fields_generate_name_and_generation() {
     let (_etcd, server) = cluster().await;
     let client = server.client();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let mut cm: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "gen-"}, "data": {"a": "1"}})).unwrap();
+    let mut cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-"}, "data": {"a": "1"}})).unwrap();
     cm.metadata.uid = Some("client-chosen".into());
     let created = cms.create(&PostParams::default(), &cm).await.unwrap();
     let name = created.metadata.name.clone().unwrap();
     assert!(name.starts_with("gen-") && name.len() == 9, "generated name {name}");
     assert_ne!(created.metadata.uid.as_deref(), Some("client-chosen"), "uid is server-set");
 
-    let deploys: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments"));
+    let deploys: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments"),
+    );
     let (gvk, _, _, body) = fixtures().into_iter().find(|f| f.1 == "deployments").unwrap();
     let mut d: DynamicObject = serde_json::from_value(body).unwrap();
     d.types = Some(kube::api::TypeMeta { api_version: "apps/v1".into(), kind: gvk.kind.clone() });
     let d = deploys.create(&PostParams::default(), &d).await.unwrap();
     assert_eq!(d.metadata.generation, Some(1));
     assert_eq!(d.data["spec"]["replicas"], 1, "defaulted");
-    let d = deploys.patch("d1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
+    let d =
+        deploys.patch("d1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
     assert_eq!(d.metadata.generation, Some(2), "spec change bumps generation");
-    let d = deploys.patch("d1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+    let d = deploys
+        .patch("d1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .await
+        .unwrap();
     assert_eq!(d.metadata.generation, Some(2), "metadata change does not");
     // status is ignored on the main resource and set through /status
-    let d = deploys.patch("d1", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 7}}))).await.unwrap();
+    let d =
+        deploys.patch("d1", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 7}}))).await.unwrap();
     assert!(d.data["status"].get("replicas").is_none());
-    let d = deploys.patch_status("d1", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 7}}))).await.unwrap();
+    let d = deploys
+        .patch_status("d1", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 7}})))
+        .await
+        .unwrap();
     assert_eq!(d.data["status"]["replicas"], 7);
     // scale subresource
-    let scale = deploys.patch_scale("d1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}}))).await.unwrap();
+    let scale = deploys
+        .patch_scale("d1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+        .await
+        .unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(5));
     assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=x"));
     assert_eq!(deploys.get("d1").await.unwrap().data["spec"]["replicas"], 5);
@@ -145,22 +242,38 @@ async fn selectors_and_paging() {
     let pods: Api<Pod> = Api::namespaced(server.client(), "default");
     for i in 0..12 {
         let mut p = pod(&format!("p{i:02}"));
-        p.metadata.labels = Some([("app".to_string(), if i % 2 == 0 { "web" } else { "db" }.to_string()), ("idx".to_string(), i.to_string())].into());
+        p.metadata.labels = Some(
+            [
+                ("app".to_string(), if i % 2 == 0 { "web" } else { "db" }.to_string()),
+                ("idx".to_string(), i.to_string()),
+            ]
+            .into(),
+        );
         if i < 3 {
             p.spec.as_mut().unwrap().node_name = Some("n1".into());
         }
         pods.create(&PostParams::default(), &p).await.unwrap();
     }
-    let names = |l: kube::core::ObjectList<Pod>| l.items.into_iter().map(|p| p.metadata.name.unwrap()).collect::<Vec<_>>();
+    let names =
+        |l: kube::core::ObjectList<Pod>| l.items.into_iter().map(|p| p.metadata.name.unwrap()).collect::<Vec<_>>();
     assert_eq!(names(pods.list(&ListParams::default().labels("app=web")).await.unwrap()).len(), 6);
     assert_eq!(names(pods.list(&ListParams::default().labels("app!=web")).await.unwrap()).len(), 6);
-    assert_eq!(names(pods.list(&ListParams::default().labels("idx in (1,2,3)")).await.unwrap()), vec!["p01", "p02", "p03"]);
+    assert_eq!(
+        names(pods.list(&ListParams::default().labels("idx in (1,2,3)")).await.unwrap()),
+        vec!["p01", "p02", "p03"]
+    );
     assert_eq!(names(pods.list(&ListParams::default().labels("idx notin (1,2,3),app=web")).await.unwrap()).len(), 5);
     assert_eq!(names(pods.list(&ListParams::default().labels("idx")).await.unwrap()).len(), 12);
     assert_eq!(names(pods.list(&ListParams::default().labels("!idx")).await.unwrap()).len(), 0);
-    assert_eq!(names(pods.list(&ListParams::default().fields("spec.nodeName=n1")).await.unwrap()), vec!["p00", "p01", "p02"]);
+    assert_eq!(
+        names(pods.list(&ListParams::default().fields("spec.nodeName=n1")).await.unwrap()),
+        vec!["p00", "p01", "p02"]
+    );
     assert_eq!(names(pods.list(&ListParams::default().fields("metadata.name=p05")).await.unwrap()), vec!["p05"]);
-    assert_eq!(names(pods.list(&ListParams::default().fields("status.phase=Pending,spec.nodeName!=n1")).await.unwrap()).len(), 9);
+    assert_eq!(
+        names(pods.list(&ListParams::default().fields("status.phase=Pending,spec.nodeName!=n1")).await.unwrap()).len(),
+        9
+    );
     let (code, _, msg) = api_err(pods.list(&ListParams::default().fields("spec.bogus=1")).await.unwrap_err());
     assert_eq!(code, 400);
     assert!(msg.contains("field label not supported"), "{msg}");
@@ -170,9 +283,8 @@ async fn selectors_and_paging() {
     // paging: 5 + 5 + 2, one revision, nothing twice
     let mut all = Vec::new();
     let mut lp = ListParams::default().limit(5);
-    let first_rv;
     let page = pods.list(&lp).await.unwrap();
-    first_rv = page.metadata.resource_version.clone();
+    let first_rv = page.metadata.resource_version.clone();
     all.extend(names(page.clone()));
     let mut cont = page.metadata.continue_.clone();
     assert_eq!(page.metadata.remaining_item_count, Some(7));
@@ -244,7 +356,11 @@ async fn many_watchers_share_one_etcd_watch() {
     .await;
     assert_eq!(results.iter().filter(|ok| **ok).count(), 1000, "every watcher got the event");
     // etcd's own metric counts watch streams opened by the apiserver: one per resource at most.
-    let metrics = tokio::task::spawn_blocking(move || skiff_testkit::http_get(etcd.members[0].client_addr(), "/metrics").unwrap()).await.unwrap();
+    let metrics = tokio::task::spawn_blocking(move || {
+        skiff_testkit::http_get(etcd.members[0].client_addr(), "/metrics").unwrap()
+    })
+    .await
+    .unwrap();
     let watchers: f64 = metrics
         .lines()
         .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))
@@ -260,7 +376,8 @@ async fn finalizers_graceful_deletion_and_namespaces() {
     let client = server.client();
     // finalizers hold an object until the last one goes
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
     cms.delete("held", &DeleteParams::default()).await.unwrap();
     let marked = cms.get("held").await.unwrap();
@@ -290,18 +407,34 @@ async fn finalizers_graceful_deletion_and_namespaces() {
     }
     // objects in a missing namespace are refused
     let nowhere: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
-    let (code, _, msg) = api_err(nowhere.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap()).await.unwrap_err());
+    let (code, _, msg) = api_err(
+        nowhere
+            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap())
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(code, 404, "{msg}");
 
     // a terminating namespace refuses new content, is emptied, then removed
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap()).await.unwrap();
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap())
+        .await
+        .unwrap();
     let doomed: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
-    let held: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).unwrap();
+    let held: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).unwrap();
     doomed.create(&PostParams::default(), &held).await.unwrap();
-    doomed.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "plain"}})).unwrap()).await.unwrap();
+    doomed
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "plain"}})).unwrap())
+        .await
+        .unwrap();
     nss.delete("doomed", &DeleteParams::default()).await.unwrap();
     assert_eq!(nss.get("doomed").await.unwrap().status.unwrap().phase.as_deref(), Some("Terminating"));
-    let (code, reason, msg) = api_err(doomed.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap()).await.unwrap_err());
+    let (code, reason, msg) = api_err(
+        doomed
+            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap())
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (403, "Forbidden"), "{msg}");
     assert!(msg.contains("being terminated"), "{msg}");
     // the namespace waits for the held configmap...
@@ -309,7 +442,10 @@ async fn finalizers_graceful_deletion_and_namespaces() {
     assert!(nss.get("doomed").await.is_ok());
     assert_eq!(api_err(doomed.get("plain").await.unwrap_err()).0, 404, "content is deleted");
     // ...and goes once its finalizer is released
-    doomed.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    doomed
+        .patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+        .await
+        .unwrap();
     let mut gone = false;
     for _ in 0..50 {
         if nss.get("doomed").await.is_err() {
@@ -336,9 +472,23 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     let yaml = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: from-yaml\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n".to_vec();
     assert_eq!(raw(addr, "POST", path, "application/yaml", yaml).await.0, 201);
     // wrong kind, type errors
-    let (code, status) = raw(addr, "POST", path, "application/json", br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}"#.to_vec()).await;
+    let (code, status) = raw(
+        addr,
+        "POST",
+        path,
+        "application/json",
+        br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}"#.to_vec(),
+    )
+    .await;
     assert_eq!(code, 400, "{status}");
-    let (code, _) = raw(addr, "POST", path, "application/json", br#"{"metadata":{"name":"x"},"spec":{"containers":"nope"}}"#.to_vec()).await;
+    let (code, _) = raw(
+        addr,
+        "POST",
+        path,
+        "application/json",
+        br#"{"metadata":{"name":"x"},"spec":{"containers":"nope"}}"#.to_vec(),
+    )
+    .await;
     assert_eq!(code, 400);
     // invalid: 422 with causes
     let bad: Pod = serde_json::from_value(json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c", "image": "x"}, {"name": "c", "image": "y"}]}})).unwrap();
@@ -355,24 +505,37 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     assert_eq!(raw(addr, "GET", "/api/v1/namespaces/default/widgets", "application/json", vec![]).await.0, 404);
     assert_eq!(raw(addr, "GET", "/apis/nope/v1/things", "application/json", vec![]).await.0, 404);
     // duplicate
-    let (code, status) = raw(addr, "POST", path, "application/yaml", b"metadata: {name: from-yaml}\nspec: {containers: [{name: c, image: busybox}]}".to_vec()).await;
+    let (code, status) = raw(
+        addr,
+        "POST",
+        path,
+        "application/yaml",
+        b"metadata: {name: from-yaml}\nspec: {containers: [{name: c, image: busybox}]}".to_vec(),
+    )
+    .await;
     assert_eq!((code, status["reason"].as_str()), (409, Some("AlreadyExists")));
     // oversized bodies and objects
     let big = format!(r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#, "x".repeat(3 * 1024 * 1024 + 10));
-    let (code, _) = raw(addr, "POST", "/api/v1/namespaces/default/configmaps", "application/json", big.into_bytes()).await;
+    let (code, _) =
+        raw(addr, "POST", "/api/v1/namespaces/default/configmaps", "application/json", big.into_bytes()).await;
     assert_eq!(code, 413);
     let large = format!(r#"{{"metadata":{{"name":"large"}},"data":{{"k":"{}"}}}}"#, "x".repeat(1600 * 1024));
-    let (code, _) = raw(addr, "POST", "/api/v1/namespaces/default/configmaps", "application/json", large.into_bytes()).await;
+    let (code, _) =
+        raw(addr, "POST", "/api/v1/namespaces/default/configmaps", "application/json", large.into_bytes()).await;
     assert!(code == 413 || code == 422, "a 1.6 MiB object is refused, got {code}");
     // nothing of the refused requests was stored
     let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
     assert!(cms.list(&ListParams::default()).await.unwrap().items.is_empty());
-    let names: Vec<String> = pods.list(&ListParams::default()).await.unwrap().items.into_iter().map(|p| p.metadata.name.unwrap()).collect();
+    let names: Vec<String> =
+        pods.list(&ListParams::default()).await.unwrap().items.into_iter().map(|p| p.metadata.name.unwrap()).collect();
     assert_eq!(names, vec!["from-yaml"]);
     // invalid label selector, bad resourceVersion
     assert_eq!(raw(addr, "GET", "/api/v1/pods?resourceVersion=abc", "application/json", vec![]).await.0, 400);
     // unsupported patch type
-    assert_eq!(raw(addr, "PATCH", "/api/v1/namespaces/default/pods/from-yaml", "text/plain", b"x".to_vec()).await.0, 415);
+    assert_eq!(
+        raw(addr, "PATCH", "/api/v1/namespaces/default/pods/from-yaml", "text/plain", b"x".to_vec()).await.0,
+        415
+    );
     // health and version
     let (code, v) = raw(addr, "GET", "/version", "application/json", vec![]).await;
     assert_eq!((code, v["major"].as_str(), v["minor"].as_str()), (200, Some("1"), Some("33")));
@@ -387,14 +550,27 @@ async fn binding_eviction_and_strategic_merge_patch() {
     let client = server.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.create(&PostParams::default(), &pod("web")).await.unwrap();
-    let (code, _) = raw(server.addr, "POST", "/api/v1/namespaces/default/pods/web/binding", "application/json",
-        br#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"web"},"target":{"kind":"Node","name":"n1"}}"#.to_vec()).await;
+    let (code, _) = raw(
+        server.addr,
+        "POST",
+        "/api/v1/namespaces/default/pods/web/binding",
+        "application/json",
+        br#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"web"},"target":{"kind":"Node","name":"n1"}}"#
+            .to_vec(),
+    )
+    .await;
     assert_eq!(code, 201);
     let p = pods.get("web").await.unwrap();
     assert_eq!(p.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
     assert!(p.status.unwrap().conditions.unwrap().iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
-    let (code, status) = raw(server.addr, "POST", "/api/v1/namespaces/default/pods/web/binding", "application/json",
-        br#"{"metadata":{"name":"web"},"target":{"name":"n2"}}"#.to_vec()).await;
+    let (code, status) = raw(
+        server.addr,
+        "POST",
+        "/api/v1/namespaces/default/pods/web/binding",
+        "application/json",
+        br#"{"metadata":{"name":"web"},"target":{"name":"n2"}}"#.to_vec(),
+    )
+    .await;
     assert_eq!(code, 409, "{status}");
 
     // strategic merge patch merges containers by name, as kubectl apply sends it
@@ -405,10 +581,23 @@ async fn binding_eviction_and_strategic_merge_patch() {
     let c = &p.spec.unwrap().containers;
     assert_eq!((c.len(), c[0].image.as_deref()), (1, Some("busybox:1.37")));
     // pod spec is otherwise immutable
-    let (code, _, msg) = api_err(pods.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"restartPolicy": "Never"}}))).await.unwrap_err());
+    let (code, _, msg) = api_err(
+        pods.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"restartPolicy": "Never"}})))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(code, 422, "{msg}");
     // JSON patch
-    let p = pods.patch("web", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels/extra", "value": "1"}])).unwrap())).await.unwrap();
+    let p = pods
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels/extra", "value": "1"}])).unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.metadata.labels.unwrap()["extra"], "1");
 
     // eviction deletes (gracefully: the pod is on a node)
@@ -424,10 +613,18 @@ async fn binding_eviction_and_strategic_merge_patch() {
 async fn compacted_watch_is_gone_and_watchers_relist() {
     let (etcd, server) = cluster().await;
     let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    let first = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "c0"}})).unwrap()).await.unwrap();
+    let first = cms
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "c0"}})).unwrap())
+        .await
+        .unwrap();
     let old_rv = first.metadata.resource_version.unwrap();
     for i in 1..5 {
-        cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": format!("c{i}")}})).unwrap()).await.unwrap();
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": format!("c{i}")}})).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     // compact etcd and restart the apiserver so its cache starts after old_rv
     let store = skiff_store::Store::connect(skiff_store::Config::new(etcd.endpoints())).await.unwrap();
@@ -454,7 +651,10 @@ async fn compacted_watch_is_gone_and_watchers_relist() {
     let other = Server::start(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap()).await;
     let other_cms: Api<ConfigMap> = Api::namespaced(other.client(), "default");
     other_cms.delete("c0", &DeleteParams::default()).await.unwrap();
-    other_cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap()).await.unwrap();
+    other_cms
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap())
+        .await
+        .unwrap();
     store.compact(store.current_revision().await.unwrap()).await.unwrap();
     let _server = Server::start(&etcd.endpoints(), addr).await;
     let mut names = Vec::new();
@@ -507,7 +707,10 @@ async fn restarts_lose_and_duplicate_nothing() {
     let mut expected = Vec::new();
     let create = |api: Api<ConfigMap>, name: String| async move {
         for _ in 0..100 {
-            match api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await {
+            match api
+                .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
+                .await
+            {
                 Ok(_) => return,
                 Err(kube::Error::Api(s)) if s.code == 409 => return,
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -28,8 +28,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp,
-    TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
@@ -134,13 +133,10 @@ impl Store {
             .with_timeout(config.request_timeout)
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
-        let client = tokio::time::timeout(
-            config.request_timeout,
-            Client::connect(&config.endpoints, Some(options)),
-        )
-        .await
-        .map_err(|_| Error::Timeout { op: "connect", after: config.request_timeout })?
-        .map_err(|source| Error::from_etcd("connect", source))?;
+        let client = tokio::time::timeout(config.request_timeout, Client::connect(&config.endpoints, Some(options)))
+            .await
+            .map_err(|_| Error::Timeout { op: "connect", after: config.request_timeout })?
+            .map_err(|source| Error::from_etcd("connect", source))?;
         Ok(Self { client, prefix: config.prefix, timeout: config.request_timeout })
     }
 
@@ -340,7 +336,8 @@ impl Store {
             }
         }
         warn!(key, "guaranteed_update gave up after {MAX_UPDATE_ATTEMPTS} conflicting attempts");
-        Err(Error::Conflict { key: key.to_string(), current_revision: current.map(|c| c.mod_revision).unwrap_or(0) }.into())
+        Err(Error::Conflict { key: key.to_string(), current_revision: current.map(|c| c.mod_revision).unwrap_or(0) }
+            .into())
     }
 
     /// Deletes `key` if the preconditions hold; returns the object as it was.

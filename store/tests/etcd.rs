@@ -85,13 +85,18 @@ async fn list_suite(store: &Store) {
     assert!(!keys.iter().any(|k| k.ends_with("cm05a")));
 
     // A list at an older revision sees the old state.
-    let old = store.list("/configmaps/ns1/", ListOptions { revision: Some(first.revision), ..Default::default() }).await.unwrap();
+    let old = store
+        .list("/configmaps/ns1/", ListOptions { revision: Some(first.revision), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(old.items.len(), 25);
     let now = store.list("/configmaps/ns1/", ListOptions::default()).await.unwrap();
     assert_eq!(now.items.len(), 26);
 
     assert!(matches!(
-        store.list("/configmaps/ns1/", ListOptions { continue_token: Some("garbage".into()), ..Default::default() }).await,
+        store
+            .list("/configmaps/ns1/", ListOptions { continue_token: Some("garbage".into()), ..Default::default() })
+            .await,
         Err(Error::InvalidContinue(_))
     ));
 }
@@ -237,10 +242,8 @@ async fn survives_an_etcd_restart() {
             other => panic!("unexpected watch item {other:?}"),
         }
     }
-    let expected: Vec<String> = (0..5)
-        .map(|i| format!("/pods/ns/before{i}"))
-        .chain((0..5).map(|i| format!("/pods/ns/after{i}")))
-        .collect();
+    let expected: Vec<String> =
+        (0..5).map(|i| format!("/pods/ns/before{i}")).chain((0..5).map(|i| format!("/pods/ns/after{i}"))).collect();
     assert_eq!(seen, expected, "every event exactly once, in order");
     // Nothing more is pending (no duplicates delivered late).
     match tokio::time::timeout(Duration::from_millis(500), w.recv()).await {

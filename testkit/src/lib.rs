@@ -97,10 +97,7 @@ impl EtcdMember {
 
     /// The address part of the client URL (`127.0.0.1:port`).
     pub fn client_addr(&self) -> SocketAddr {
-        self.client_url
-            .trim_start_matches("http://")
-            .parse()
-            .expect("client url is http://127.0.0.1:port")
+        self.client_url.trim_start_matches("http://").parse().expect("client url is http://127.0.0.1:port")
     }
 
     /// Whether the member process is running (started and not killed).
@@ -132,10 +129,7 @@ impl EtcdCluster {
 
     /// An `n`-member etcd cluster, healthy (with a leader) when this returns.
     pub fn start_members(n: usize) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-etcd-")
-            .tempdir()
-            .expect("creating a temp dir for etcd");
+        let dir = tempfile::Builder::new().prefix("skiff-etcd-").tempdir().expect("creating a temp dir for etcd");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster = ports
             .iter()
@@ -202,7 +196,8 @@ impl EtcdCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         let log = std::fs::read_to_string(&m.log_path).unwrap_or_default();
-        let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String =
+            log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
         panic!("etcd member {} did not become healthy within {within:?}; log tail:\n{tail}", m.name);
     }
 }

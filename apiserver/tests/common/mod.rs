@@ -81,7 +81,13 @@ pub async fn cluster() -> (EtcdCluster, Server) {
 }
 
 /// A raw HTTP request (for bodies kube-rs would refuse to send), returning (status, body).
-pub async fn raw(addr: SocketAddr, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+pub async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(

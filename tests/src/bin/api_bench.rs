@@ -77,7 +77,11 @@ async fn main() -> anyhow::Result<()> {
     let s = shutdown.clone();
     tokio::spawn(async move { server.run(s).await });
     for _ in 0..200 {
-        if tokio::task::spawn_blocking(move || skiff_testkit::http_get(addr, "/readyz")).await?.map(|b| b.contains(" 200 ")).unwrap_or(false) {
+        if tokio::task::spawn_blocking(move || skiff_testkit::http_get(addr, "/readyz"))
+            .await?
+            .map(|b| b.contains(" 200 "))
+            .unwrap_or(false)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -96,23 +100,30 @@ async fn main() -> anyhow::Result<()> {
             round += 1;
             let c = etcd_client.clone();
             let v = value.clone();
-            raw.push(drive(per_run, conc, move |i| {
-                let mut c = c.clone();
-                let v = v.clone();
-                async move {
-                    c.put(format!("/bench/raw/{round}/{i}"), v, None).await.expect("etcd put");
-                }
-            }).await);
+            raw.push(
+                drive(per_run, conc, move |i| {
+                    let mut c = c.clone();
+                    let v = v.clone();
+                    async move {
+                        c.put(format!("/bench/raw/{round}/{i}"), v, None).await.expect("etcd put");
+                    }
+                })
+                .await,
+            );
             let ns = format!("bench-{round}");
             let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-            nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?).await?;
+            nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?)
+                .await?;
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            api.push(drive(per_run, conc, move |i| {
-                let pods = pods.clone();
-                async move {
-                    pods.create(&PostParams::default(), &pod(&format!("p{i}"))).await.expect("create pod");
-                }
-            }).await);
+            api.push(
+                drive(per_run, conc, move |i| {
+                    let pods = pods.clone();
+                    async move {
+                        pods.create(&PostParams::default(), &pod(&format!("p{i}"))).await.expect("create pod");
+                    }
+                })
+                .await,
+            );
         }
         let (r, a) = (median(raw), median(api));
         println!("{conc:>11} | {r:>12.0} | {a:>14.0} | {:>5.0}%", 100.0 * a / r);
@@ -122,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
     for n in [1000usize, 10_000] {
         let ns = format!("list-{n}");
         let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?).await?;
+        nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?)
+            .await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let p2 = pods.clone();
         drive(n, 64, move |i| {
@@ -130,7 +142,8 @@ async fn main() -> anyhow::Result<()> {
             async move {
                 pods.create(&PostParams::default(), &pod(&format!("p{i}"))).await.expect("create pod");
             }
-        }).await;
+        })
+        .await;
         if n == 1000 {
             let mut gets = Vec::new();
             for i in 0..1000 {
@@ -142,7 +155,9 @@ async fn main() -> anyhow::Result<()> {
             println!("GET (1 of {n} pods): p50 {:?}  p99 {:?}", pct(&gets, 0.5), pct(&gets, 0.99));
         }
         let iterations = if n == 1000 { 50 } else { 10 };
-        for (label, lp) in [("etcd, consistent", ListParams::default()), ("watch cache, rv=0", ListParams::default().match_any())] {
+        for (label, lp) in
+            [("etcd, consistent", ListParams::default()), ("watch cache, rv=0", ListParams::default().match_any())]
+        {
             let mut lists = Vec::new();
             for _ in 0..iterations {
                 let t = Instant::now();
@@ -179,7 +194,12 @@ async fn main() -> anyhow::Result<()> {
         all.extend(lat);
     }
     all.sort();
-    println!("delivery latency over 5 writes x 1,000 watchers: p50 {:?}  p99 {:?}  max {:?}", pct(&all, 0.5), pct(&all, 0.99), all[all.len() - 1]);
+    println!(
+        "delivery latency over 5 writes x 1,000 watchers: p50 {:?}  p99 {:?}  max {:?}",
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        all[all.len() - 1]
+    );
     shutdown.cancel();
     Ok(())
 }
