@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1", get(crate::discovery::core_v1))
         .route("/apis/{group}/{version}", get(crate::discovery::group_version))
         .fallback(resource_handler)
+        .layer(axum::middleware::from_fn(crate::authn::identify))
         .with_state(state)
 }
 

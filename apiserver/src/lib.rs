@@ -18,8 +18,10 @@
 //! Start reading at [`ApiServer::run`], then [`http::router`], then [`registry`].
 //!
 //! Not yet here (see the issues): Table output and OpenAPI (kubectl issue), TLS and
-//! authentication (security issue; the listener is plain HTTP on `--bind-address`).
+//! authentication (security issue; the listener is plain HTTP on `--bind-address`, and
+//! [`authn::identify`] is the hook where authentication plugs in).
 
+pub mod authn;
 pub mod defaults;
 pub mod discovery;
 pub mod error;

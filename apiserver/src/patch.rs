@@ -83,10 +83,7 @@ pub async fn patch(
     let kind = t.resource.kind;
     // A resourceVersion inside a merge-style patch is a precondition, as upstream.
     let precondition = match &p {
-        Kind::Merge(v) | Kind::Strategic(v) => match obj::resource_version(v) {
-            Some(s) if !s.is_empty() => Some(crate::registry::parse_rv(s)?),
-            _ => None,
-        },
+        Kind::Merge(v) | Kind::Strategic(v) => crate::registry::rv_precondition(obj::resource_version(v))?,
         _ => None,
     };
     if let Kind::Apply(v) = &p {

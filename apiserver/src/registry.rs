@@ -188,12 +188,10 @@ impl Registry {
         self.bind_namespace(t, &mut body)?;
         strategy::generate_name(&mut body);
         let name = obj::name(&body).to_string();
-        let mut v =
-            (r.round_trip)(body).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+        let mut v = body;
         strategy::prepare_for_create(r, &mut v);
         crate::defaults::apply(r.kind, &mut v);
-        let v = (r.round_trip)(v).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
-        let errs = (r.validate)(&v);
+        let (v, errs) = (r.admit)(v, None).map_err(|e| decode_error(r, e))?;
         if !errs.is_empty() {
             return Err(ApiError::invalid(r, &name, errs));
         }
@@ -237,11 +235,7 @@ impl Registry {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        let precondition = match obj::resource_version(&body) {
-            Some(s) if !s.is_empty() => Some(parse_rv(s)?),
-            _ => None,
-        };
-        let body = (r.round_trip)(body).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
+        let precondition = rv_precondition(obj::resource_version(&body))?;
         self.update_with(t, name, precondition, dry_run, |_old| Ok(body.clone()), sub).await
     }
 
@@ -274,13 +268,9 @@ impl Registry {
             let mut new = f(&old)?;
             strategy::prepare_for_update(r, &mut new, &old, sub);
             crate::defaults::apply(r.kind, &mut new);
-            let mut new =
-                (r.round_trip)(new).map_err(|e| ApiError::BadRequest(format!("error decoding {}: {e}", r.kind)))?;
-            let mut errs = (r.validate)(&new);
             // A binding is the one sanctioned change of an otherwise immutable pod spec.
-            if sub != Some("binding") {
-                errs.extend((r.validate_update)(&new, &old));
-            }
+            let old_for_update = if sub == Some("binding") { None } else { Some(&old) };
+            let (mut new, errs) = (r.admit)(new, old_for_update).map_err(|e| decode_error(r, e))?;
             if !errs.is_empty() {
                 return Err(ApiError::invalid(r, name, errs));
             }
@@ -430,10 +420,18 @@ impl Registry {
     async fn admit_namespace(&self, r: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
         let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
         let key = skiff_api::keys::object_key("", "namespaces", None, ns);
-        let Some(o) = self.store.get(&key).await? else {
-            return Err(ApiError::not_found(ns_info, ns));
+        // The namespace cache answers almost always (as upstream's lister does); only a
+        // namespace it has not seen yet costs an etcd read. A create racing with a namespace
+        // deletion the cache has not seen yet is cleaned up by the namespace finalizer.
+        let v = match self.cache(ns_info).get(&key).await {
+            Some(v) => v,
+            None => {
+                let Some(o) = self.store.get(&key).await? else {
+                    return Err(ApiError::not_found(ns_info, ns));
+                };
+                Arc::new(decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(e.to_string()))?)
+            }
         };
-        let v = decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(e.to_string()))?;
         if obj::deletion_timestamp(&v).is_some() {
             return Err(ApiError::forbidden(
                 r,
@@ -445,6 +443,10 @@ impl Registry {
     }
 }
 
+fn decode_error(r: &ResourceInfo, e: serde_json::Error) -> ApiError {
+    ApiError::BadRequest(format!("error decoding {} {}: {e}", r.api_version(), r.kind))
+}
+
 fn check_size(r: &ResourceInfo, name: &str, len: usize) -> ApiResult<()> {
     if len > MAX_OBJECT_BYTES {
         return Err(ApiError::TooLarge(format!(
@@ -453,6 +455,14 @@ fn check_size(r: &ResourceInfo, name: &str, len: usize) -> ApiResult<()> {
         )));
     }
     Ok(())
+}
+
+/// A resourceVersion carried in a body, as a compare-and-swap precondition (empty: none).
+pub fn rv_precondition(rv: Option<&str>) -> ApiResult<Option<i64>> {
+    match rv {
+        Some(s) if !s.is_empty() => Ok(Some(parse_rv(s)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Parses a resourceVersion parameter ("" is 0).

@@ -13,11 +13,11 @@ use serde::Serialize;
 use serde_json::Value;
 use skiff_api::validation::{self as v, FieldError};
 
-/// Decodes into the typed object and back: drops unknown fields and checks types, as
-/// upstream's decoding into Go structs does.
-pub type RoundTrip = fn(Value) -> Result<Value, serde_json::Error>;
-pub type Validate = fn(&Value) -> Vec<FieldError>;
-pub type ValidateUpdate = fn(&Value, &Value) -> Vec<FieldError>;
+/// Writes decode into the typed object and back: unknown fields are dropped and types are
+/// checked, as upstream's decoding into Go structs does.
+/// Decodes `new` into the typed object once, validates it (and, with `old`, validates the
+/// update), and encodes it back: unknown fields dropped, type errors as `Err`.
+pub type Admit = fn(Value, Option<&Value>) -> Result<(Value, Vec<FieldError>), serde_json::Error>;
 
 /// Everything about one served resource.
 pub struct ResourceInfo {
@@ -37,9 +37,7 @@ pub struct ResourceInfo {
     pub has_status: bool,
     /// Extra field selectors beyond `metadata.name` / `metadata.namespace`.
     pub field_selectors: &'static [&'static str],
-    pub round_trip: RoundTrip,
-    pub validate: Validate,
-    pub validate_update: ValidateUpdate,
+    pub admit: Admit,
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -77,25 +75,23 @@ impl ResourceInfo {
     }
 }
 
-fn round_trip<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
-    let typed: T = serde_json::from_value(v)?;
-    serde_json::to_value(typed)
-}
-
-/// Turns a typed validation function into one over JSON. The value has already passed
-/// [`round_trip`], so decoding cannot fail here; if it did, that is reported as a field error.
-fn typed<T: DeserializeOwned>(v: &Value, f: fn(&T) -> Vec<FieldError>) -> Vec<FieldError> {
-    match T::deserialize(v) {
-        Ok(t) => f(&t),
-        Err(e) => vec![FieldError::invalid("", e.to_string())],
-    }
-}
-
-fn typed_update<T: DeserializeOwned>(new: &Value, old: &Value, f: fn(&T, &T) -> Vec<FieldError>) -> Vec<FieldError> {
-    match (T::deserialize(new), T::deserialize(old)) {
-        (Ok(n), Ok(o)) => f(&n, &o),
-        (Err(e), _) | (_, Err(e)) => vec![FieldError::invalid("", e.to_string())],
-    }
+/// One decode, the validations, one encode: the hot path of every write.
+fn admit<T: DeserializeOwned + Serialize>(
+    new: Value,
+    old: Option<&Value>,
+    validate: fn(&T) -> Vec<FieldError>,
+    validate_update: fn(&T, &T) -> Vec<FieldError>,
+) -> Result<(Value, Vec<FieldError>), serde_json::Error> {
+    let typed: T = serde_json::from_value(new)?;
+    let errs = match old {
+        // validate_update functions also run the create checks on the new object.
+        Some(old) => match T::deserialize(old) {
+            Ok(o) => validate_update(&typed, &o),
+            Err(e) => vec![FieldError::invalid("", format!("the stored object does not decode: {e}"))],
+        },
+        None => validate(&typed),
+    };
+    Ok((serde_json::to_value(typed)?, errs))
 }
 
 macro_rules! resource {
@@ -116,9 +112,7 @@ macro_rules! resource {
             subresources: &[$($sub),*],
             has_status: $status,
             field_selectors: &[$($field),*],
-            round_trip: round_trip::<$ty>,
-            validate: |v| typed::<$ty>(v, $val),
-            validate_update: |n, o| typed_update::<$ty>(n, o, $valu),
+            admit: |n, o| admit::<$ty>(n, o, $val, $valu),
         }
     };
 }

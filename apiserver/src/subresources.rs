@@ -216,10 +216,7 @@ async fn set_replicas(
             )],
         ));
     }
-    let precondition = match rv {
-        Some(s) if !s.is_empty() => Some(crate::registry::parse_rv(s)?),
-        _ => None,
-    };
+    let precondition = crate::registry::rv_precondition(rv)?;
     let updated = reg
         .update_with(
             t,

@@ -78,6 +78,16 @@ struct Inner {
     ready: bool,
 }
 
+impl Inner {
+    fn objects_under(&self, key_prefix: &str) -> Vec<Arc<Value>> {
+        self.objects
+            .range(key_prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(key_prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
 /// A registered client watch: the events to replay, then the live receiver.
 pub struct Registration {
     pub replay: Vec<Arc<CacheEvent>>,
@@ -133,13 +143,12 @@ impl WatchCache {
     /// The current state: objects (optionally only under `key_prefix`) and the revision.
     pub async fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<Value>>, i64) {
         let inner = self.inner.read().await;
-        let objects = inner
-            .objects
-            .range(key_prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(key_prefix))
-            .map(|(_, v)| v.clone())
-            .collect();
-        (objects, inner.revision)
+        (inner.objects_under(key_prefix), inner.revision)
+    }
+
+    /// One object by key, as the cache currently sees it.
+    pub async fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.inner.read().await.objects.get(key).cloned()
     }
 
     /// Registers a client watch starting after `revision` (None: from the current state,
@@ -166,12 +175,7 @@ impl WatchCache {
         if !inner.ready {
             return Err(RegisterError::NotReady);
         }
-        let objects = inner
-            .objects
-            .range(key_prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(key_prefix))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let objects = inner.objects_under(key_prefix);
         Ok((objects, Registration { replay: vec![], live: inner.tx.subscribe(), revision: inner.revision }))
     }
 
