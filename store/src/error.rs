@@ -58,7 +58,9 @@ impl Error {
                     Code::Unavailable | Code::DeadlineExceeded | Code::Unknown if is_connect_error(msg) => {
                         Error::Unavailable { op, never_sent: true, source }
                     }
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+                        if !matches!(status.code(), Code::Unknown) || msg.contains("transport error") =>
+                    {
                         Error::Unavailable { op, never_sent: false, source }
                     }
                     // "etcdserver: leader changed" / "no leader": the proposal was not applied.
@@ -79,6 +81,11 @@ impl Error {
             Error::Compacted { compacted, .. } => Error::Compacted { requested: rev, compacted },
             e => e,
         }
+    }
+
+    /// True when etcd's answer exceeded the gRPC message limit (read in smaller chunks).
+    pub(crate) fn is_message_too_large(&self) -> bool {
+        matches!(self, Error::Etcd { source, .. } if source.to_string().contains("message length too large"))
     }
 
     /// True for errors that mean "etcd is not reachable right now" (HTTP 503 / 504).

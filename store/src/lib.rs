@@ -107,6 +107,11 @@ struct ContinueToken {
     start: String,
 }
 
+/// Keys per etcd range request of [`Store::list`] (halved while a chunk is too large).
+const LIST_CHUNK: i64 = 500;
+/// gRPC decoding limit for list responses (etcd-client's default is 4 MiB).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Maximum attempts of [`Store::guaranteed_update`] before giving up with a conflict.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
 
@@ -130,7 +135,7 @@ impl Store {
     pub async fn connect(config: Config) -> Result<Self> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(config.request_timeout)
+            .with_timeout(attempt_timeout(config.request_timeout))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
         let client = tokio::time::timeout(config.request_timeout, Client::connect(&config.endpoints, Some(options)))
@@ -159,31 +164,51 @@ impl Store {
         }
     }
 
-    /// Runs one etcd call with the request timeout, retrying errors that prove the request
+    /// Runs one etcd call within the request timeout, retrying errors that prove the request
     /// never reached a server (connection refused to a dead member), as DESIGN.md section
-    /// 10 recommends. `idempotent` calls (reads, compare-guarded writes whose retry cannot
-    /// apply twice) are also retried on other `Unavailable` errors.
-    async fn call<T, F, Fut>(&self, op: &'static str, idempotent: bool, mut f: F) -> Result<T>
+    /// 10 recommends. `idempotent` calls are also retried after ambiguous failures (a broken
+    /// connection, an attempt that timed out): reads always are; writes are, because each is
+    /// a compare-guarded transaction whose caller checks, after an ambiguous retry, whether
+    /// the first attempt had in fact applied (see [`Store::create`]).
+    async fn call<T, F, Fut>(&self, op: &'static str, idempotent: bool, f: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        self.call_tracked(op, idempotent, f).await.map(|(v, _)| v)
+    }
+
+    /// [`Self::call`], also saying whether an ambiguous attempt preceded the answer.
+    async fn call_tracked<T, F, Fut>(&self, op: &'static str, idempotent: bool, mut f: F) -> Result<(T, bool)>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let per_attempt = attempt_timeout(self.timeout);
         let mut backoff = Duration::from_millis(20);
+        let mut ambiguous = false;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let attempt = tokio::time::timeout(remaining, f(self.client.clone())).await;
+            let attempt = tokio::time::timeout(remaining.min(per_attempt), f(self.client.clone())).await;
             let err = match attempt {
-                Ok(Ok(v)) => return Ok(v),
+                Ok(Ok(v)) => return Ok((v, ambiguous)),
                 Ok(Err(e)) => Error::from_etcd(op, e),
-                Err(_) => return Err(Error::Timeout { op, after: self.timeout }),
+                Err(_) => Error::Timeout { op, after: remaining.min(per_attempt) },
             };
             let retry = match &err {
-                Error::Unavailable { never_sent, .. } => *never_sent || idempotent,
+                Error::Unavailable { never_sent: true, .. } => true,
+                Error::Unavailable { .. } | Error::Timeout { .. } => idempotent,
                 _ => false,
             };
             if !retry || tokio::time::Instant::now() + backoff >= deadline {
-                return Err(err);
+                return Err(match err {
+                    Error::Timeout { op, .. } => Error::Timeout { op, after: self.timeout },
+                    e => e,
+                });
+            }
+            if !matches!(err, Error::Unavailable { never_sent: true, .. }) {
+                ambiguous = true;
             }
             debug!(op, error = %err, "retrying etcd call");
             tokio::time::sleep(backoff).await;
@@ -207,15 +232,25 @@ impl Store {
     /// Creates `key`; fails with [`Error::AlreadyExists`] if it exists. Returns the new object.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<Object> {
         let full = self.full_key(key);
-        let resp = self
-            .call("create", true, |mut c| {
+        let (resp, ambiguous) = self
+            .call_tracked("create", true, |mut c| {
                 let txn = Txn::new()
                     .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(full.clone(), value.clone(), None)]);
+                    .and_then([TxnOp::put(full.clone(), value.clone(), None)])
+                    .or_else([TxnOp::get(full.clone(), None)]);
                 async move { c.txn(txn).await }
             })
             .await?;
         if !resp.succeeded() {
+            // After an ambiguous attempt, "exists" may be our own first attempt: the stored
+            // value (which carries the object's uid) tells.
+            if ambiguous {
+                if let Some(kv) = first_get(resp.op_responses()).and_then(|kvs| kvs.into_iter().next()) {
+                    if kv.value() == value.as_slice() {
+                        return Ok(self.to_object(&kv));
+                    }
+                }
+            }
             return Err(Error::AlreadyExists { key: key.to_string() });
         }
         let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
@@ -249,32 +284,57 @@ impl Store {
         }
         let range_end = prefix_end(full_prefix.as_bytes());
         let limit = opts.limit.unwrap_or(0).max(0);
-        let resp = self
-            .call("list", true, |mut c| {
-                let mut o = GetOptions::new().with_range(range_end.clone());
-                if revision > 0 {
-                    o = o.with_revision(revision);
+        let want = if limit > 0 { limit } else { i64::MAX };
+        // etcd answers are read in chunks at one pinned revision, so a list of any size
+        // never hits gRPC's message limit and stays one consistent snapshot.
+        let mut chunk = LIST_CHUNK;
+        let mut items: Vec<Object> = Vec::new();
+        let mut total_in_range: Option<i64> = None;
+        let mut more;
+        loop {
+            let n = chunk.min(want - items.len() as i64);
+            let result = self
+                .call("list", true, |c| {
+                    let mut o = GetOptions::new().with_range(range_end.clone()).with_limit(n);
+                    if revision > 0 {
+                        o = o.with_revision(revision);
+                    }
+                    let start = start.clone();
+                    let mut kv = c.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+                    async move { kv.get(start, Some(o)).await }
+                })
+                .await;
+            let resp = match result {
+                Ok(r) => r,
+                Err(e) if e.is_message_too_large() && chunk > 1 => {
+                    chunk = (chunk / 2).max(1);
+                    continue;
                 }
-                if limit > 0 {
-                    o = o.with_limit(limit);
+                Err(e) => return Err(e.with_requested_revision(revision)),
+            };
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+            }
+            total_in_range.get_or_insert(resp.count());
+            items.extend(resp.kvs().iter().map(|kv| self.to_object(kv)));
+            more = resp.more();
+            match resp.kvs().last() {
+                Some(last) if more && (items.len() as i64) < want => {
+                    let mut next = last.key().to_vec();
+                    next.push(0); // the smallest key after the last one read
+                    start = String::from_utf8_lossy(&next).into_owned();
                 }
-                let start = start.clone();
-                async move { c.get(start, Some(o)).await }
-            })
-            .await
-            .map_err(|e| e.with_requested_revision(revision))?;
-        let read_at = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let revision = if revision > 0 { revision } else { read_at };
-        let items: Vec<Object> = resp.kvs().iter().map(|kv| self.to_object(kv)).collect();
+                _ => break,
+            }
+        }
         let mut continue_token = None;
         let mut remaining = None;
-        if resp.more() {
-            if let Some(last) = resp.kvs().last() {
-                let last_key = String::from_utf8_lossy(last.key());
-                let rel = last_key.strip_prefix(full_prefix.as_str()).unwrap_or(&last_key);
+        if more {
+            if let Some(last) = items.last() {
+                let rel = last.key.strip_prefix(prefix).unwrap_or(&last.key);
                 // Resume just after the last key: appending \0 is the smallest greater key.
                 continue_token = Some(encode_continue(revision, &format!("{rel}\u{0}")));
-                remaining = Some(resp.count() - items.len() as i64);
+                remaining = total_in_range.map(|t| t - items.len() as i64);
             }
         }
         Ok(ListResult { items, revision, continue_token, remaining })
@@ -284,8 +344,8 @@ impl Store {
     /// [`Error::Conflict`] (or [`Error::NotFound`] if it is gone).
     pub async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<Object> {
         let full = self.full_key(key);
-        let resp = self
-            .call("update", true, |mut c| {
+        let (resp, ambiguous) = self
+            .call_tracked("update", true, |mut c| {
                 let txn = Txn::new()
                     .when([Compare::mod_revision(full.clone(), CompareOp::Equal, expected_revision)])
                     .and_then([TxnOp::put(full.clone(), value.clone(), None)])
@@ -299,6 +359,10 @@ impl Store {
             return Ok(Object { key: key.to_string(), value, mod_revision: rev, create_revision: 0 });
         }
         match first_get(resp.op_responses()).and_then(|kvs| kvs.into_iter().next()) {
+            // Our own first attempt applied before an ambiguous failure.
+            Some(kv) if ambiguous && kv.value() == value.as_slice() && kv.mod_revision() > expected_revision => {
+                Ok(self.to_object(&kv))
+            }
             Some(kv) => Err(Error::Conflict { key: key.to_string(), current_revision: kv.mod_revision() }),
             None => Err(Error::NotFound { key: key.to_string() }),
         }
@@ -342,8 +406,13 @@ impl Store {
 
     /// Deletes `key` if the preconditions hold; returns the object as it was.
     pub async fn delete(&self, key: &str, pre: &Preconditions) -> Result<Object> {
+        let mut deleted_ambiguously: Option<Object> = None;
         loop {
-            let current = self.get(key).await?.ok_or_else(|| Error::NotFound { key: key.to_string() })?;
+            let current = match self.get(key).await? {
+                Some(c) => c,
+                // An ambiguous attempt removed it after all.
+                None => return deleted_ambiguously.ok_or_else(|| Error::NotFound { key: key.to_string() }),
+            };
             if let Some(rv) = pre.resource_version {
                 if rv != current.mod_revision {
                     return Err(Error::PreconditionFailed {
@@ -368,8 +437,8 @@ impl Store {
                 }
             }
             let full = self.full_key(key);
-            let resp = self
-                .call("delete", true, |mut c| {
+            let (resp, ambiguous) = self
+                .call_tracked("delete", true, |mut c| {
                     let txn = Txn::new()
                         .when([Compare::mod_revision(full.clone(), CompareOp::Equal, current.mod_revision)])
                         .and_then([TxnOp::delete(full.clone(), Some(DeleteOptions::new()))]);
@@ -378,6 +447,9 @@ impl Store {
                 .await?;
             if resp.succeeded() {
                 return Ok(current);
+            }
+            if ambiguous {
+                deleted_ambiguously = Some(current.clone());
             }
             // Changed under us: the preconditions are re-checked against the new value.
             debug!(key, "delete raced with a write; re-checking preconditions");
@@ -406,6 +478,12 @@ impl Store {
     pub(crate) fn object_from_kv(&self, kv: &KeyValue) -> Object {
         self.to_object(kv)
     }
+}
+
+/// One attempt's share of a request's timeout budget: half of it, at least a second, so a
+/// request stuck on a failing member leaves time for a retry on another.
+fn attempt_timeout(total: Duration) -> Duration {
+    (total / 2).max(Duration::from_secs(1)).min(total)
 }
 
 fn first_get(responses: Vec<TxnOpResponse>) -> Option<Vec<KeyValue>> {

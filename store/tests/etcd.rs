@@ -290,3 +290,30 @@ async fn three_member_cluster_with_a_member_killed() {
     etcd.restart(0);
     assert!(store.get("/pods/ns/k9").await.unwrap().is_some());
 }
+
+/// Lists bigger than gRPC's 4 MiB message limit are read in chunks at one revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_larger_than_a_grpc_message() {
+    let etcd = EtcdCluster::start();
+    let store = connect(&etcd, "/registry").await;
+    let value = vec![b'x'; 10 * 1024];
+    for i in 0..700 {
+        store.create(&format!("/configmaps/big/cm{i:04}"), value.clone()).await.unwrap();
+    }
+    let all = store.list("/configmaps/big/", ListOptions::default()).await.expect("a 7 MiB list works");
+    assert_eq!(all.items.len(), 700);
+    assert!(all.continue_token.is_none());
+    let page = store.list("/configmaps/big/", ListOptions { limit: Some(650), ..Default::default() }).await.unwrap();
+    assert_eq!(page.items.len(), 650);
+    assert_eq!(page.remaining, Some(50));
+    let rest = store
+        .list(
+            "/configmaps/big/",
+            ListOptions { limit: Some(650), continue_token: page.continue_token, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 50);
+    assert_eq!(rest.items[0].key, "/configmaps/big/cm0650");
+    assert!(rest.continue_token.is_none());
+}
