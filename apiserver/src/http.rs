@@ -180,7 +180,7 @@ fn list_query(r: &ResourceInfo, p: &Params) -> ApiResult<ListQuery> {
     })
 }
 
-pub fn json_response(code: StatusCode, v: &Value) -> Response {
+pub fn json_response<T: serde::Serialize + ?Sized>(code: StatusCode, v: &T) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -239,7 +239,7 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
             Method::GET => {
                 let q = list_query(r, &params)?;
                 let (items, rv, cont, remaining) = reg.list(&t, &q).await?;
-                Ok(json_response(StatusCode::OK, &list_object(r, items, rv, cont, remaining)))
+                Ok(json_response(StatusCode::OK, &list_object(r, &items, rv, cont, remaining)))
             }
             Method::POST => {
                 let body = decode_body(&parts.headers, &bytes)?;
@@ -260,7 +260,7 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(json_response(StatusCode::OK, &list_object(r, deleted, rv, None, None)))
+                Ok(json_response(StatusCode::OK, &list_object(r, &deleted, rv, None, None)))
             }
             _ => Err(ApiError::MethodNotAllowed(format!("{m} is not supported on a collection of {}", r.plural))),
         },
@@ -295,14 +295,24 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
     }
 }
 
-/// `{kind: PodList, apiVersion: v1, metadata: {resourceVersion, continue}, items}`.
-pub fn list_object(
+/// `{kind: PodList, apiVersion: v1, metadata: {resourceVersion, continue}, items}`,
+/// serialized straight from the (shared) items.
+#[derive(serde::Serialize)]
+pub struct ListBody<'a, T: serde::Serialize> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: &'a [T],
+}
+
+pub fn list_object<'a, T: serde::Serialize>(
     r: &ResourceInfo,
-    items: Vec<Value>,
+    items: &'a [T],
     rv: i64,
     cont: Option<String>,
     remaining: Option<i64>,
-) -> Value {
+) -> ListBody<'a, T> {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
@@ -310,7 +320,7 @@ pub fn list_object(
     if let Some(n) = remaining {
         meta["remainingItemCount"] = json!(n);
     }
-    json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": items})
+    ListBody { kind: r.list_kind(), api_version: r.api_version(), metadata: meta, items }
 }
 
 /// DeleteOptions from the body (JSON; a protobuf body from kubectl drain is ignored) and
@@ -369,23 +379,29 @@ pub fn apply_delete_options(opts: &mut DeleteOptions, v: &Value) -> ApiResult<()
 
 /// What one watcher sees of a cache event, after namespace and selector filtering
 /// (objects moving into or out of the selection become ADDED / DELETED, as upstream).
-fn visible(ev: &CacheEvent, ns: Option<&str>, q: &ListQuery) -> Option<(&'static str, Value)> {
+fn visible(ev: &CacheEvent, ns: Option<&str>, q: &ListQuery) -> Option<EventType> {
     let sees = |v: &Value| ns.is_none_or(|ns| obj::namespace(v) == Some(ns)) && q.matches(v);
     let now = sees(&ev.object);
     let before = ev.prev.as_ref().is_some_and(|p| sees(p));
-    let kind = match ev.kind {
-        EventType::Added if now => "ADDED",
-        EventType::Modified if now && before => "MODIFIED",
-        EventType::Modified if now => "ADDED",
-        EventType::Modified if before => "DELETED",
-        EventType::Deleted if before => "DELETED",
-        _ => return None,
-    };
-    Some((kind, (*ev.object).clone()))
+    match ev.kind {
+        EventType::Added if now => Some(EventType::Added),
+        EventType::Modified if now && before => Some(EventType::Modified),
+        EventType::Modified if now => Some(EventType::Added),
+        EventType::Modified if before => Some(EventType::Deleted),
+        EventType::Deleted if before => Some(EventType::Deleted),
+        _ => None,
+    }
 }
 
-fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+/// One watch event as a newline-terminated JSON line, serialized without copying the object.
+pub fn event_line(kind: &str, object: &Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: &'a Value,
+    }
+    let mut line = serde_json::to_vec(&Line { kind, object }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -473,8 +489,8 @@ async fn watch(
         }
         for ev in std::mem::take(&mut reg.replay) {
             last_rv = ev.revision;
-            if let Some((kind, o)) = visible(&ev, ns.as_deref(), &q) {
-                if tx.send(Ok(event_line(kind, &o))).await.is_err() {
+            if let Some(kind) = visible(&ev, ns.as_deref(), &q) {
+                if tx.send(Ok(ev.line(kind))).await.is_err() {
                     return;
                 }
             }
@@ -502,8 +518,8 @@ async fn watch(
                         continue;
                     }
                     last_rv = ev.revision;
-                    if let Some((kind, o)) = visible(&ev, ns.as_deref(), &q) {
-                        if tx.send(Ok(event_line(kind, &o))).await.is_err() {
+                    if let Some(kind) = visible(&ev, ns.as_deref(), &q) {
+                        if tx.send(Ok(ev.line(kind))).await.is_err() {
                             return;
                         }
                     }
@@ -579,17 +595,17 @@ async fn watch_from_etcd(
                 let Ok(v) = obj::decode_stored(&object.value, object.mod_revision) else { continue };
                 let prev = prev.and_then(|p| obj::decode_stored(&p.value, p.mod_revision).ok()).map(Arc::new);
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                CacheEvent { kind, revision: object.mod_revision, object: Arc::new(v), prev }
+                CacheEvent::new(kind, object.mod_revision, Arc::new(v), prev)
             }
             Some(Ok(skiff_store::WatchEvent::Delete { prev, revision, .. })) => {
                 let Some(p) = prev.and_then(|p| obj::decode_stored(&p.value, p.mod_revision).ok()) else { continue };
                 let mut last = p.clone();
                 obj::set_resource_version(&mut last, revision);
-                CacheEvent { kind: EventType::Deleted, revision, object: Arc::new(last), prev: Some(Arc::new(p)) }
+                CacheEvent::new(EventType::Deleted, revision, Arc::new(last), Some(Arc::new(p)))
             }
         };
-        if let Some((kind, o)) = visible(&ev, ns.as_deref(), &q) {
-            if tx.send(Ok(event_line(kind, &o))).await.is_err() {
+        if let Some(kind) = visible(&ev, ns.as_deref(), &q) {
+            if tx.send(Ok(ev.line(kind))).await.is_err() {
                 return;
             }
         }

@@ -6,6 +6,11 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+// mimalloc: the apiserver allocates many small JSON values per request; glibc malloc
+// showed up at ~6% of CPU in the create benchmark.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "skiff-apiserver",

@@ -14,13 +14,37 @@ pub fn decode_stored(bytes: &[u8], mod_revision: i64) -> Result<Value, serde_jso
     Ok(v)
 }
 
-/// The bytes to store: the object without its resourceVersion.
+/// The bytes to store: the object without its resourceVersion (skipped while
+/// serializing, so the object is not copied).
 pub fn encode_for_store(v: &Value) -> Vec<u8> {
-    let mut v = v.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+    use serde::ser::{SerializeMap, Serializer};
+    struct MetaWithoutRv<'a>(&'a serde_json::Map<String, Value>);
+    impl serde::Serialize for MetaWithoutRv<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(None)?;
+            for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != "resourceVersion") {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
     }
-    serde_json::to_vec(&v).unwrap_or_default()
+    struct Stored<'a>(&'a serde_json::Map<String, Value>);
+    impl serde::Serialize for Stored<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in self.0 {
+                match (k.as_str(), v.as_object()) {
+                    ("metadata", Some(meta)) => m.serialize_entry(k, &MetaWithoutRv(meta))?,
+                    _ => m.serialize_entry(k, v)?,
+                }
+            }
+            m.end()
+        }
+    }
+    match v.as_object() {
+        Some(map) => serde_json::to_vec(&Stored(map)).unwrap_or_default(),
+        None => serde_json::to_vec(v).unwrap_or_default(),
+    }
 }
 
 pub fn set_resource_version(v: &mut Value, rv: i64) {

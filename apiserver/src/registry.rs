@@ -120,7 +120,12 @@ impl Registry {
     }
 
     /// Lists objects; returns (items, resourceVersion, continue, remainingItemCount).
-    pub async fn list(&self, t: &Target, q: &ListQuery) -> ApiResult<(Vec<Value>, i64, Option<String>, Option<i64>)> {
+    /// Items are shared with the watch cache where they come from it (no copies).
+    pub async fn list(
+        &self,
+        t: &Target,
+        q: &ListQuery,
+    ) -> ApiResult<(Vec<Arc<Value>>, i64, Option<String>, Option<i64>)> {
         let rv = q.resource_version.as_deref().unwrap_or("");
         let exact = q.resource_version_match.as_deref() == Some("Exact");
         let from_cache = q.continue_token.is_none() && !exact && !rv.is_empty();
@@ -135,7 +140,7 @@ impl Registry {
                 return Err(ApiError::Timeout(format!("Too large resource version: {min}, current: unknown")));
             }
             let (objects, revision) = cache.snapshot(&t.prefix()).await;
-            let items = objects.iter().filter(|v| q.matches(v)).map(|v| (**v).clone()).collect();
+            let items = objects.into_iter().filter(|v| q.matches(v)).collect();
             return Ok((items, revision, None, None));
         }
         // Consistent or exact reads go to etcd, paged.
@@ -164,7 +169,7 @@ impl Registry {
                 let v = decode_stored(&o.value, o.mod_revision)
                     .map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
                 if q.matches(&v) {
-                    items.push(v);
+                    items.push(Arc::new(v));
                 }
             }
             // With selectors a page may match fewer than `limit`: keep reading, as upstream.

@@ -57,6 +57,25 @@ pub struct CacheEvent {
     /// The new object; for a delete, the last state with `resourceVersion` = the delete's revision.
     pub object: Arc<Value>,
     pub prev: Option<Arc<Value>>,
+    /// The serialized watch line per event type (ADDED/MODIFIED/DELETED), made once and
+    /// shared by every watcher that sends it.
+    lines: [std::sync::OnceLock<bytes::Bytes>; 3],
+}
+
+impl CacheEvent {
+    pub fn new(kind: EventType, revision: i64, object: Arc<Value>, prev: Option<Arc<Value>>) -> Self {
+        Self { kind, revision, object, prev, lines: Default::default() }
+    }
+
+    /// This event's object as one newline-terminated watch line of type `kind`.
+    pub fn line(&self, kind: EventType) -> bytes::Bytes {
+        let slot = match kind {
+            EventType::Added => 0,
+            EventType::Modified => 1,
+            EventType::Deleted => 2,
+        };
+        self.lines[slot].get_or_init(|| crate::http::event_line(kind.as_str(), &self.object)).clone()
+    }
 }
 
 /// What live subscribers receive.
@@ -278,13 +297,13 @@ impl WatchCache {
                 };
                 let prev = inner.objects.insert(object.key.clone(), value.clone());
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                (object.key, CacheEvent { kind, revision: object.mod_revision, object: value, prev })
+                (object.key, CacheEvent::new(kind, object.mod_revision, value, prev))
             }
             WatchEvent::Delete { key, revision, .. } => {
                 let Some(prev) = inner.objects.remove(&key) else { return };
                 let mut last = (*prev).clone();
                 crate::object::set_resource_version(&mut last, revision);
-                (key, CacheEvent { kind: EventType::Deleted, revision, object: Arc::new(last), prev: Some(prev) })
+                (key, CacheEvent::new(EventType::Deleted, revision, Arc::new(last), Some(prev)))
             }
         };
         let _ = key;

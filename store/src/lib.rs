@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
+    TxnOpResponse,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
@@ -119,6 +120,8 @@ const MAX_UPDATE_ATTEMPTS: usize = 16;
 #[derive(Clone)]
 pub struct Store {
     client: Client,
+    /// The KV service alone: cloning it per call is much cheaper than cloning `Client`.
+    kv: KvClient,
     prefix: String,
     timeout: Duration,
 }
@@ -142,7 +145,8 @@ impl Store {
             .await
             .map_err(|_| Error::Timeout { op: "connect", after: config.request_timeout })?
             .map_err(|source| Error::from_etcd("connect", source))?;
-        Ok(Self { client, prefix: config.prefix, timeout: config.request_timeout })
+        let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+        Ok(Self { client, kv, prefix: config.prefix, timeout: config.request_timeout })
     }
 
     /// The configured key prefix (e.g. `/registry`).
@@ -172,7 +176,7 @@ impl Store {
     /// the first attempt had in fact applied (see [`Store::create`]).
     async fn call<T, F, Fut>(&self, op: &'static str, idempotent: bool, f: F) -> Result<T>
     where
-        F: FnMut(Client) -> Fut,
+        F: FnMut(KvClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         self.call_tracked(op, idempotent, f).await.map(|(v, _)| v)
@@ -181,7 +185,7 @@ impl Store {
     /// [`Self::call`], also saying whether an ambiguous attempt preceded the answer.
     async fn call_tracked<T, F, Fut>(&self, op: &'static str, idempotent: bool, mut f: F) -> Result<(T, bool)>
     where
-        F: FnMut(Client) -> Fut,
+        F: FnMut(KvClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -190,7 +194,7 @@ impl Store {
         let mut ambiguous = false;
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let attempt = tokio::time::timeout(remaining.min(per_attempt), f(self.client.clone())).await;
+            let attempt = tokio::time::timeout(remaining.min(per_attempt), f(self.kv.clone())).await;
             let err = match attempt {
                 Ok(Ok(v)) => return Ok((v, ambiguous)),
                 Ok(Err(e)) => Error::from_etcd(op, e),
@@ -300,8 +304,8 @@ impl Store {
                         o = o.with_revision(revision);
                     }
                     let start = start.clone();
-                    let mut kv = c.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
-                    async move { kv.get(start, Some(o)).await }
+                    let mut c = c;
+                    async move { c.get(start, Some(o)).await }
                 })
                 .await;
             let resp = match result {
