@@ -18,7 +18,9 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, instrument};
 
 use crate::error::{ApiError, ApiResult};
+use crate::fieldvalidation;
 use crate::object as obj;
+use crate::output::Format;
 use crate::registry::{DeleteOptions, Deleted, ListQuery, Registry, Target};
 use crate::resources::{self, ResourceInfo};
 use crate::subresources;
@@ -204,6 +206,23 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     }
 }
 
+/// Decodes a create/update body and applies `fieldValidation` to it (unknown and duplicate
+/// fields); returns the body and the warnings to send.
+fn decode_checked(
+    r: &ResourceInfo,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    params: &Params,
+) -> ApiResult<(Value, Vec<String>)> {
+    let directive = fieldvalidation::Directive::parse(param(params, "fieldValidation"))?;
+    let mut body = decode_body(headers, bytes)?;
+    crate::strategy::check_type_meta(r, &mut body)?;
+    let is_json = !headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").contains("yaml");
+    let problems = fieldvalidation::problems(r, &body, is_json.then_some(bytes));
+    let warnings = fieldvalidation::enforce(directive, r, problems)?;
+    Ok((body, warnings))
+}
+
 /// Every resource path (`/api/v1/...`, `/apis/{group}/{version}/...`).
 #[instrument(skip_all, fields(method = %req.method(), path = %req.uri().path()))]
 async fn resource_handler(State(s): State<AppState>, req: Request) -> Response {
@@ -231,20 +250,23 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
     let dry_run = params.get("dryRun").is_some_and(|v| v.iter().any(|x| x == "All"));
     let reg = &s.registry;
     let m = parts.method.clone();
+    let fmt = Format::negotiate(&parts.headers, param(&params, "includeObject"));
     debug!(resource = r.plural, ns = ?t.namespace, name = ?path.name, sub = ?path.sub, "request");
 
     match (path.name.as_deref(), path.sub.as_deref()) {
         (None, None) => match m {
-            Method::GET if path.legacy_watch || flag(&params, "watch") => watch(reg, &t, &params, &s.shutdown).await,
+            Method::GET if path.legacy_watch || flag(&params, "watch") => {
+                watch(reg, &t, &params, &s.shutdown, fmt).await
+            }
             Method::GET => {
                 let q = list_query(r, &params)?;
                 let (items, rv, cont, remaining) = reg.list(&t, &q).await?;
-                Ok(json_response(StatusCode::OK, &list_object(r, &items, rv, cont, remaining)))
+                Ok(crate::output::list(fmt, r, &items, rv, cont, remaining))
             }
             Method::POST => {
-                let body = decode_body(&parts.headers, &bytes)?;
+                let (body, warnings) = decode_checked(r, &parts.headers, &bytes, &params)?;
                 let created = reg.create(&t, body, dry_run).await?;
-                Ok(json_response(StatusCode::CREATED, &created))
+                Ok(fieldvalidation::with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
             }
             Method::DELETE => {
                 let q = list_query(r, &params)?;
@@ -268,12 +290,13 @@ async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
             Method::GET if path.legacy_watch => {
                 let mut p = params.clone();
                 p.insert("fieldSelector".into(), vec![format!("metadata.name={name}")]);
-                watch(reg, &t, &p, &s.shutdown).await
+                watch(reg, &t, &p, &s.shutdown, fmt).await
             }
-            Method::GET => Ok(json_response(StatusCode::OK, &reg.get(&t, name).await?)),
+            Method::GET => Ok(crate::output::one(fmt, r, StatusCode::OK, &reg.get(&t, name).await?)),
             Method::PUT => {
-                let body = decode_body(&parts.headers, &bytes)?;
-                Ok(json_response(StatusCode::OK, &reg.update(&t, name, body, None, dry_run).await?))
+                let (body, warnings) = decode_checked(r, &parts.headers, &bytes, &params)?;
+                let updated = reg.update(&t, name, body, None, dry_run).await?;
+                Ok(fieldvalidation::with_warnings(json_response(StatusCode::OK, &updated), &warnings))
             }
             Method::PATCH => crate::patch::patch(reg, &t, name, None, &parts.headers, &bytes, &params, dry_run).await,
             Method::DELETE => {
@@ -393,6 +416,14 @@ fn visible(ev: &CacheEvent, ns: Option<&str>, q: &ListQuery) -> Option<EventType
     }
 }
 
+/// The line a watcher sends for `ev` as `kind`: shared pre-serialized bytes for plain JSON.
+fn line_for(fmt: Format, r: &ResourceInfo, ev: &CacheEvent, kind: EventType) -> Bytes {
+    match fmt {
+        Format::Json => ev.line(kind),
+        _ => crate::output::watch_line(fmt, r, kind.as_str(), &ev.object),
+    }
+}
+
 /// One watch event as a newline-terminated JSON line, serialized without copying the object.
 pub fn event_line(kind: &str, object: &Value) -> Bytes {
     #[derive(serde::Serialize)]
@@ -419,6 +450,7 @@ async fn watch(
     t: &Target,
     p: &Params,
     shutdown: &tokio_util::sync::CancellationToken,
+    fmt: Format,
 ) -> ApiResult<Response> {
     let r = t.resource;
     let q = list_query(r, p)?;
@@ -465,7 +497,7 @@ async fn watch(
                 debug!(rv, oldest, "watch older than the cache; serving from etcd history");
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    _ = watch_from_etcd(store, r, prefix, rv.parse().unwrap_or(0), ns, q, bookmarks, timeout, tx) => {}
+                    _ = watch_from_etcd(store, r, prefix, rv.parse().unwrap_or(0), ns, q, bookmarks, timeout, tx, fmt) => {}
                 }
                 return;
             }
@@ -477,7 +509,7 @@ async fn watch(
         };
         let mut last_rv = reg.revision.max(rv.parse().unwrap_or(0));
         for o in initial.iter().filter(|o| q.matches(o)) {
-            if tx.send(Ok(event_line("ADDED", o))).await.is_err() {
+            if tx.send(Ok(crate::output::watch_line(fmt, r, "ADDED", o))).await.is_err() {
                 return;
             }
         }
@@ -490,7 +522,7 @@ async fn watch(
         for ev in std::mem::take(&mut reg.replay) {
             last_rv = ev.revision;
             if let Some(kind) = visible(&ev, ns.as_deref(), &q) {
-                if tx.send(Ok(ev.line(kind))).await.is_err() {
+                if tx.send(Ok(line_for(fmt, r, &ev, kind))).await.is_err() {
                     return;
                 }
             }
@@ -519,7 +551,7 @@ async fn watch(
                     }
                     last_rv = ev.revision;
                     if let Some(kind) = visible(&ev, ns.as_deref(), &q) {
-                        if tx.send(Ok(ev.line(kind))).await.is_err() {
+                        if tx.send(Ok(line_for(fmt, r, &ev, kind))).await.is_err() {
                             return;
                         }
                     }
@@ -557,6 +589,7 @@ async fn watch_from_etcd(
     bookmarks: bool,
     timeout: Duration,
     tx: Tx,
+    fmt: Format,
 ) {
     let mut stream = match store.watch(&prefix, after + 1).await {
         Ok(s) => s,
@@ -605,7 +638,7 @@ async fn watch_from_etcd(
             }
         };
         if let Some(kind) = visible(&ev, ns.as_deref(), &q) {
-            if tx.send(Ok(ev.line(kind))).await.is_err() {
+            if tx.send(Ok(line_for(fmt, r, &ev, kind))).await.is_err() {
                 return;
             }
         }

@@ -6,6 +6,7 @@ use http::{header, HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
+use crate::fieldvalidation;
 use crate::http::json_response;
 use crate::object as obj;
 use crate::registry::{Registry, Target};
@@ -78,9 +79,16 @@ pub async fn patch(
     params: &std::collections::HashMap<String, Vec<String>>,
     dry_run: bool,
 ) -> ApiResult<Response> {
-    let _ = params;
+    let directive =
+        fieldvalidation::Directive::parse(params.get("fieldValidation").and_then(|v| v.first()).map(String::as_str))?;
     let p = parse(headers, body)?;
-    let kind = t.resource.kind;
+    let r = t.resource;
+    let kind = r.kind;
+    // Duplicate keys can only be seen in the raw patch; unknown fields in the patched object.
+    let duplicates: Vec<String> = match &p {
+        Kind::Json(_) => Vec::new(),
+        _ => fieldvalidation::duplicate_fields(body).into_iter().map(|f| format!("duplicate field \"{f}\"")).collect(),
+    };
     // A resourceVersion inside a merge-style patch is a precondition, as upstream.
     let precondition = match &p {
         Kind::Merge(v) | Kind::Strategic(v) => crate::registry::rv_precondition(obj::resource_version(v))?,
@@ -95,14 +103,19 @@ pub async fn patch(
                     if obj::name(&body).is_empty() {
                         obj::meta_mut(&mut body).insert("name".into(), Value::String(name.into()));
                     }
+                    crate::strategy::check_type_meta(r, &mut body)?;
+                    let mut problems = duplicates.clone();
+                    problems.extend(fieldvalidation::problems(r, &body, None));
+                    let warnings = fieldvalidation::enforce(directive, r, problems)?;
                     let created = reg.create(t, body, dry_run).await?;
-                    return Ok(json_response(StatusCode::CREATED, &created));
+                    return Ok(fieldvalidation::with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
                 }
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
         }
     }
+    let mut warnings = Vec::new();
     let updated = reg
         .update_with(
             t,
@@ -117,10 +130,13 @@ pub async fn patch(
                 if let Some(ns) = &t.namespace {
                     meta.insert("namespace".into(), Value::String(ns.clone()));
                 }
+                let mut problems = duplicates.clone();
+                problems.extend(fieldvalidation::problems(r, &new, None));
+                warnings = fieldvalidation::enforce(directive, r, problems)?;
                 Ok(new)
             },
             sub,
         )
         .await?;
-    Ok(json_response(StatusCode::OK, &updated))
+    Ok(fieldvalidation::with_warnings(json_response(StatusCode::OK, &updated), &warnings))
 }

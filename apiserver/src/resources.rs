@@ -38,6 +38,8 @@ pub struct ResourceInfo {
     /// Extra field selectors beyond `metadata.name` / `metadata.namespace`.
     pub field_selectors: &'static [&'static str],
     pub admit: Admit,
+    /// Paths of fields the typed object does not have (`spec.containers[0].foo`).
+    pub unknown_fields: fn(&Value) -> Vec<String>,
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -94,6 +96,32 @@ fn admit<T: DeserializeOwned + Serialize>(
     Ok((serde_json::to_value(typed)?, errs))
 }
 
+/// Decodes like [`admit`] but records every field the type ignores, as upstream's strict
+/// decoding does (for `fieldValidation`).
+fn unknown_fields<T: DeserializeOwned>(v: &Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let _ = serde_ignored::deserialize::<_, _, T>(v, |path| unknown.push(k8s_path(&path)));
+    unknown
+}
+
+/// A serde_ignored path as upstream prints field paths: `spec.containers[0].foo`.
+fn k8s_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", k8s_path(parent)),
+        Path::Map { parent, key } => {
+            let p = k8s_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => k8s_path(parent),
+    }
+}
+
 macro_rules! resource {
     (
         $ty:ty, $group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, namespaced: $ns:expr,
@@ -113,6 +141,7 @@ macro_rules! resource {
             has_status: $status,
             field_selectors: &[$($field),*],
             admit: |n, o| admit::<$ty>(n, o, $val, $valu),
+            unknown_fields: unknown_fields::<$ty>,
         }
     };
 }
@@ -173,6 +202,23 @@ pub fn all() -> &'static [ResourceInfo] {
                 fields: [], validate: v::validate_endpoint_slice, validate_update: v::validate_endpoint_slice_update),
         ]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_found_with_upstream_paths() {
+        let pods = find("", "v1", "pods").unwrap();
+        let v = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
+            "spec": {"containers": [{"name": "c", "image": "x", "imagePullPolcy": "Always"}]}});
+        let mut u = (pods.unknown_fields)(&v);
+        u.sort();
+        assert_eq!(u, vec!["metadata.bogus", "spec.containers[0].imagePullPolcy"]);
+        let ok = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
+        assert!((pods.unknown_fields)(&ok).is_empty());
+    }
 }
 
 /// Looks a resource up by group, version and plural name.
