@@ -57,24 +57,43 @@ pub enum ApiError {
     Timeout(String),
 }
 
+/// A cause's message as upstream puts it in `details.causes[].message`: the error type
+/// followed by the detail (`Invalid value: "Foo": must be ...`), without the field path.
+/// Validation messages from `skiff_api::validation` already start with the type; short ones
+/// written elsewhere (`must be non-negative`) get it prefixed.
+pub fn cause_message(c: &FieldError) -> String {
+    use skiff_api::validation::FieldErrorType as T;
+    let kind = match c.kind {
+        T::Required => "Required value",
+        T::Invalid => "Invalid value",
+        T::Duplicate => "Duplicate value",
+        T::NotSupported => "Unsupported value",
+        T::TooLong => "Too long",
+        T::Forbidden => "Forbidden",
+    };
+    const PREFIXES: [&str; 8] = [
+        "Required value",
+        "Invalid value",
+        "Duplicate value",
+        "Unsupported value",
+        "Too long",
+        "Too many",
+        "Forbidden",
+        "Not found",
+    ];
+    if c.message.is_empty() || c.message == kind {
+        kind.to_string()
+    } else if PREFIXES.iter().any(|p| c.message.starts_with(p)) {
+        c.message.clone()
+    } else {
+        format!("{kind}: {}", c.message)
+    }
+}
+
 fn join_causes(causes: &[FieldError]) -> String {
     let parts: Vec<String> = causes
         .iter()
-        .map(|c| {
-            let kind = match c.kind {
-                skiff_api::validation::FieldErrorType::Required => "Required value",
-                skiff_api::validation::FieldErrorType::Invalid => "Invalid value",
-                skiff_api::validation::FieldErrorType::Duplicate => "Duplicate value",
-                skiff_api::validation::FieldErrorType::NotSupported => "Unsupported value",
-                skiff_api::validation::FieldErrorType::TooLong => "Too long",
-                skiff_api::validation::FieldErrorType::Forbidden => "Forbidden",
-            };
-            if c.message.is_empty() || c.message == kind {
-                format!("{}: {kind}", c.field)
-            } else {
-                format!("{}: {kind}: {}", c.field, c.message)
-            }
-        })
+        .map(|c| if c.field.is_empty() { cause_message(c) } else { format!("{}: {}", c.field, cause_message(c)) })
         .collect();
     if parts.len() == 1 {
         parts[0].clone()
@@ -176,7 +195,7 @@ impl ApiError {
                 "name": name,
                 "group": group,
                 "kind": kind,
-                "causes": causes.iter().map(|c| json!({"reason": c.kind, "message": c.to_string(), "field": c.field})).collect::<Vec<_>>(),
+                "causes": causes.iter().map(|c| json!({"reason": c.kind, "message": cause_message(c), "field": c.field})).collect::<Vec<_>>(),
             })),
             ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
                 Some(json!({"retryAfterSeconds": 1}))

@@ -48,9 +48,28 @@ pub fn router(state: AppState) -> Router {
         .route("/apis", get(crate::discovery::apis))
         .route("/api/v1", get(crate::discovery::core_v1))
         .route("/apis/{group}/{version}", get(crate::discovery::group_version))
+        .route("/openapi/v3", get(openapi_root))
+        .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(resource_handler)
         .layer(axum::middleware::from_fn(crate::authn::identify))
         .with_state(state)
+}
+
+async fn openapi_root() -> Response {
+    json_response(StatusCode::OK, crate::openapi::v3_root())
+}
+
+/// `/openapi/v3/api/v1?hash=...`: the `hash` query only makes the URL cacheable.
+async fn openapi_document(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    match crate::openapi::v3_document(&path) {
+        Some(doc) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, immutable")],
+            doc.clone(),
+        )
+            .into_response(),
+        None => ApiError::NoSuchPath.into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -21,6 +21,7 @@
 //! authentication (security issue; the listener is plain HTTP on `--bind-address`, and
 //! [`authn::identify`] is the hook where authentication plugs in).
 
+pub mod allocator;
 pub mod authn;
 pub mod defaults;
 pub mod discovery;
@@ -29,6 +30,7 @@ pub mod fieldvalidation;
 pub mod http;
 pub mod namespaces;
 pub mod object;
+pub mod openapi;
 pub mod output;
 pub mod patch;
 pub mod printers;
@@ -58,6 +60,8 @@ pub struct Config {
     /// How often etcd history is compacted; zero disables compaction.
     pub compaction_interval: Duration,
     pub etcd_request_timeout: Duration,
+    /// `--service-cluster-ip-range` and `--service-node-port-range`.
+    pub service_ranges: allocator::ServiceRanges,
 }
 
 impl Config {
@@ -68,6 +72,7 @@ impl Config {
             bind_address,
             compaction_interval: skiff_store::compactor::DEFAULT_INTERVAL,
             etcd_request_timeout: Duration::from_secs(10),
+            service_ranges: allocator::ServiceRanges::default(),
         }
     }
 }
@@ -102,7 +107,7 @@ impl ApiServer {
         let listener = TcpListener::bind(config.bind_address)
             .await
             .map_err(|source| Error::Bind { addr: config.bind_address, source })?;
-        Ok(Self { registry: registry::Registry::new(store), listener, config })
+        Ok(Self { registry: registry::Registry::new(store, config.service_ranges.clone()), listener, config })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -135,6 +140,9 @@ impl ApiServer {
                         Err(e) => warn!(error = %e, "creating system namespaces failed; retrying"),
                     }
                     tokio::select! { _ = bg.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
+                }
+                if let Err(e) = reg.allocator.repair().await {
+                    warn!(error = %e, "repairing service IP / node port allocations failed");
                 }
                 for cache in reg.caches() {
                     while !cache.is_ready().await {

@@ -30,6 +30,12 @@ struct Args {
     /// Port to listen on (plain HTTP).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// CIDR from which Service ClusterIPs are allocated.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// Port range for NodePort Services.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// Interval between etcd compactions, in seconds (0 disables).
     #[arg(long = "etcd-compaction-interval", default_value_t = 300)]
     etcd_compaction_interval_secs: u64,
@@ -43,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut config = skiff_apiserver::Config::new(args.etcd_servers, SocketAddr::new(args.bind_address, args.port));
     config.etcd_prefix = args.etcd_prefix;
+    config.service_ranges =
+        skiff_apiserver::allocator::ServiceRanges::parse(&args.service_cluster_ip_range, &args.service_node_port_range)
+            .map_err(anyhow::Error::msg)?;
     config.compaction_interval = Duration::from_secs(args.etcd_compaction_interval_secs);
 
     let shutdown = CancellationToken::new();

@@ -85,6 +85,7 @@ pub enum Deleted {
 #[derive(Clone)]
 pub struct Registry {
     pub store: Store,
+    pub allocator: crate::allocator::Allocator,
     caches: Arc<HashMap<&'static str, Arc<WatchCache>>>,
 }
 
@@ -94,9 +95,10 @@ fn cache_key(r: &ResourceInfo) -> &'static str {
 }
 
 impl Registry {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, ranges: crate::allocator::ServiceRanges) -> Self {
         let caches = resources::all().iter().map(|r| (cache_key(r), WatchCache::new(r))).collect();
-        Self { store, caches: Arc::new(caches) }
+        let allocator = crate::allocator::Allocator::new(store.clone(), ranges);
+        Self { store, allocator, caches: Arc::new(caches) }
     }
 
     pub fn caches(&self) -> impl Iterator<Item = &Arc<WatchCache>> {
@@ -204,19 +206,32 @@ impl Registry {
         if let Some(ns) = &t.namespace {
             self.admit_namespace(r, ns, &name).await?;
         }
-        let bytes = encode_for_store(&v);
-        check_size(r, &name, bytes.len())?;
+        let mut v = v;
+        check_size(r, &name, encode_for_store(&v).len())?;
         if dry_run {
             return Ok(v);
         }
-        match self.store.create(&t.key(&name), bytes).await {
+        let taken = if r.kind == "Service" {
+            if self.get(t, &name).await.is_ok() {
+                // Fail fast (and allocate nothing) for the common duplicate case.
+                return Err(ApiError::already_exists(r, &name));
+            }
+            self.allocator.allocate(r, &mut v, None).await?
+        } else {
+            Default::default()
+        };
+        match self.store.create(&t.key(&name), encode_for_store(&v)).await {
             Ok(o) => {
-                let mut v = v;
                 obj::set_resource_version(&mut v, o.mod_revision);
                 Ok(v)
             }
-            Err(skiff_store::Error::AlreadyExists { .. }) => Err(ApiError::already_exists(r, &name)),
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                self.allocator.release(taken).await;
+                match e {
+                    skiff_store::Error::AlreadyExists { .. } => Err(ApiError::already_exists(r, &name)),
+                    e => Err(e.into()),
+                }
+            }
         }
     }
 
@@ -280,14 +295,20 @@ impl Registry {
                 return Err(ApiError::invalid(r, name, errs));
             }
             strategy::validate_owner_references(r, &new)?;
-            let bytes = encode_for_store(&new);
-            check_size(r, name, bytes.len())?;
-            if bytes == encode_for_store(&old) {
+            check_size(r, name, encode_for_store(&new).len())?;
+            if encode_for_store(&new) == encode_for_store(&old) {
                 return Ok(old); // no-op: no write, same resourceVersion (as upstream)
             }
             if dry_run {
                 return Ok(new);
             }
+            // A Service that changes type or ports may need new node ports (or an IP).
+            let taken = if r.kind == "Service" && sub.is_none() {
+                self.allocator.allocate(r, &mut new, Some(&old)).await?
+            } else {
+                Default::default()
+            };
+            let bytes = encode_for_store(&new);
             // The last finalizer removed from an object being deleted: it goes now.
             if obj::deletion_timestamp(&new).is_some()
                 && obj::finalizers(&new).is_empty()
@@ -299,28 +320,42 @@ impl Registry {
                     .await
                 {
                     Ok(_) => {
+                        self.after_removal(r, &new).await;
                         let rev = self.store.current_revision().await.unwrap_or(cur.mod_revision);
                         obj::set_resource_version(&mut new, rev);
                         return Ok(new);
                     }
-                    Err(skiff_store::Error::PreconditionFailed { .. } | skiff_store::Error::NotFound { .. })
-                        if precondition.is_none() =>
-                    {
-                        continue
+                    Err(e) => {
+                        self.allocator.release(taken).await;
+                        match e {
+                            skiff_store::Error::PreconditionFailed { .. } | skiff_store::Error::NotFound { .. }
+                                if precondition.is_none() =>
+                            {
+                                continue
+                            }
+                            skiff_store::Error::PreconditionFailed { .. } => return Err(ApiError::stale(r, name)),
+                            e => return Err(e.into()),
+                        }
                     }
-                    Err(skiff_store::Error::PreconditionFailed { .. }) => return Err(ApiError::stale(r, name)),
-                    Err(e) => return Err(e.into()),
                 }
             }
             match self.store.update(&key, bytes, cur.mod_revision).await {
                 Ok(o) => {
+                    if r.kind == "Service" {
+                        self.allocator.release_removed(&old, &new).await;
+                    }
                     obj::set_resource_version(&mut new, o.mod_revision);
                     return Ok(new);
                 }
-                Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
-                Err(skiff_store::Error::Conflict { .. }) => return Err(ApiError::stale(r, name)),
-                Err(skiff_store::Error::NotFound { .. }) => return Err(ApiError::not_found(r, name)),
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.allocator.release(taken).await;
+                    match e {
+                        skiff_store::Error::Conflict { .. } if precondition.is_none() => continue,
+                        skiff_store::Error::Conflict { .. } => return Err(ApiError::stale(r, name)),
+                        skiff_store::Error::NotFound { .. } => return Err(ApiError::not_found(r, name)),
+                        e => return Err(e.into()),
+                    }
+                }
             }
         }
         Err(ApiError::conflict(r, name, "too many concurrent writers; retry the request"))
@@ -364,7 +399,10 @@ impl Registry {
                         .delete(&key, &Preconditions { resource_version: Some(cur.mod_revision), uid: None })
                         .await
                     {
-                        Ok(_) => return Ok(Deleted::Gone(v)),
+                        Ok(_) => {
+                            self.after_removal(r, &v).await;
+                            return Ok(Deleted::Gone(v));
+                        }
                         Err(skiff_store::Error::PreconditionFailed { .. }) => continue,
                         Err(skiff_store::Error::NotFound { .. }) => return Err(ApiError::not_found(r, name)),
                         Err(e) => return Err(e.into()),
@@ -391,6 +429,13 @@ impl Registry {
     }
 
     // ---------------------------------------------------------------- helpers
+
+    /// Runs when an object has left storage: frees what it held.
+    async fn after_removal(&self, r: &ResourceInfo, v: &Value) {
+        if r.kind == "Service" {
+            self.allocator.release_service(v).await;
+        }
+    }
 
     /// Checks `metadata.namespace` against the URL and fills it in (namespaced), or clears
     /// it (cluster-scoped).

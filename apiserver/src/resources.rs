@@ -204,23 +204,6 @@ pub fn all() -> &'static [ResourceInfo] {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_fields_are_found_with_upstream_paths() {
-        let pods = find("", "v1", "pods").unwrap();
-        let v = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
-            "spec": {"containers": [{"name": "c", "image": "x", "imagePullPolcy": "Always"}]}});
-        let mut u = (pods.unknown_fields)(&v);
-        u.sort();
-        assert_eq!(u, vec!["metadata.bogus", "spec.containers[0].imagePullPolcy"]);
-        let ok = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
-        assert!((pods.unknown_fields)(&ok).is_empty());
-    }
-}
-
 /// Looks a resource up by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
     all().iter().find(|r| r.group == group && r.version == version && r.plural == plural)
@@ -240,4 +223,21 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_found_with_upstream_paths() {
+        let pods = find("", "v1", "pods").unwrap();
+        let v = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
+            "spec": {"containers": [{"name": "c", "image": "x", "imagePullPolcy": "Always"}]}});
+        let mut u = (pods.unknown_fields)(&v);
+        u.sort();
+        assert_eq!(u, vec!["metadata.bogus", "spec.containers[0].imagePullPolcy"]);
+        let ok = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
+        assert!((pods.unknown_fields)(&ok).is_empty());
+    }
 }

@@ -134,6 +134,9 @@ pub fn prepare_for_update(r: &ResourceInfo, new: &mut Value, old: &Value, sub: O
             new["spec"]["finalizers"] = finalizers;
         }
         _ => {
+            if r.kind == "Service" {
+                keep_allocations(new, old);
+            }
             if r.has_status {
                 match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
@@ -166,6 +169,34 @@ pub fn prepare_for_update(r: &ResourceInfo, new: &mut Value, old: &Value, sub: O
     if sub.is_none() && strip(new) != strip(old) {
         let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         obj::meta_mut(new).insert("generation".into(), json!(g));
+    }
+}
+
+/// A Service update that leaves out its allocated ClusterIP or node ports keeps them, as
+/// upstream's service REST does (clients replace Services without those fields).
+fn keep_allocations(new: &mut Value, old: &Value) {
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+        if spec.get(f).is_none_or(|v| v.is_null() || v == "") {
+            if let Some(v) = old.pointer(&format!("/spec/{f}")) {
+                spec.insert(f.to_string(), v.clone());
+            }
+        }
+    }
+    let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            if p.get("nodePort").is_some_and(|n| n.as_i64().unwrap_or(0) > 0) {
+                continue;
+            }
+            let same = |o: &&Value| {
+                o.get("port") == p.get("port")
+                    && o.get("protocol").or(Some(&json!("TCP"))) == p.get("protocol").or(Some(&json!("TCP")))
+            };
+            if let Some(n) = old_ports.iter().find(same).and_then(|o| o.get("nodePort")).cloned() {
+                p["nodePort"] = n;
+            }
+        }
     }
 }
 

@@ -756,3 +756,74 @@ async fn restarts_lose_and_duplicate_nothing() {
     watcher_task.abort();
     drop(server);
 }
+
+/// Services get ClusterIPs and node ports from their ranges, never twice, and give them
+/// back when deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_ips_and_node_ports_are_allocated() {
+    use k8s_openapi::api::core::v1::Service;
+    let (_etcd, server) = cluster().await;
+    let svcs: Api<Service> = Api::namespaced(server.client(), "default");
+    let svc = |name: &str, spec: Value| -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    let a = svcs.create(&PostParams::default(), &svc("a", json!({"ports": [{"port": 80}]}))).await.unwrap();
+    let ip_a = a.spec.as_ref().unwrap().cluster_ip.clone().unwrap();
+    let parsed: std::net::Ipv4Addr = ip_a.parse().unwrap();
+    assert_eq!(parsed.octets()[0], 10);
+    assert!((96..112).contains(&parsed.octets()[1]), "{ip_a} in 10.96.0.0/12");
+    assert_ne!(ip_a, "10.96.0.1", "reserved for the kubernetes Service");
+    let b = svcs.create(&PostParams::default(), &svc("b", json!({"type": "NodePort", "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81, "nodePort": 30081}]}))).await.unwrap();
+    let spec_b = b.spec.unwrap();
+    assert_ne!(spec_b.cluster_ip.as_deref(), Some(ip_a.as_str()));
+    let ports = spec_b.ports.unwrap();
+    let np0 = ports[0].node_port.unwrap();
+    assert!((30000..=32767).contains(&np0));
+    assert_eq!(ports[1].node_port, Some(30081));
+    // taken values are refused with 422
+    let (code, _, msg) = api_err(
+        svcs.create(&PostParams::default(), &svc("c", json!({"clusterIP": ip_a, "ports": [{"port": 80}]})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert!(msg.contains("provided IP is already allocated"), "{msg}");
+    let (code, _, msg) = api_err(
+        svcs.create(
+            &PostParams::default(),
+            &svc("c", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert!(msg.contains("provided port is already allocated"), "{msg}");
+    let (code, _, _) = api_err(
+        svcs.create(&PostParams::default(), &svc("c", json!({"clusterIP": "192.168.0.1", "ports": [{"port": 80}]})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    // headless and ExternalName get none
+    let h = svcs
+        .create(&PostParams::default(), &svc("h", json!({"clusterIP": "None", "ports": [{"port": 80}]})))
+        .await
+        .unwrap();
+    assert_eq!(h.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    // a replace that leaves the IP out keeps it
+    let mut a2 = svcs.get("a").await.unwrap();
+    a2.spec.as_mut().unwrap().cluster_ip = None;
+    a2.spec.as_mut().unwrap().cluster_ips = None;
+    a2.metadata.labels = Some([("x".to_string(), "y".to_string())].into());
+    let a2 = svcs.replace("a", &PostParams::default(), &a2).await.unwrap();
+    assert_eq!(a2.spec.unwrap().cluster_ip.as_deref(), Some(ip_a.as_str()));
+    // deleting releases: the IP and port can be taken again
+    svcs.delete("a", &DeleteParams::default()).await.unwrap();
+    svcs.delete("b", &DeleteParams::default()).await.unwrap();
+    svcs.create(
+        &PostParams::default(),
+        &svc("d", json!({"clusterIP": ip_a, "type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]})),
+    )
+    .await
+    .unwrap();
+}

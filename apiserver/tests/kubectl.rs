@@ -1,0 +1,242 @@
+//! The real kubectl binaries (1.33, 1.32, 1.27 and the /usr/bin/kubectl dispatcher) as
+//! subprocesses against the apiserver on a real etcd. They are part of the machine image;
+//! a missing binary fails the test loudly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{cluster, Server};
+
+const SDK_BIN: &str = "/usr/lib/google-cloud-sdk/bin";
+
+fn kubectl_binary(version: &str) -> PathBuf {
+    let path = if version == "dispatcher" {
+        PathBuf::from("/usr/bin/kubectl")
+    } else {
+        Path::new(SDK_BIN).join(format!("kubectl.{version}"))
+    };
+    assert!(path.is_file(), "kubectl {version} is missing at {} (it ships with the machine image)", path.display());
+    path
+}
+
+struct Kubectl {
+    dir: tempfile::TempDir,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn new(server: &Server) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: http://{}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: admin\nusers:\n- name: admin\n  user: {{}}\ncurrent-context: skiff\n",
+            server.addr
+        );
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).unwrap();
+        Self { dir }
+    }
+
+    fn file(&self, name: &str, content: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    }
+
+    async fn run(&self, version: &str, args: &[&str]) -> Out {
+        let bin = kubectl_binary(version);
+        let kubeconfig = self.dir.path().join("kubeconfig");
+        let home = self.dir.path().to_path_buf();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(bin)
+                .args(&args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("HOME", &home) // its own discovery cache per test
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .output()
+                .expect("running kubectl");
+            Out {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn ok(&self, version: &str, args: &[&str]) -> String {
+        let out = self.run(version, args).await;
+        assert_eq!(out.code, 0, "kubectl {version} {args:?} failed:\nstdout: {}\nstderr: {}", out.stdout, out.stderr);
+        assert!(!out.stderr.contains("Warning"), "kubectl {version} {args:?} warned: {}", out.stderr);
+        out.stdout
+    }
+}
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  containers:\n  - name: main\n    image: busybox:1.36\n";
+
+fn deployment(image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: app\n  template:\n    metadata:\n      labels:\n        app: app\n    spec:\n      containers:\n      - name: app\n        image: {image}\n"
+    )
+}
+
+/// Header line of a kubectl table, split into column names.
+fn header(out: &str) -> Vec<String> {
+    out.lines().next().unwrap_or("").split_whitespace().map(String::from).collect()
+}
+
+fn row<'a>(out: &'a str, first: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(first))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_and_discovery() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    // The dispatcher picks kubectl.1.33 from /version.
+    let v = k.ok("dispatcher", &["version"]).await;
+    assert!(v.contains("Server Version: v1.33.0-skiff"), "{v}");
+    for version in ["1.33", "1.32", "1.27"] {
+        let out = k.ok(version, &["api-resources"]).await;
+        let pods = row(&out, "pods");
+        assert_eq!(pods, vec!["pods", "po", "v1", "true", "Pod"], "kubectl {version}: {out}");
+        assert_eq!(row(&out, "deployments"), vec!["deployments", "deploy", "apps/v1", "true", "Deployment"]);
+        assert_eq!(row(&out, "nodes"), vec!["nodes", "no", "v1", "false", "Node"]);
+        assert_eq!(row(&out, "endpointslices"), vec!["endpointslices", "discovery.k8s.io/v1", "true", "EndpointSlice"]);
+        for short in ["po", "svc", "deploy", "rs", "ns", "no", "ds", "cm", "ep", "ev"] {
+            let out = k.run(version, &["get", short]).await;
+            assert_eq!(out.code, 0, "kubectl {version} get {short}: {}", out.stderr);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_delete_with_tables_and_errors() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    let pod = k.file("pod.yaml", POD);
+    assert_eq!(k.ok("1.33", &["create", "-f", &pod]).await.trim(), "pod/web created");
+    let dup = k.run("1.33", &["create", "-f", &pod]).await;
+    assert_eq!(dup.code, 1);
+    assert!(
+        dup.stderr.contains("Error from server (AlreadyExists)") && dup.stderr.contains("pods \"web\" already exists"),
+        "{}",
+        dup.stderr
+    );
+
+    for version in ["1.33", "1.32", "1.27"] {
+        let out = k.ok(version, &["get", "pods"]).await;
+        assert_eq!(header(&out), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{version}: {out}");
+        let r = row(&out, "web");
+        assert_eq!(&r[..4], &["web", "0/1", "Pending", "0"], "{version}: {out}");
+        let wide = k.ok(version, &["get", "pods", "-o", "wide"]).await;
+        assert_eq!(
+            header(&wide),
+            ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]
+        );
+        let all = k.ok(version, &["get", "pods", "-A", "--show-labels"]).await;
+        assert_eq!(header(&all)[0], "NAMESPACE");
+        assert_eq!(row(&all, "default")[1], "web");
+        assert!(all.contains("app=web"), "{all}");
+        assert_eq!(k.ok(version, &["get", "po", "web", "-o", "name"]).await.trim(), "pod/web");
+        assert_eq!(
+            k.ok(version, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].spec.containers[0].image}"])
+                .await,
+            "busybox:1.36"
+        );
+        let cc = k
+            .ok(version, &["get", "pods", "-o", "custom-columns=N:.metadata.name,IMG:.spec.containers[0].image"])
+            .await;
+        assert_eq!(row(&cc, "web"), ["web", "busybox:1.36"]);
+        let nope = k.run(version, &["get", "pod", "nope"]).await;
+        assert_eq!(nope.code, 1);
+        assert!(
+            nope.stderr.contains("Error from server (NotFound): pods \"nope\" not found"),
+            "{version}: {}",
+            nope.stderr
+        );
+    }
+    let yaml = k.ok("1.33", &["get", "pod", "web", "-o", "yaml"]).await;
+    assert!(yaml.contains("kind: Pod") && yaml.contains("uid:"), "{yaml}");
+    let ns = k.ok("1.33", &["get", "ns"]).await;
+    assert_eq!(header(&ns), ["NAME", "STATUS", "AGE"]);
+    assert_eq!(&row(&ns, "kube-system")[..2], ["kube-system", "Active"]);
+
+    assert_eq!(k.ok("1.33", &["label", "pod", "web", "tier=front"]).await.trim(), "pod/web labeled");
+    assert_eq!(k.ok("1.33", &["annotate", "pod", "web", "note=hi"]).await.trim(), "pod/web annotated");
+    let labelled = k.ok("1.33", &["get", "pods", "-L", "tier"]).await;
+    assert_eq!(header(&labelled).last().unwrap(), "TIER");
+    assert_eq!(row(&labelled, "web").last().unwrap(), &"front");
+
+    assert_eq!(k.ok("1.33", &["delete", "pod", "web"]).await.trim(), "pod \"web\" deleted");
+    let gone = k.run("1.33", &["delete", "pod", "web"]).await;
+    assert!(gone.stderr.contains("Error from server (NotFound): pods \"web\" not found"), "{}", gone.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_validation_and_scale() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    let d1 = k.file("d1.yaml", &deployment("busybox:1.36"));
+    for version in ["1.33", "1.32"] {
+        // default --validate=strict, served by our OpenAPI v3 + fieldValidation=Strict
+        let first = k.ok(version, &["apply", "-f", &d1]).await;
+        let rv_before = k.ok(version, &["get", "deploy", "app", "-o", "jsonpath={.metadata.resourceVersion}"]).await;
+        if version == "1.33" {
+            assert_eq!(first.trim(), "deployment.apps/app created");
+        }
+        assert_eq!(k.ok(version, &["apply", "-f", &d1]).await.trim(), "deployment.apps/app unchanged");
+        let rv_after = k.ok(version, &["get", "deploy", "app", "-o", "jsonpath={.metadata.resourceVersion}"]).await;
+        assert_eq!(rv_before, rv_after, "re-applying an unchanged file bumps nothing");
+    }
+    let d2 = k.file("d2.yaml", &deployment("busybox:1.37"));
+    assert_eq!(k.ok("1.33", &["apply", "-f", &d2]).await.trim(), "deployment.apps/app configured");
+    assert_eq!(
+        k.ok("1.33", &["get", "deploy", "app", "-o", "jsonpath={.spec.template.spec.containers[*].image}"]).await,
+        "busybox:1.37"
+    );
+    let out = k.ok("1.33", &["get", "deploy"]).await;
+    assert_eq!(header(&out), ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(&row(&out, "app")[..4], ["app", "0/2", "0", "0"]);
+
+    assert_eq!(k.ok("1.33", &["scale", "deploy", "app", "--replicas=3"]).await.trim(), "deployment.apps/app scaled");
+    assert_eq!(k.ok("1.33", &["get", "deploy", "app", "-o", "jsonpath={.spec.replicas}"]).await, "3");
+
+    // unknown fields are refused (Strict) and nothing is created
+    let bad = k.file(
+        "bad.yaml",
+        &POD.replace("    image: busybox:1.36\n", "    image: busybox:1.36\n    imagePullPolcy: Always\n"),
+    );
+    let out = k.run("1.33", &["create", "-f", &bad]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("unknown field \"spec.containers[0].imagePullPolcy\""), "{}", out.stderr);
+    // an invalid manifest creates nothing
+    let invalid = k.file("invalid.yaml", &POD.replace("name: main", "name: Main_Bad"));
+    let out = k.run("1.33", &["apply", "-f", &invalid]).await;
+    assert_eq!(out.code, 1);
+    // kubectl's own rendering of an Invalid status, with upstream's cause wording
+    assert!(
+        out.stderr.contains(
+            "The Pod \"web\" is invalid: spec.containers[0].name: Invalid value: \"Main_Bad\": a lowercase RFC 1123 label"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(k.run("1.33", &["get", "pod", "web"]).await.code, 1);
+
+    // server-side apply creates, then patches
+    let pod = k.file("pod.yaml", POD);
+    assert_eq!(k.ok("1.33", &["apply", "--server-side", "-f", &pod]).await.trim(), "pod/web serverside-applied");
+
+    assert_eq!(k.ok("1.33", &["delete", "-f", &d2]).await.trim(), "deployment.apps \"app\" deleted");
+}
