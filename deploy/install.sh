@@ -6,6 +6,7 @@
 #   protobuf-compiler         protoc: etcd-client (and later the CRI bindings) compile .proto files at build time
 #   libprotobuf-dev           the well-known .proto files (google/protobuf/descriptor.proto) protoc needs for them
 #   kubectl                   is already on the machine image (/usr/bin/kubectl); not installed here
+#   python3 kubernetes (PyPI) the official Python client, for the client-compatibility tests
 set -euo pipefail
 
 PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev)
@@ -22,6 +23,14 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The official Python client (tests drive the apiserver with it, as users do). Pinned to
+# the release that matches the Kubernetes version Skiff reports (1.33).
+PY_KUBERNETES=33.1.0
+if ! python3 -c "import kubernetes, sys; sys.exit(kubernetes.__version__ != '$PY_KUBERNETES')" 2>/dev/null; then
+    echo "deploy/install.sh: installing the Python kubernetes client $PY_KUBERNETES"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "kubernetes==$PY_KUBERNETES"
 fi
 
 # The Debian etcd-server package starts a system etcd on 127.0.0.1:2379 where it can; Skiff's

@@ -159,7 +159,8 @@ fn param<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
 }
 
 fn flag(p: &Params, k: &str) -> bool {
-    matches!(param(p, k), Some("true" | "1" | ""))
+    // Go's strconv.ParseBool, as upstream parses query booleans (the Python client sends "True").
+    matches!(param(p, k), Some("1" | "t" | "T" | "true" | "TRUE" | "True" | ""))
 }
 
 fn list_query(r: &ResourceInfo, p: &Params) -> ApiResult<ListQuery> {
