@@ -240,3 +240,150 @@ async fn apply_validation_and_scale() {
 
     assert_eq!(k.ok("1.33", &["delete", "-f", &d2]).await.trim(), "deployment.apps \"app\" deleted");
 }
+
+/// describe (with events), edit, patch (all three types), label/annotate, cordon/uncordon,
+/// drain (evictions), wait, get -w / --watch-only, delete by selector / --all, explain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_commands() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    let node = k.file(
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels:\n    node-role.kubernetes.io/worker: \"\"\n",
+    );
+    assert_eq!(k.ok("1.33", &["create", "-f", &node]).await.trim(), "node/n1 created");
+    let nodes = k.ok("1.33", &["get", "nodes"]).await;
+    assert_eq!(header(&nodes), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    assert_eq!(&row(&nodes, "n1")[..3], ["n1", "Unknown", "worker"]);
+    assert_eq!(k.ok("1.33", &["cordon", "n1"]).await.trim(), "node/n1 cordoned");
+    assert_eq!(row(&k.ok("1.33", &["get", "nodes"]).await, "n1")[1], "Unknown,SchedulingDisabled");
+    assert_eq!(k.ok("1.33", &["uncordon", "n1"]).await.trim(), "node/n1 uncordoned");
+
+    let pod = k.file("pod.yaml", POD);
+    k.ok("1.33", &["create", "-f", &pod]).await;
+    // an event about the pod shows in describe
+    let ev = k.file(
+        "ev.yaml",
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: web.1\ninvolvedObject:\n  kind: Pod\n  name: web\n  namespace: default\nreason: Testing\nmessage: hello from the test\ntype: Normal\nsource:\n  component: skiff-test\ncount: 1\n",
+    );
+    k.ok("1.33", &["create", "-f", &ev]).await;
+    // describe looks events up by involvedObject.uid: give the event the pod's uid
+    let uid = k.ok("1.33", &["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]).await;
+    k.ok(
+        "1.33",
+        &["patch", "event", "web.1", "--type=merge", "-p", &format!("{{\"involvedObject\":{{\"uid\":\"{uid}\"}}}}")],
+    )
+    .await;
+    let d = k.ok("1.33", &["describe", "pod", "web"]).await;
+    assert!(d.contains("Name:") && d.contains("busybox:1.36"), "{d}");
+    assert!(d.contains("Testing") && d.contains("hello from the test"), "{d}");
+    let events = k.ok("1.33", &["get", "events"]).await;
+    assert_eq!(header(&events), ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+
+    // the three patch types, label, annotate, edit
+    k.ok("1.33", &["patch", "pod", "web", "-p", "{\"metadata\":{\"labels\":{\"s\":\"1\"}}}"]).await;
+    k.ok("1.33", &["patch", "pod", "web", "--type=merge", "-p", "{\"metadata\":{\"labels\":{\"m\":\"1\"}}}"]).await;
+    k.ok(
+        "1.33",
+        &[
+            "patch",
+            "pod",
+            "web",
+            "--type=json",
+            "-p",
+            "[{\"op\":\"add\",\"path\":\"/metadata/labels/j\",\"value\":\"1\"}]",
+        ],
+    )
+    .await;
+    let editor = k.file("editor.sh", "#!/bin/sh\nsed -i 's/app: web/app: edited/' \"$1\"\n");
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let kubeconfig = k.dir.path().join("kubeconfig");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(kubectl_binary("1.33"))
+            .args(["edit", "pod", "web"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("EDITOR", editor)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "edit: {}", String::from_utf8_lossy(&out.stderr));
+    let labels = k.ok("1.33", &["get", "pod", "web", "-o", "jsonpath={.metadata.labels}"]).await;
+    for l in ["\"app\":\"edited\"", "\"s\":\"1\"", "\"m\":\"1\"", "\"j\":\"1\""] {
+        assert!(labels.contains(l), "{l} in {labels}");
+    }
+
+    // wait for a condition the binding sets
+    let bind = common::raw(
+        server.addr,
+        "POST",
+        "/api/v1/namespaces/default/pods/web/binding",
+        "application/json",
+        br#"{"target":{"name":"n1"}}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(bind.0, 201);
+    assert_eq!(
+        k.ok("1.33", &["wait", "--for=condition=PodScheduled", "pod/web", "--timeout=10s"]).await.trim(),
+        "pod/web condition met"
+    );
+
+    // get -w prints the table, then a row per change; --watch-only only the changes
+    let watcher = {
+        let bin = kubectl_binary("1.33");
+        let kubeconfig = k.dir.path().join("kubeconfig");
+        std::process::Command::new(bin)
+            .args(["get", "configmaps", "-w", "--request-timeout=5s"])
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let watch_only = {
+        let bin = kubectl_binary("1.33");
+        let kubeconfig = k.dir.path().join("kubeconfig");
+        std::process::Command::new(bin)
+            .args(["get", "configmaps", "--watch-only", "--output-watch-events", "--request-timeout=5s"])
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let cm = k.file("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n");
+    k.ok("1.33", &["create", "-f", &cm]).await;
+    k.ok("1.33", &["delete", "-f", &cm]).await;
+    let (w1, w2) = tokio::task::spawn_blocking(move || {
+        (watcher.wait_with_output().unwrap(), watch_only.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let w1 = String::from_utf8_lossy(&w1.stdout).to_string();
+    let w2 = String::from_utf8_lossy(&w2.stdout).to_string();
+    assert_eq!(w1.lines().filter(|l| l.starts_with("watched")).count(), 2, "get -w: {w1}");
+    assert!(w2.lines().any(|l| l.starts_with("ADDED") && l.contains("watched")), "--watch-only: {w2}");
+    assert!(w2.lines().any(|l| l.starts_with("DELETED") && l.contains("watched")), "--watch-only: {w2}");
+
+    // drain evicts (the pod has no controller, so --force), then delete by selector and --all
+    let drain = k.run("1.33", &["drain", "n1", "--force", "--grace-period=0"]).await;
+    assert_eq!(drain.code, 0, "{}", drain.stderr);
+    assert!(drain.stdout.contains("pod/web evicted") && drain.stdout.contains("node/n1 drained"), "{}", drain.stdout);
+    for i in 0..3 {
+        let cm = k.file(
+            &format!("c{i}.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\n  labels:\n    g: \"{}\"\n", i % 2),
+        );
+        k.ok("1.33", &["create", "-f", &cm]).await;
+    }
+    let by_label = k.ok("1.33", &["delete", "cm", "-l", "g=0"]).await;
+    assert!(
+        by_label.contains("configmap \"c0\" deleted") && by_label.contains("configmap \"c2\" deleted"),
+        "{by_label}"
+    );
+    assert!(k.ok("1.33", &["delete", "cm", "--all"]).await.contains("configmap \"c1\" deleted"));
+    assert!(k.run("1.33", &["get", "cm"]).await.stderr.contains("No resources found"));
+
+    let explain = k.ok("1.33", &["explain", "pod.spec.containers"]).await;
+    assert!(explain.contains("FIELD: containers <[]Container>") && explain.contains("image\t<string>"), "{explain}");
+}
