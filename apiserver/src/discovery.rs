@@ -37,6 +37,7 @@ fn sub_verbs(sub: &str) -> &'static [&'static str] {
         "status" | "scale" => &["get", "patch", "update"],
         "binding" | "eviction" => &["create"],
         "finalize" => &["update"],
+        "exec" | "attach" | "portforward" => &["create", "get"],
         _ => &["get"],
     }
 }
@@ -46,6 +47,9 @@ fn sub_kind(r: &ResourceInfo, sub: &str) -> (&'static str, &'static str, &'stati
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
         "eviction" => ("policy", "v1", "Eviction"),
+        "exec" => ("", "v1", "PodExecOptions"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
         _ => (r.group, r.version, r.kind),
     }
 }

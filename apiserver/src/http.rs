@@ -253,9 +253,16 @@ async fn resource_handler(State(s): State<AppState>, req: Request) -> Response {
 }
 
 async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
+    let path = parse_path(req.uri().path())?;
+    let params = parse_query(req.uri().query())?;
+    // Node-served subresources keep the whole request: exec and friends upgrade it.
+    if let (Some(name), Some(sub)) = (path.name.as_deref(), path.sub.as_deref()) {
+        if matches!(sub, "log" | "exec" | "attach" | "portforward") && path.resource.subresources.contains(&sub) {
+            let t = Target { resource: path.resource, namespace: path.namespace.clone() };
+            return crate::nodeproxy::handle(&s.registry, &t, name, sub, &params, req).await;
+        }
+    }
     let (parts, body) = req.into_parts();
-    let path = parse_path(parts.uri.path())?;
-    let params = parse_query(parts.uri.query())?;
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {

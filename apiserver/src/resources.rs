@@ -155,7 +155,7 @@ pub fn all() -> &'static [ResourceInfo] {
                 short: ["ns"], categories: [], sub: ["status", "finalize"], status: true,
                 fields: ["status.phase"], validate: v::validate_namespace, validate_update: v::validate_namespace_update),
             resource!(core::Pod, "", "v1", "Pod", "pods", "pod", namespaced: true,
-                short: ["po"], categories: ["all"], sub: ["status", "binding", "eviction"], status: true,
+                short: ["po"], categories: ["all"], sub: ["status", "binding", "eviction", "log", "exec", "attach", "portforward"], status: true,
                 fields: ["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"],
                 validate: v::validate_pod, validate_update: v::validate_pod_update),
             resource!(core::Node, "", "v1", "Node", "nodes", "node", namespaced: false,

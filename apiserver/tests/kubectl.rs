@@ -387,3 +387,104 @@ async fn everyday_commands() {
     let explain = k.ok("1.33", &["explain", "pod.spec.containers"]).await;
     assert!(explain.contains("FIELD: containers <[]Container>") && explain.contains("image\t<string>"), "{explain}");
 }
+
+/// A stand-in kubelet API on loopback: `/containerLogs` answers text (streamed with
+/// `follow=true`), `/exec` speaks WebSocket `v5.channel.k8s.io`, as the real kubelet will.
+/// It proves the apiserver's side: finding the node, forwarding, relaying the upgrade.
+async fn fake_kubelet() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut peek = [0u8; 2048];
+                let n = conn.peek(&mut peek).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&peek[..n]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if path.starts_with("/containerLogs/default/web/main") {
+                    let _ = conn.read(&mut peek).await;
+                    if path.contains("follow=true") {
+                        let _ = conn
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+                            )
+                            .await;
+                        for line in ["first\n", "second\n"] {
+                            let _ = conn.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes()).await;
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                        let _ = conn.write_all(b"0\r\n\r\n").await;
+                    } else {
+                        let body = "line one\nline two\n";
+                        let _ = conn
+                            .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                            .await;
+                    }
+                } else if path.starts_with("/exec/default/web/main") {
+                    use futures::SinkExt;
+                    use tokio_tungstenite::tungstenite::Message;
+                    let cb = |_req: &tokio_tungstenite::tungstenite::handshake::server::Request, mut resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                        resp.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().unwrap());
+                        Ok(resp)
+                    };
+                    let mut ws = tokio_tungstenite::accept_hdr_async(conn, cb).await.unwrap();
+                    let command: Vec<String> = path
+                        .split('&')
+                        .filter_map(|kv| kv.split_once("command="))
+                        .map(|(_, v)| v.replace("%2F", "/"))
+                        .collect();
+                    let mut out = vec![1u8];
+                    out.extend_from_slice(format!("exec ran {}\n", command.join(" ")).as_bytes());
+                    ws.send(Message::Binary(out.into())).await.unwrap();
+                    let mut status = vec![3u8];
+                    status.extend_from_slice(br#"{"metadata":{},"status":"Failure","reason":"NonZeroExitCode","message":"command terminated with non-zero exit code: error executing command, exit status 3","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#);
+                    ws.send(Message::Binary(status.into())).await.unwrap();
+                    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                        reason: "".into(),
+                    };
+                    let _ = ws.close(Some(normal)).await;
+                } else {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_exec_reach_the_kubelet_through_the_apiserver() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    let kubelet = fake_kubelet().await;
+    let node = k.file(
+        "node.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  addresses:\n  - type: InternalIP\n    address: 127.0.0.1\n  daemonEndpoints:\n    kubeletEndpoint:\n      Port: {}\n",
+            kubelet.port()
+        ),
+    );
+    k.ok("1.33", &["create", "-f", &node]).await;
+    let pod = k.file("pod.yaml", &POD.replace("spec:\n", "spec:\n  nodeName: n1\n"));
+    k.ok("1.33", &["create", "-f", &pod]).await;
+
+    assert_eq!(k.ok("1.33", &["logs", "web"]).await, "line one\nline two\n");
+    assert_eq!(k.ok("1.33", &["logs", "-f", "web"]).await, "first\nsecond\n");
+    // exec over WebSocket v5 (kubectl 1.33): stdout relayed, exit code from the status frame
+    let out = k.run("1.33", &["exec", "web", "--", "ls", "/tmp"]).await;
+    assert_eq!(out.stdout, "exec ran ls /tmp\n", "stderr: {}", out.stderr);
+    assert_eq!(out.code, 3, "kubectl exits with the command's code: {}", out.stderr);
+    assert!(out.stderr.contains("command terminated with exit code 3"), "{}", out.stderr);
+
+    // a pod without a node has nothing to reach
+    let unbound = k.file("p2.yaml", &POD.replace("name: web", "name: idle"));
+    k.ok("1.33", &["create", "-f", &unbound]).await;
+    let out = k.run("1.33", &["logs", "idle"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("does not have a host assigned"), "{}", out.stderr);
+}
