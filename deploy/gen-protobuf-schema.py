@@ -4,13 +4,15 @@ walks to turn Kubernetes protobuf request bodies into upstream JSON.
 
 Not run by CI; the output is checked in. To re-run (from the workspace root, offline):
 
-    cargo fetch                       # puts k8s-openapi 0.29 and k8s-pb 0.9 in ~/.cargo/registry
+    cargo fetch            # k8s-openapi 0.29 (a workspace dependency) into ~/.cargo/registry
+    # k8s-pb is no dependency of the workspace: fetch it once in a scratch project
+    cargo new /tmp/pb && (cd /tmp/pb && cargo add k8s-pb@0.9.0 && cargo fetch)
     python3 deploy/gen-protobuf-schema.py > apiserver/src/protobuf_schema.rs
     rustfmt --edition 2021 apiserver/src/protobuf_schema.rs
 
-If k8s-pb is not in the registry (it is not a dependency of the workspace), fetch it in a
-scratch project: `cargo new /tmp/pb && cd /tmp/pb && cargo add k8s-pb@0.9.0 && cargo fetch`.
-Paths can be given explicitly: `--k8s-pb DIR --k8s-openapi DIR` (the crates' root folders).
+The crates are looked up in ~/.cargo/registry/src; `--k8s-pb DIR --k8s-openapi DIR` (the crates'
+root folders) override that. The script fails, listing what to fix, when a field cannot be named
+or POINTER_SCALARS names a field that does not exist.
 
 Sources:
 * k8s-pb (prost structs generated from upstream's generated.proto): each message's fields with

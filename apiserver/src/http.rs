@@ -213,7 +213,11 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty; send the object as JSON or YAML".into()));
     }
-    if ct.contains("yaml") {
+    if crate::protobuf::is_protobuf(ct) {
+        // kubectl's generators (`create configmap|deployment|secret ...`) send protobuf.
+        crate::protobuf::decode(body)
+            .map_err(|e| ApiError::BadRequest(format!("the protobuf body could not be decoded: {e}")))
+    } else if ct.contains("yaml") {
         serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
     } else if ct.contains("json") || ct.is_empty() {
@@ -221,7 +225,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
-            "the body's Content-Type {ct} is not supported; use application/json or application/yaml"
+            "the body's Content-Type {ct} is not supported; use application/json, application/yaml or application/vnd.kubernetes.protobuf"
         )))
     }
 }
@@ -237,7 +241,9 @@ fn decode_checked(
     let directive = fieldvalidation::Directive::parse(param(params, "fieldValidation"))?;
     let mut body = decode_body(headers, bytes)?;
     crate::strategy::check_type_meta(r, &mut body)?;
-    let is_json = !headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").contains("yaml");
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // Duplicate keys can only be found in raw JSON (YAML parsing refuses them itself).
+    let is_json = !ct.contains("yaml") && !crate::protobuf::is_protobuf(ct);
     let problems = fieldvalidation::problems(r, &body, is_json.then_some(bytes));
     let warnings = fieldvalidation::enforce(directive, r, problems)?;
     Ok((body, warnings))
@@ -378,9 +384,15 @@ pub fn list_object<'a, T: serde::Serialize>(
 pub fn delete_options(headers: &HeaderMap, body: &[u8], p: &Params) -> ApiResult<DeleteOptions> {
     let mut opts = DeleteOptions::default();
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !body.is_empty() && !ct.contains("protobuf") {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("the DeleteOptions body is not valid JSON: {e}")))?;
+    if !body.is_empty() {
+        // JSON, or protobuf from kubectl drain's fallback DELETE.
+        let v: Value = if crate::protobuf::is_protobuf(ct) {
+            crate::protobuf::decode(body)
+                .map_err(|e| ApiError::BadRequest(format!("the DeleteOptions body could not be decoded: {e}")))?
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("the DeleteOptions body is not valid JSON: {e}")))?
+        };
         apply_delete_options(&mut opts, &v)?;
     }
     if let Some(g) = param(p, "gracePeriodSeconds") {

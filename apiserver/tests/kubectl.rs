@@ -211,6 +211,16 @@ async fn apply_validation_and_scale() {
 
     assert_eq!(k.ok("1.33", &["scale", "deploy", "app", "--replicas=3"]).await.trim(), "deployment.apps/app scaled");
     assert_eq!(k.ok("1.33", &["get", "deploy", "app", "-o", "jsonpath={.spec.replicas}"]).await, "3");
+    // rollout status reads status through a watch; a controller would write it (issue 6),
+    // here the test does, through the status subresource.
+    let generation = k.ok("1.33", &["get", "deploy", "app", "-o", "jsonpath={.metadata.generation}"]).await;
+    let status = format!(
+        "{{\"status\":{{\"observedGeneration\":{generation},\"replicas\":3,\"updatedReplicas\":3,\"readyReplicas\":3,\"availableReplicas\":3}}}}"
+    );
+    k.ok("1.33", &["patch", "deploy", "app", "--subresource=status", "--type=merge", "-p", &status]).await;
+    let rollout = k.ok("1.33", &["rollout", "status", "deploy/app", "--timeout=10s"]).await;
+    assert_eq!(rollout.trim(), "deployment \"app\" successfully rolled out");
+    assert_eq!(&row(&k.ok("1.33", &["get", "deploy"]).await, "app")[..4], ["app", "3/3", "3", "3"]);
 
     // unknown fields are refused (Strict) and nothing is created
     let bad = k.file(
@@ -425,10 +435,18 @@ async fn fake_kubelet() -> std::net::SocketAddr {
                 } else if path.starts_with("/exec/default/web/main") {
                     use futures::SinkExt;
                     use tokio_tungstenite::tungstenite::Message;
-                    let cb = |_req: &tokio_tungstenite::tungstenite::handshake::server::Request, mut resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    #[allow(clippy::result_large_err)] // the callback type is tungstenite's
+                    fn offer_v5(
+                        _req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                        mut resp: tokio_tungstenite::tungstenite::handshake::server::Response,
+                    ) -> Result<
+                        tokio_tungstenite::tungstenite::handshake::server::Response,
+                        tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
+                    > {
                         resp.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().unwrap());
                         Ok(resp)
-                    };
+                    }
+                    let cb = offer_v5;
                     let mut ws = tokio_tungstenite::accept_hdr_async(conn, cb).await.unwrap();
                     let command: Vec<String> = path
                         .split('&')
@@ -487,4 +505,37 @@ async fn logs_and_exec_reach_the_kubelet_through_the_apiserver() {
     let out = k.run("1.33", &["logs", "idle"]).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("does not have a host assigned"), "{}", out.stderr);
+}
+
+/// kubectl's generators send protobuf bodies; they work unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generators_send_protobuf() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    assert_eq!(
+        k.ok("1.33", &["create", "configmap", "cfg", "--from-literal=a=b"]).await.trim(),
+        "configmap/cfg created"
+    );
+    assert_eq!(k.ok("1.33", &["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]).await, "b");
+    assert_eq!(k.ok("1.33", &["create", "namespace", "gen"]).await.trim(), "namespace/gen created");
+    assert_eq!(
+        k.ok("1.33", &["create", "deployment", "web", "--image=busybox:1.36", "--replicas=2", "-n", "gen"])
+            .await
+            .trim(),
+        "deployment.apps/web created"
+    );
+    assert_eq!(k.ok("1.33", &["get", "deploy", "web", "-n", "gen", "-o", "jsonpath={.spec.replicas}"]).await, "2");
+    assert_eq!(
+        k.ok("1.33", &["create", "secret", "generic", "s", "--from-literal=k=v"]).await.trim(),
+        "secret/s created"
+    );
+    assert_eq!(k.ok("1.33", &["get", "secret", "s", "-o", "jsonpath={.data.k}"]).await, "dg==");
+    assert_eq!(
+        k.ok("1.33", &["create", "service", "clusterip", "svc", "--tcp=80:8080"]).await.trim(),
+        "service/svc created"
+    );
+    let svc = k.ok("1.33", &["get", "svc", "svc"]).await;
+    assert_eq!(row(&svc, "svc")[1], "ClusterIP");
+    assert_eq!(row(&svc, "svc")[4], "80/TCP");
+    assert_eq!(k.ok("1.32", &["create", "job", "j", "--image=busybox:1.36"]).await.trim(), "job.batch/j created");
 }
