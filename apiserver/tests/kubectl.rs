@@ -178,6 +178,13 @@ async fn create_get_delete_with_tables_and_errors() {
     assert_eq!(header(&labelled).last().unwrap(), "TIER");
     assert_eq!(row(&labelled, "web").last().unwrap(), &"front");
 
+    // replace (PUT without a resourceVersion) and kubectl 1.27 (no OpenAPI v3: --validate=false)
+    let replaced = k.file("replaced.yaml", &POD.replace("app: web", "app: replaced"));
+    assert_eq!(k.ok("1.33", &["replace", "-f", &replaced]).await.trim(), "pod/web replaced");
+    let old = k.file("old.yaml", &POD.replace("name: web", "name: old127"));
+    assert_eq!(k.ok("1.27", &["create", "--validate=false", "-f", &old]).await.trim(), "pod/old127 created");
+    assert_eq!(k.ok("1.27", &["delete", "pod", "old127"]).await.trim(), "pod \"old127\" deleted");
+
     assert_eq!(k.ok("1.33", &["delete", "pod", "web"]).await.trim(), "pod \"web\" deleted");
     let gone = k.run("1.33", &["delete", "pod", "web"]).await;
     assert!(gone.stderr.contains("Error from server (NotFound): pods \"web\" not found"), "{}", gone.stderr);
