@@ -10,6 +10,7 @@
 //!   [`validation::FieldError`]s that the apiserver turns into a 422 `Status`.
 //! - [`patch`]: strategic merge patch with upstream's merge keys for the built-in types.
 //! - [`keys`]: the etcd key layout `/registry/<resource>/<namespace>/<name>`.
+//! - [`managedfields`]: field ownership (`metadata.managedFields`) and server-side apply.
 //!
 //! Invariants: no IO, no async, no tokio. Anything here must be testable with plain
 //! `#[test]`s. Start reading at [`selector`] — it is the helper every controller uses.
@@ -19,6 +20,7 @@ pub use k8s_openapi::api;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 
 pub mod keys;
+pub mod managedfields;
 pub mod patch;
 pub mod selector;
 pub mod validation;

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 409 Conflict (stale resourceVersion, failed precondition).
     #[error("{message}")]
     Conflict { resource: String, kind: String, name: String, message: String },
+    /// 409 from server-side apply: fields owned by other managers (manager, path).
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<(String, String)> },
     /// 410: the requested resourceVersion is gone from history.
     #[error("{0}")]
     Gone(String),
@@ -141,7 +144,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } | ApiError::NoSuchPath => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -160,7 +165,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoSuchPath => "NotFound",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Gone(_) => "Expired",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -196,6 +201,12 @@ impl ApiError {
                 "group": group,
                 "kind": kind,
                 "causes": causes.iter().map(|c| json!({"reason": c.kind, "message": cause_message(c), "field": c.field})).collect::<Vec<_>>(),
+            })),
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
+                "causes": causes
+                    .iter()
+                    .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": f}))
+                    .collect::<Vec<_>>(),
             })),
             ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
                 Some(json!({"retryAfterSeconds": 1}))

@@ -259,6 +259,24 @@ async fn resource_handler(State(s): State<AppState>, req: Request) -> Response {
 }
 
 async fn handle(s: AppState, req: Request) -> ApiResult<Response> {
+    // The field manager of this request, for managedFields: `fieldManager`, else the
+    // User-Agent's program name (as upstream), else "unknown".
+    let manager = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|q| q.into_iter().find(|(k, _)| k == "fieldManager").map(|(_, v)| v))
+        .filter(|m| !m.is_empty())
+        .or_else(|| {
+            let ua = req.headers().get(header::USER_AGENT)?.to_str().ok()?;
+            ua.split('/').next().map(str::trim).filter(|s| !s.is_empty()).map(String::from)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let manager: String = manager.chars().take(128).collect();
+    crate::registry::WRITE.scope(crate::registry::WriteContext { manager, apply: false }, handle_request(s, req)).await
+}
+
+async fn handle_request(s: AppState, req: Request) -> ApiResult<Response> {
     let path = parse_path(req.uri().path())?;
     let params = parse_query(req.uri().query())?;
     // Node-served subresources keep the whole request: exec and friends upgrade it.

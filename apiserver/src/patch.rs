@@ -60,7 +60,8 @@ fn apply(kind: &str, old: &Value, p: &Kind) -> ApiResult<Value> {
             })?;
         }
         Kind::Merge(m) => json_patch::merge(&mut doc, m),
-        Kind::Strategic(m) | Kind::Apply(m) => {
+        Kind::Apply(_) => unreachable!("server-side apply is handled by server_side_apply"),
+        Kind::Strategic(m) => {
             doc = skiff_api::patch::strategic_merge_patch(kind, old, m)
                 .map_err(|e| ApiError::BadRequest(format!("invalid strategic merge patch: {e}")))?;
         }
@@ -94,26 +95,8 @@ pub async fn patch(
         Kind::Merge(v) | Kind::Strategic(v) => crate::registry::rv_precondition(obj::resource_version(v))?,
         _ => None,
     };
-    if let Kind::Apply(v) = &p {
-        // Server-side apply on a missing object creates it.
-        if sub.is_none() {
-            match reg.get(t, name).await {
-                Err(ApiError::NotFound { .. }) => {
-                    let mut body = v.clone();
-                    if obj::name(&body).is_empty() {
-                        obj::meta_mut(&mut body).insert("name".into(), Value::String(name.into()));
-                    }
-                    crate::strategy::check_type_meta(r, &mut body)?;
-                    let mut problems = duplicates.clone();
-                    problems.extend(fieldvalidation::problems(r, &body, None));
-                    let warnings = fieldvalidation::enforce(directive, r, problems)?;
-                    let created = reg.create(t, body, dry_run).await?;
-                    return Ok(fieldvalidation::with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
-                }
-                Err(e) => return Err(e),
-                Ok(_) => {}
-            }
-        }
+    if let Kind::Apply(applied) = &p {
+        return server_side_apply(reg, t, name, sub, applied, duplicates, directive, params, dry_run).await;
     }
     let mut warnings = Vec::new();
     let updated = reg
@@ -138,5 +121,73 @@ pub async fn patch(
             sub,
         )
         .await?;
+    Ok(fieldvalidation::with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): the applied configuration is merged
+/// into the live object and `metadata.managedFields` tracks which manager owns which field;
+/// changing a field another manager owns is a 409 conflict unless `force=true`.
+#[allow(clippy::too_many_arguments)]
+async fn server_side_apply(
+    reg: &Registry,
+    t: &Target,
+    name: &str,
+    sub: Option<&str>,
+    applied: &Value,
+    duplicates: Vec<String>,
+    directive: fieldvalidation::Directive,
+    params: &std::collections::HashMap<String, Vec<String>>,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let r = t.resource;
+    let mut applied = applied.clone();
+    crate::strategy::check_type_meta(r, &mut applied)?;
+    match obj::name(&applied) {
+        "" => {
+            obj::meta_mut(&mut applied).insert("name".into(), Value::String(name.into()));
+        }
+        n if n != name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        _ => {}
+    }
+    if let Some(ns) = &t.namespace {
+        obj::meta_mut(&mut applied).insert("namespace".into(), Value::String(ns.clone()));
+    }
+    let mut problems = duplicates;
+    problems.extend(fieldvalidation::problems(r, &applied, None));
+    let warnings = fieldvalidation::enforce(directive, r, problems)?;
+    let force =
+        params.get("force").and_then(|v| v.first()).is_some_and(|f| matches!(f.as_str(), "true" | "True" | "1"));
+    let manager = crate::registry::WRITE.try_with(|w| w.manager.clone()).unwrap_or_else(|_| "unknown".into());
+    let api_version = r.api_version();
+    let now = obj::now_rfc3339();
+    let ctx = crate::registry::WriteContext { manager: manager.clone(), apply: true };
+    let conflict = |c: skiff_api::managedfields::Conflicts| ApiError::ApplyConflict {
+        message: c.to_string(),
+        causes: c.0.iter().map(|c| (c.manager.clone(), c.path.clone())).collect(),
+    };
+    if sub.is_none() {
+        if let Err(ApiError::NotFound { .. }) = reg.get(t, name).await {
+            let obj = skiff_api::managedfields::apply(r.kind, &api_version, None, &applied, &manager, force, &now)
+                .map_err(conflict)?;
+            let created = crate::registry::WRITE.scope(ctx, reg.create(t, obj, dry_run)).await?;
+            return Ok(fieldvalidation::with_warnings(json_response(StatusCode::CREATED, &created), &warnings));
+        }
+    }
+    let update = reg.update_with(
+        t,
+        name,
+        None,
+        dry_run,
+        |old| {
+            skiff_api::managedfields::apply(r.kind, &api_version, Some(old), &applied, &manager, force, &now)
+                .map_err(conflict)
+        },
+        sub,
+    );
+    let updated = crate::registry::WRITE.scope(ctx, update).await?;
     Ok(fieldvalidation::with_warnings(json_response(StatusCode::OK, &updated), &warnings))
 }

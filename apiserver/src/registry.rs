@@ -19,6 +19,40 @@ use crate::resources::{self, ResourceInfo};
 use crate::strategy;
 use crate::watch_cache::WatchCache;
 
+/// Who is writing, for managedFields; set by the HTTP layer around each request.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub manager: String,
+    /// Server-side apply computes managedFields itself; plain writes record an Update.
+    pub apply: bool,
+}
+
+tokio::task_local! {
+    /// The [`WriteContext`] of the request being served (absent for the apiserver's own
+    /// background writes, which record no manager).
+    pub static WRITE: WriteContext;
+}
+
+fn write_context() -> Option<WriteContext> {
+    WRITE.try_with(|w| w.clone()).ok()
+}
+
+/// Records an Update by the current request's manager in `new`'s managedFields.
+fn record_update(r: &ResourceInfo, old: Option<&Value>, new: &mut Value, sub: Option<&str>) {
+    if let Some(ctx) = write_context().filter(|c| !c.apply) {
+        let sub = sub.filter(|s| *s == "status" || *s == "scale");
+        skiff_api::managedfields::record_update(
+            r.kind,
+            &r.api_version(),
+            old,
+            new,
+            &ctx.manager,
+            sub,
+            &obj::now_rfc3339(),
+        );
+    }
+}
+
 /// Objects larger than this are refused (upstream's etcd request limit is 1.5 MiB).
 pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
 
@@ -198,15 +232,15 @@ impl Registry {
         let mut v = body;
         strategy::prepare_for_create(r, &mut v);
         crate::defaults::apply(r.kind, &mut v);
-        let (v, errs) = (r.admit)(v, None).map_err(|e| decode_error(r, e))?;
+        let (mut v, errs) = (r.admit)(v, None).map_err(|e| decode_error(r, e))?;
         if !errs.is_empty() {
             return Err(ApiError::invalid(r, &name, errs));
         }
+        record_update(r, None, &mut v, None);
         strategy::validate_owner_references(r, &v)?;
         if let Some(ns) = &t.namespace {
             self.admit_namespace(r, ns, &name).await?;
         }
-        let mut v = v;
         check_size(r, &name, encode_for_store(&v).len())?;
         if dry_run {
             return Ok(v);
@@ -299,6 +333,7 @@ impl Registry {
             if encode_for_store(&new) == encode_for_store(&old) {
                 return Ok(old); // no-op: no write, same resourceVersion (as upstream)
             }
+            record_update(r, Some(&old), &mut new, sub);
             if dry_run {
                 return Ok(new);
             }

@@ -157,6 +157,12 @@ pub fn prepare_for_update(r: &ResourceInfo, new: &mut Value, old: &Value, sub: O
         };
     }
     meta.remove("resourceVersion");
+    // An update that leaves managedFields out keeps them (an explicit empty list resets them).
+    if meta.get("managedFields").is_none_or(Value::is_null) {
+        if let Some(mf) = old_meta.get("managedFields") {
+            meta.insert("managedFields".into(), mf.clone());
+        }
+    }
     // generation counts changes of everything but metadata and status.
     let strip = |v: &Value| {
         let mut v = v.clone();

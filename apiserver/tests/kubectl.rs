@@ -546,3 +546,47 @@ async fn generators_send_protobuf() {
     assert_eq!(row(&svc, "svc")[4], "80/TCP");
     assert_eq!(k.ok("1.32", &["create", "job", "j", "--image=busybox:1.36"]).await.trim(), "job.batch/j created");
 }
+
+/// Server-side apply: managedFields per manager, no-op re-apply, conflicts (409) listing the
+/// fields, --force-conflicts, and fields dropped from the applied configuration removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_tracks_managers_and_conflicts() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    let v1 = k.file("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  labels:\n    tier: a\ndata:\n  a: \"1\"\n  b: \"1\"\n");
+    assert_eq!(k.ok("1.33", &["apply", "--server-side", "-f", &v1]).await.trim(), "configmap/ssa serverside-applied");
+    let rv = k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.metadata.resourceVersion}"]).await;
+    assert_eq!(k.ok("1.33", &["apply", "--server-side", "-f", &v1]).await.trim(), "configmap/ssa serverside-applied");
+    assert_eq!(
+        k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.metadata.resourceVersion}"]).await,
+        rv,
+        "re-apply is a no-op"
+    );
+    let managers = k
+        .ok(
+            "1.33",
+            &["get", "cm", "ssa", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"],
+        )
+        .await;
+    assert_eq!(managers, "kubectl");
+
+    // another manager takes data.a with a plain patch; applying the old value now conflicts
+    k.ok("1.33", &["patch", "cm", "ssa", "-p", "{\"data\":{\"a\":\"2\"}}"]).await;
+    let out = k.run("1.33", &["apply", "--server-side", "-f", &v1]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\""), "{}", out.stderr);
+    assert!(out.stderr.contains(".data.a"), "{}", out.stderr);
+    assert_eq!(
+        k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.data.a}"]).await,
+        "2",
+        "a refused apply changes nothing"
+    );
+    k.ok("1.33", &["apply", "--server-side", "--force-conflicts", "-f", &v1]).await;
+    assert_eq!(k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.data.a}"]).await, "1");
+
+    // dropping b and the label from the applied configuration removes them
+    let v2 = k.file("cm2.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n");
+    k.ok("1.33", &["apply", "--server-side", "-f", &v2]).await;
+    assert_eq!(k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.data}"]).await, "{\"a\":\"1\"}");
+    assert_eq!(k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.metadata.labels}"]).await, "");
+}
