@@ -827,3 +827,100 @@ async fn service_ips_and_node_ports_are_allocated() {
     .await
     .unwrap();
 }
+
+/// `fieldValidation`: Strict refuses unknown/duplicate fields (400), Warn (the default)
+/// stores the object without them and says so in `Warning` headers, Ignore is silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_validation_directives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_etcd, server) = cluster().await;
+    let send = |directive: &'static str, name: &'static str| {
+        let addr = server.addr;
+        async move {
+            let body = format!(r#"{{"metadata":{{"name":"{name}","name":"{name}"}},"data":{{"a":"b"}},"bogus":1}}"#);
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let q = if directive.is_empty() { String::new() } else { format!("?fieldValidation={directive}") };
+            let head = format!(
+                "POST /api/v1/namespaces/default/configmaps{q} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    let strict = send("Strict", "s").await;
+    assert!(strict.starts_with("HTTP/1.1 400"), "{strict}");
+    assert!(
+        strict.contains(r#"strict decoding error: duplicate field \"metadata.name\", unknown field \"bogus\""#),
+        "{strict}"
+    );
+    let warn = send("Warn", "w").await;
+    assert!(warn.starts_with("HTTP/1.1 201"), "{warn}");
+    assert!(warn.to_ascii_lowercase().contains(r#"warning: 299 - "unknown field \"bogus\"""#), "{warn}");
+    let default = send("", "d").await;
+    assert!(default.starts_with("HTTP/1.1 201") && default.to_ascii_lowercase().contains("warning: 299"), "{default}");
+    let ignore = send("Ignore", "i").await;
+    assert!(ignore.starts_with("HTTP/1.1 201") && !ignore.to_ascii_lowercase().contains("warning:"), "{ignore}");
+    assert!(!ignore.contains("bogus"), "unknown fields are not stored: {ignore}");
+    let bad = send("Loose", "l").await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+}
+
+/// SPDY upgrades (kubectl ≤ 1.29 exec, port-forward) are relayed to the kubelet as they are:
+/// the apiserver answers the kubelet's 101 and splices the two connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spdy_upgrades_are_relayed_to_the_kubelet() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_etcd, server) = cluster().await;
+    // A stand-in kubelet that accepts the SPDY upgrade on /portForward and echoes bytes.
+    let kubelet = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kubelet_port = kubelet.local_addr().unwrap().port();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let (mut c, _) = kubelet.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = c.read(&mut buf).await.unwrap();
+        let _ = seen_tx.send(String::from_utf8_lossy(&buf[..n]).to_string());
+        c.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n").await.unwrap();
+        loop {
+            let n = c.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            c.write_all(&buf[..n]).await.unwrap();
+        }
+    });
+    let client = server.client();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "n1"}, "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut p = pod("web");
+    p.spec.as_mut().unwrap().node_name = Some("n1".into());
+    pods.create(&PostParams::default(), &p).await.unwrap();
+
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"POST /api/v1/namespaces/default/pods/web/portforward HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-stream-protocol-version: portforward.k8s.io"), "{head}");
+    let forwarded = seen_rx.await.unwrap();
+    assert!(forwarded.starts_with("POST /portForward/default/web HTTP/1.1"), "{forwarded}");
+    assert!(forwarded.to_ascii_lowercase().contains("upgrade: spdy/3.1"), "{forwarded}");
+    s.write_all(b"spdy frames here").await.unwrap();
+    let mut echo = vec![0u8; 16];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"spdy frames here");
+}

@@ -401,6 +401,21 @@ async fn everyday_commands() {
     assert!(k.ok("1.33", &["delete", "cm", "--all"]).await.contains("configmap \"c1\" deleted"));
     assert!(k.run("1.33", &["get", "cm"]).await.stderr.contains("No resources found"));
 
+    // --sort-by sorts on the full objects (includeObject=Object)
+    for name in ["zeta", "alpha", "mid"] {
+        let cm =
+            k.file(&format!("{name}.yaml"), &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"));
+        k.ok("1.33", &["create", "-f", &cm]).await;
+    }
+    let sorted = k.ok("1.33", &["get", "cm", "--sort-by=.metadata.name", "-o", "name"]).await;
+    assert_eq!(sorted, "configmap/alpha\nconfigmap/mid\nconfigmap/zeta\n");
+    let sorted_table = k.ok("1.33", &["get", "cm", "--sort-by=.metadata.name"]).await;
+    let names: Vec<&str> = sorted_table.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, ["alpha", "mid", "zeta"]);
+    // top has no metrics API to talk to: a clear error, no crash
+    let top = k.run("1.33", &["top", "pods"]).await;
+    assert!(top.stderr.contains("Metrics API not available"), "{}", top.stderr);
+
     let explain = k.ok("1.33", &["explain", "pod.spec.containers"]).await;
     assert!(explain.contains("FIELD: containers <[]Container>") && explain.contains("image\t<string>"), "{explain}");
 }
