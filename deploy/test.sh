@@ -13,4 +13,11 @@ export RUST_BACKTRACE=0
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set -o pipefail
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+# One closing line for the whole workspace (cargo prints one "test result" per test binary,
+# and the last of those may well be a crate with no tests of its own).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "workspace: %d passed, %d failed\n", p, f }' "$log"

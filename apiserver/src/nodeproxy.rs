@@ -168,7 +168,8 @@ async fn forward(addr: SocketAddr, path: &str, mut req: Request) -> ApiResult<Re
     let upgrading = req.headers().get(header::UPGRADE).is_some();
     let mut head = format!("{} {path} HTTP/1.1\r\nHost: {addr}\r\n", req.method());
     for (k, v) in req.headers() {
-        if FORWARDED.contains(&k.as_str()) {
+        let hop_by_hop = k == header::CONNECTION || k == header::UPGRADE;
+        if FORWARDED.contains(&k.as_str()) && (upgrading || !hop_by_hop) {
             if let Ok(v) = v.to_str() {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }

@@ -100,6 +100,11 @@ impl EtcdMember {
         self.client_url.trim_start_matches("http://").parse().expect("client url is http://127.0.0.1:port")
     }
 
+    /// The member's process id while it runs (for benchmarks that read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether the member process is running (started and not killed).
     pub fn is_running(&self) -> bool {
         self.child.is_some()

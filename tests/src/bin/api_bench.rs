@@ -58,6 +58,30 @@ where
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc (Linux).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// CPU used by this process and by etcd while `f` runs, in microseconds per operation.
+struct CpuPerOp {
+    bench_us: f64,
+    etcd_us: f64,
+}
+
+async fn with_cpu<F: std::future::Future<Output = f64>>(etcd_pid: &str, ops: usize, f: F) -> (f64, CpuPerOp) {
+    let (b0, e0) = (cpu_seconds("self"), cpu_seconds(etcd_pid));
+    let rate = f.await;
+    let (b1, e1) = (cpu_seconds("self"), cpu_seconds(etcd_pid));
+    (rate, CpuPerOp { bench_us: (b1 - b0) * 1e6 / ops as f64, etcd_us: (e1 - e0) * 1e6 / ops as f64 })
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -99,42 +123,55 @@ async fn main() -> anyhow::Result<()> {
 
     println!("# Skiff apiserver benchmark (etcd 3.4 single member, release build, 2 cores)");
     println!("## create throughput: {per_run} x 1 KiB per run, median of {runs} runs");
-    println!("{:>11} | {:>12} | {:>14} | {:>6}", "concurrency", "etcd put/s", "api create/s", "ratio");
+    println!(
+        "{:>11} | {:>12} | {:>14} | {:>6} | CPU µs/op: put (client + etcd) vs create (apiserver+client + etcd)",
+        "concurrency", "etcd put/s", "api create/s", "ratio"
+    );
+    let etcd_pid = etcd.members[0].pid().expect("etcd runs").to_string();
     let value = vec![b'x'; 1024];
     let mut round = 0usize;
     for conc in [1usize, 16, 64] {
         let (mut raw, mut api) = (Vec::new(), Vec::new());
+        let (mut raw_cpu, mut api_cpu) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             round += 1;
             let c = etcd_client.clone();
             let v = value.clone();
-            raw.push(
-                drive(per_run, conc, move |i| {
-                    let mut c = c.clone();
-                    let v = v.clone();
-                    async move {
-                        c.put(format!("/bench/raw/{round}/{i}"), v, None).await.expect("etcd put");
-                    }
-                })
-                .await,
-            );
+            let puts = drive(per_run, conc, move |i| {
+                let mut c = c.clone();
+                let v = v.clone();
+                async move {
+                    c.put(format!("/bench/raw/{round}/{i}"), v, None).await.expect("etcd put");
+                }
+            });
+            let (rate, cpu) = with_cpu(&etcd_pid, per_run, puts).await;
+            raw.push(rate);
+            raw_cpu.push(cpu);
             let ns = format!("bench-{round}");
             let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
             nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?)
                 .await?;
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            api.push(
-                drive(per_run, conc, move |i| {
-                    let pods = pods.clone();
-                    async move {
-                        pods.create(&PostParams::default(), &pod(&format!("p{i}"))).await.expect("create pod");
-                    }
-                })
-                .await,
-            );
+            let creates = drive(per_run, conc, move |i| {
+                let pods = pods.clone();
+                async move {
+                    pods.create(&PostParams::default(), &pod(&format!("p{i}"))).await.expect("create pod");
+                }
+            });
+            let (rate, cpu) = with_cpu(&etcd_pid, per_run, creates).await;
+            api.push(rate);
+            api_cpu.push(cpu);
         }
         let (r, a) = (median(raw), median(api));
-        println!("{conc:>11} | {r:>12.0} | {a:>14.0} | {:>5.0}%", 100.0 * a / r);
+        let med = |v: &[CpuPerOp], f: fn(&CpuPerOp) -> f64| median(v.iter().map(f).collect());
+        println!(
+            "{conc:>11} | {r:>12.0} | {a:>14.0} | {:>5.0}% | put {:.0} + {:.0} vs create {:.0} + {:.0}",
+            100.0 * a / r,
+            med(&raw_cpu, |c| c.bench_us),
+            med(&raw_cpu, |c| c.etcd_us),
+            med(&api_cpu, |c| c.bench_us),
+            med(&api_cpu, |c| c.etcd_us),
+        );
     }
 
     if creates_only {
