@@ -6,8 +6,8 @@
 #
 # State lives in $SKIFF_HOME (default /var/lib/skiff-lab): etcd data, logs, PID files and a
 # kubeconfig. The apiserver listens on 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP
-# until the security issue lands. Scheduler, controllers, kubelets and proxy join this
-# script as they land (see the issues).
+# until the security issue lands. The controller-manager runs the garbage collector; the
+# scheduler, the other controllers, kubelets and proxy join this script as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,7 +17,7 @@ ETCD_CLIENT=${SKIFF_ETCD_PORT:-23790}
 ETCD_PEER=$((ETCD_CLIENT + 1))
 
 stop() {
-    for svc in apiserver etcd; do
+    for svc in controller-manager apiserver etcd; do
         pidfile="$SKIFF_HOME/$svc.pid"
         if [[ -f $pidfile ]]; then
             pid=$(cat "$pidfile")
@@ -37,7 +37,7 @@ if [[ ${1:-up} == down ]]; then
 fi
 
 ./deploy/install.sh
-cargo build --release --locked -p skiff-apiserver
+cargo build --release --locked -p skiff-apiserver -p skiff-controllers
 mkdir -p "$SKIFF_HOME"
 stop
 
@@ -62,6 +62,11 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "apiserver did not become ready; see $SKIFF_HOME/apiserver.log" >&2; exit 1; }
+
+echo "starting skiff-controller-manager"
+"$ROOT/target/release/skiff-controller-manager" --master "http://127.0.0.1:$PORT" \
+    >"$SKIFF_HOME/controller-manager.log" 2>&1 &
+echo $! >"$SKIFF_HOME/controller-manager.pid"
 
 cat >"$SKIFF_HOME/kubeconfig" <<KC
 apiVersion: v1

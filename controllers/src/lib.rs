@@ -1,7 +1,44 @@
-//! # skiff-controllers
+//! # skiff-controllers: the controller-manager's control loops
 //!
-//! Placeholder for the controller-manager (issue 6): one kube-runtime Controller per file, level-triggered, ownerReferences on every child.
+//! Every loop here talks to the cluster only through the Kubernetes API with kube-rs, like
+//! any other client (DESIGN.md section 5). Loops are level-triggered: they look at the whole
+//! current state (reflector caches) and act to make it right, so missing an event or
+//! restarting never leaves work undone.
 //!
-//! Nothing is implemented here yet: the crate exists so the workspace has its final shape and
-//! dependency directions from the first commit (DESIGN.md section 2). It may depend on
-//! `skiff-api` and talk to the cluster only through the Kubernetes API (kube-rs).
+//! Start reading at [`ControllerManager::run`]. Present today:
+//! - [`gc`]: the garbage collector (cascading deletion through ownerReferences:
+//!   Background, Foreground, Orphan).
+//!
+//! The workload, endpoint, node-lifecycle and service-account controllers of issue 6 join
+//! here, one file each.
+
+pub mod gc;
+
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Why a controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Runs every controller until shutdown.
+pub struct ControllerManager {
+    client: Client,
+}
+
+impl ControllerManager {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Runs the controllers until `shutdown` is cancelled, then waits for them to stop.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        info!("controller-manager starting");
+        let gc = gc::GarbageCollector::new(self.client.clone());
+        gc.run(shutdown).await
+    }
+}

@@ -1,0 +1,173 @@
+//! The garbage collector against the real apiserver (in-process) on a real etcd: cascading
+//! deletion in all three modes, and dependents of owners that never existed.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use skiff_testkit::EtcdCluster;
+use tokio_util::sync::CancellationToken;
+
+struct Cluster {
+    _etcd: EtcdCluster,
+    client: kube::Client,
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn cluster() -> Cluster {
+    let etcd = EtcdCluster::start();
+    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
+        etcd.endpoints(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(server.run(stop.clone()));
+    for _ in 0..200 {
+        if tokio::task::spawn_blocking(move || skiff_testkit::http_get(addr, "/readyz"))
+            .await
+            .unwrap()
+            .is_ok_and(|b| b.contains(" 200 "))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
+    tokio::spawn(skiff_controllers::gc::GarbageCollector::new(client.clone()).run(stop.clone()));
+    Cluster { _etcd: etcd, client, addr, stop }
+}
+
+async fn owner_and_dependents(cms: &Api<ConfigMap>, owner: &str, n: usize) -> String {
+    let o = cms
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": owner}})).unwrap())
+        .await
+        .unwrap();
+    let uid = o.metadata.uid.unwrap();
+    for i in 0..n {
+        let dep = json!({"metadata": {"name": format!("{owner}-dep{i}"), "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid, "blockOwnerDeletion": true}]}});
+        cms.create(&PostParams::default(), &serde_json::from_value(dep).unwrap()).await.unwrap();
+    }
+    uid
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn exists(cms: &Api<ConfigMap>, name: &str) -> bool {
+    cms.get_opt(name).await.unwrap().is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascading_deletion_in_all_three_modes() {
+    let c = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+
+    // Background: the owner goes at once, the collector removes the dependents.
+    owner_and_dependents(&cms, "bg", 2).await;
+    cms.delete("bg", &DeleteParams::background()).await.unwrap();
+    assert!(!exists(&cms, "bg").await);
+    eventually("background dependents are deleted", || async {
+        !exists(&cms, "bg-dep0").await && !exists(&cms, "bg-dep1").await
+    })
+    .await;
+
+    // Foreground: the owner stays (foregroundDeletion) until its dependents are gone.
+    owner_and_dependents(&cms, "fg", 2).await;
+    cms.delete("fg", &DeleteParams::foreground()).await.unwrap();
+    let marked = cms.get_opt("fg").await.unwrap();
+    if let Some(m) = marked {
+        assert!(m.metadata.finalizers.unwrap_or_default().contains(&"foregroundDeletion".to_string()));
+    }
+    eventually("foreground owner and dependents are deleted", || async {
+        !exists(&cms, "fg").await && !exists(&cms, "fg-dep0").await && !exists(&cms, "fg-dep1").await
+    })
+    .await;
+
+    // Orphan: the dependents stay, without the owner reference.
+    owner_and_dependents(&cms, "or", 2).await;
+    cms.delete("or", &DeleteParams::orphan()).await.unwrap();
+    eventually("orphaned owner is deleted", || async { !exists(&cms, "or").await }).await;
+    for d in ["or-dep0", "or-dep1"] {
+        let dep = cms.get(d).await.unwrap();
+        assert!(dep.metadata.owner_references.unwrap_or_default().is_empty(), "{d} lost its owner reference");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(exists(&cms, "or-dep0").await, "orphans are not collected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependents_of_missing_owners_are_removed_but_live_ones_kept() {
+    let c = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    let owner_uid = owner_and_dependents(&cms, "alive", 1).await;
+    let dangling = json!({"metadata": {"name": "dangling", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "never", "uid": "00000000-0000-0000-0000-000000000000"}]}});
+    cms.create(&PostParams::default(), &serde_json::from_value(dangling).unwrap()).await.unwrap();
+    // An owner reference whose name exists but uid differs is dangling too (a recreated owner).
+    let stale = json!({"metadata": {"name": "stale", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "alive", "uid": "11111111-1111-1111-1111-111111111111"}]}});
+    cms.create(&PostParams::default(), &serde_json::from_value(stale).unwrap()).await.unwrap();
+    eventually("dangling dependents are removed", || async {
+        !exists(&cms, "dangling").await && !exists(&cms, "stale").await
+    })
+    .await;
+    assert!(exists(&cms, "alive-dep0").await, "a dependent of a live owner ({owner_uid}) is kept");
+}
+
+/// `kubectl delete --cascade=foreground|orphan` finish (kubectl waits for the owner to go).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_cascade_flags_complete() {
+    let c = cluster().await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: s\n  cluster:\n    server: http://{}\ncontexts:\n- name: s\n  context:\n    cluster: s\n    user: u\nusers:\n- name: u\n  user: {{}}\ncurrent-context: s\n", c.addr),
+    )
+    .unwrap();
+    let kubectl = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+    assert!(std::path::Path::new(kubectl).is_file(), "kubectl 1.33 ships with the machine image at {kubectl}");
+    for (owner, cascade) in [("kfg", "foreground"), ("kor", "orphan")] {
+        owner_and_dependents(&cms, owner, 1).await;
+        let kc = kubeconfig.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(kubectl)
+                .args(["delete", "configmap", owner, &format!("--cascade={cascade}"), "--timeout=20s"])
+                .env("KUBECONFIG", kc)
+                .env("HOME", "/tmp")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{cascade}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("configmap \"{owner}\" deleted"));
+        assert!(!exists(&cms, owner).await);
+    }
+    eventually("the foreground dependent is gone", || async { !exists(&cms, "kfg-dep0").await }).await;
+    assert!(exists(&cms, "kor-dep0").await, "the orphan stays");
+}
