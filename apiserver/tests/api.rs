@@ -924,3 +924,27 @@ async fn spdy_upgrades_are_relayed_to_the_kubelet() {
     s.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"spdy frames here");
 }
+
+/// 200 Services created at once get 200 different ClusterIPs (and node ports).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_ips_are_unique_under_concurrent_creates() {
+    use k8s_openapi::api::core::v1::Service;
+    let (_etcd, server) = cluster().await;
+    let svcs: Api<Service> = Api::namespaced(server.client(), "default");
+    let created = futures::future::join_all((0..200).map(|i| {
+        let svcs = svcs.clone();
+        async move {
+            let s: Service = serde_json::from_value(
+                json!({"metadata": {"name": format!("s{i}")}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}),
+            )
+            .unwrap();
+            svcs.create(&PostParams::default(), &s).await.unwrap()
+        }
+    }))
+    .await;
+    let ips: std::collections::HashSet<String> =
+        created.iter().map(|s| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap()).collect();
+    let ports: std::collections::HashSet<i32> =
+        created.iter().map(|s| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap()).collect();
+    assert_eq!((ips.len(), ports.len()), (200, 200));
+}

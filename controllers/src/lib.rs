@@ -8,11 +8,13 @@
 //! Start reading at [`ControllerManager::run`]. Present today:
 //! - [`gc`]: the garbage collector (cascading deletion through ownerReferences:
 //!   Background, Foreground, Orphan).
+//! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //!
 //! The workload, endpoint, node-lifecycle and service-account controllers of issue 6 join
 //! here, one file each.
 
 pub mod gc;
+pub mod serviceaccount;
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +40,24 @@ impl ControllerManager {
     /// Runs the controllers until `shutdown` is cancelled, then waits for them to stop.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         info!("controller-manager starting");
-        let gc = gc::GarbageCollector::new(self.client.clone());
-        gc.run(shutdown).await
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(gc::GarbageCollector::new(self.client.clone()).run(shutdown.clone()));
+        tasks.spawn(serviceaccount::run(self.client.clone(), shutdown.clone()));
+        let mut result = Ok(());
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Err(e)) => {
+                    // One loop failing stops the manager (a supervisor restarts the process).
+                    shutdown.cancel();
+                    result = Err(e);
+                }
+                Ok(Ok(())) => {}
+                Err(join) => {
+                    shutdown.cancel();
+                    tracing::error!(error = %join, "a controller panicked");
+                }
+            }
+        }
+        result
     }
 }

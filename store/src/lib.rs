@@ -113,8 +113,8 @@ const LIST_CHUNK: i64 = 500;
 /// gRPC decoding limit for list responses (etcd-client's default is 4 MiB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Maximum attempts of [`Store::guaranteed_update`] before giving up with a conflict.
-const MAX_UPDATE_ATTEMPTS: usize = 16;
+/// Lost races after which [`Store::guaranteed_update`] starts to back off briefly.
+const CONTENTION_BACKOFF_AFTER: u32 = 4;
 
 /// A handle on the store; cheap to clone (all clones share one etcd connection).
 #[derive(Clone)]
@@ -382,7 +382,11 @@ impl Store {
         E: From<Error>,
     {
         let mut current = self.get(key).await?;
-        for attempt in 0..MAX_UPDATE_ATTEMPTS {
+        // Retry lost races for as long as one request may take (upstream retries without a
+        // bound); under heavy contention back off a little, with jitter, so writers spread out.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut attempt = 0u32;
+        loop {
             let value = try_update(current.as_ref())?;
             let result = match &current {
                 Some(cur) => {
@@ -397,15 +401,25 @@ impl Store {
             match result {
                 Ok(obj) => return Ok(obj),
                 Err(Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. }) => {
+                    attempt += 1;
                     debug!(key, attempt, "guaranteed_update lost a race; re-reading");
+                    if tokio::time::Instant::now() >= deadline {
+                        warn!(key, attempt, "guaranteed_update gave up: the key kept changing for {:?}", self.timeout);
+                        return Err(Error::Conflict {
+                            key: key.to_string(),
+                            current_revision: current.map(|c| c.mod_revision).unwrap_or(0),
+                        }
+                        .into());
+                    }
+                    if attempt > CONTENTION_BACKOFF_AFTER {
+                        let jitter = rand::random_range(1..20u64);
+                        tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    }
                     current = self.get(key).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        warn!(key, "guaranteed_update gave up after {MAX_UPDATE_ATTEMPTS} conflicting attempts");
-        Err(Error::Conflict { key: key.to_string(), current_revision: current.map(|c| c.mod_revision).unwrap_or(0) }
-            .into())
     }
 
     /// Deletes `key` if the preconditions hold; returns the object as it was.

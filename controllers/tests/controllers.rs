@@ -1,5 +1,6 @@
-//! The garbage collector against the real apiserver (in-process) on a real etcd: cascading
-//! deletion in all three modes, and dependents of owners that never existed.
+//! The controllers against the real apiserver (in-process) on a real etcd: the garbage
+//! collector (cascading deletion in all three modes, dependents of owners that never
+//! existed, kubectl --cascade) and the default ServiceAccount controller.
 
 use std::time::Duration;
 
@@ -170,4 +171,26 @@ async fn kubectl_cascade_flags_complete() {
     }
     eventually("the foreground dependent is gone", || async { !exists(&cms, "kfg-dep0").await }).await;
     assert!(exists(&cms, "kor-dep0").await, "the orphan stays");
+}
+
+/// Every namespace gets a `default` ServiceAccount, and gets it back when it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_has_a_default_service_account() {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::serviceaccount::run(c.client.clone(), c.stop.clone()));
+    let nss: Api<Namespace> = Api::all(c.client.clone());
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap())
+        .await
+        .unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(c.client.clone(), "team");
+    eventually("the default service account exists", || async { sas.get_opt("default").await.unwrap().is_some() })
+        .await;
+    let system: Api<ServiceAccount> = Api::namespaced(c.client.clone(), "kube-system");
+    eventually("system namespaces have one too", || async { system.get_opt("default").await.unwrap().is_some() }).await;
+    sas.delete("default", &DeleteParams::default()).await.unwrap();
+    eventually("a deleted default service account comes back", || async {
+        sas.get_opt("default").await.unwrap().is_some()
+    })
+    .await;
 }
