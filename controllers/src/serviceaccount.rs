@@ -64,7 +64,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Erro
     Controller::new(namespaces, watcher::Config::default())
         // A deleted or changed `default` service account re-triggers its namespace.
         .watches(sas, watcher::Config::default().fields("metadata.name=default"), |sa| {
-            sa.metadata.namespace.as_deref().map(|ns| ObjectRef::<Namespace>::new(ns))
+            sa.metadata.namespace.as_deref().map(ObjectRef::<Namespace>::new)
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, Arc::new(Ctx { client }))
