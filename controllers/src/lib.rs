@@ -9,11 +9,13 @@
 //! - [`gc`]: the garbage collector (cascading deletion through ownerReferences:
 //!   Background, Foreground, Orphan).
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`nodeipam`]: a `spec.podCIDR` for every Node.
 //!
 //! The workload, endpoint, node-lifecycle and service-account controllers of issue 6 join
 //! here, one file each.
 
 pub mod gc;
+pub mod nodeipam;
 pub mod serviceaccount;
 
 use kube::Client;
@@ -30,11 +32,18 @@ pub enum Error {
 /// Runs every controller until shutdown.
 pub struct ControllerManager {
     client: Client,
+    cluster_cidr: nodeipam::ClusterCidr,
 }
 
 impl ControllerManager {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self { client, cluster_cidr: nodeipam::ClusterCidr::default() }
+    }
+
+    /// The pod network nodes get their `podCIDR`s from (`--cluster-cidr`).
+    pub fn with_cluster_cidr(mut self, cidr: nodeipam::ClusterCidr) -> Self {
+        self.cluster_cidr = cidr;
+        self
     }
 
     /// Runs the controllers until `shutdown` is cancelled, then waits for them to stop.
@@ -43,6 +52,7 @@ impl ControllerManager {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(gc::GarbageCollector::new(self.client.clone()).run(shutdown.clone()));
         tasks.spawn(serviceaccount::run(self.client.clone(), shutdown.clone()));
+        tasks.spawn(nodeipam::run(self.client.clone(), self.cluster_cidr, shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {
             match done {

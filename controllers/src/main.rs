@@ -12,6 +12,12 @@ struct Args {
     /// Path to a kubeconfig; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
+    /// The pod network; each node gets a range of it as `spec.podCIDR`.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The prefix length of each node's pod range.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 #[tokio::main]
@@ -46,6 +52,8 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
         });
     }
-    skiff_controllers::ControllerManager::new(client).run(shutdown).await?;
+    let cidr = skiff_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask_size)
+        .map_err(anyhow::Error::msg)?;
+    skiff_controllers::ControllerManager::new(client).with_cluster_cidr(cidr).run(shutdown).await?;
     Ok(())
 }

@@ -194,3 +194,37 @@ async fn every_namespace_has_a_default_service_account() {
     })
     .await;
 }
+
+/// Every Node gets its own /24 from the cluster CIDR; ranges are never shared, and stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_get_distinct_pod_ranges() {
+    use k8s_openapi::api::core::v1::Node;
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::nodeipam::run(c.client.clone(), Default::default(), c.stop.clone()));
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    // One node already holds a range (from before a restart): it is kept and not reused.
+    let held: Node = serde_json::from_value(
+        json!({"metadata": {"name": "n0"}, "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}}),
+    )
+    .unwrap();
+    nodes.create(&PostParams::default(), &held).await.unwrap();
+    for i in 1..=5 {
+        let n: Node = serde_json::from_value(json!({"metadata": {"name": format!("n{i}")}})).unwrap();
+        nodes.create(&PostParams::default(), &n).await.unwrap();
+    }
+    let mut cidrs = Vec::new();
+    eventually("every node has a pod CIDR", || {
+        let nodes = nodes.clone();
+        async move {
+            let l = nodes.list(&Default::default()).await.unwrap();
+            l.items.iter().all(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some())
+        }
+    })
+    .await;
+    for n in nodes.list(&Default::default()).await.unwrap().items {
+        cidrs.push(n.spec.unwrap().pod_cidr.unwrap());
+    }
+    cidrs.sort();
+    let expected: Vec<String> = (0..=5).map(|i| format!("10.244.{i}.0/24")).collect();
+    assert_eq!(cidrs, expected);
+}
