@@ -23,6 +23,7 @@
 
 pub mod allocator;
 pub mod authn;
+pub mod bootstrap;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
@@ -65,6 +66,9 @@ pub struct Config {
     pub etcd_request_timeout: Duration,
     /// `--service-cluster-ip-range` and `--service-node-port-range`.
     pub service_ranges: allocator::ServiceRanges,
+    /// `--advertise-address`: the IP other members of the cluster reach this apiserver at
+    /// (the `kubernetes` Service's endpoint); defaults to the bind address.
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 impl Config {
@@ -76,6 +80,7 @@ impl Config {
             compaction_interval: skiff_store::compactor::DEFAULT_INTERVAL,
             etcd_request_timeout: Duration::from_secs(10),
             service_ranges: allocator::ServiceRanges::default(),
+            advertise_address: None,
         }
     }
 }
@@ -134,13 +139,25 @@ impl ApiServer {
         {
             let reg = self.registry.clone();
             let ready = ready.clone();
+            // The address clients in the cluster reach this apiserver at.
+            let mut advertise = self.local_addr();
+            if let Some(ip) = self.config.advertise_address {
+                advertise.set_ip(ip);
+            } else if advertise.ip().is_unspecified() {
+                advertise.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
             let bg = bg.clone();
             tasks.spawn(async move {
                 // Bootstrap: system namespaces (retried while etcd is unreachable), then ready.
                 loop {
-                    match namespaces::ensure_system_namespaces(&reg).await {
+                    let ns = namespaces::ensure_system_namespaces(&reg).await;
+                    let svc = match ns {
+                        Ok(()) => bootstrap::ensure_kubernetes_service(&reg, advertise.ip(), advertise.port()).await,
+                        Err(e) => Err(e),
+                    };
+                    match svc {
                         Ok(()) => break,
-                        Err(e) => warn!(error = %e, "creating system namespaces failed; retrying"),
+                        Err(e) => warn!(error = %e, "creating system namespaces / the kubernetes Service failed; retrying"),
                     }
                     tokio::select! { _ = bg.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
                 }

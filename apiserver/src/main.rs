@@ -27,6 +27,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// The address the rest of the cluster reaches this apiserver at (default: --bind-address).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Port to listen on (plain HTTP).
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut config = skiff_apiserver::Config::new(args.etcd_servers, SocketAddr::new(args.bind_address, args.port));
     config.etcd_prefix = args.etcd_prefix;
+    config.advertise_address = args.advertise_address;
     config.service_ranges =
         skiff_apiserver::allocator::ServiceRanges::parse(&args.service_cluster_ip_range, &args.service_node_port_range)
             .map_err(anyhow::Error::msg)?;

@@ -405,6 +405,15 @@ async fn finalizers_graceful_deletion_and_namespaces() {
     for ns in ["default", "kube-system", "kube-node-lease", "kube-public"] {
         assert_eq!(nss.get(ns).await.unwrap().status.unwrap().phase.as_deref(), Some("Active"));
     }
+    // the `kubernetes` Service points at this apiserver from the reserved first service IP
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    let k = svcs.get("kubernetes").await.unwrap();
+    assert_eq!(k.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
+    assert_eq!(k.spec.unwrap().ports.unwrap()[0].port, 443);
+    // a loopback apiserver address cannot be an endpoint (upstream validation): none is made
+    let eps: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client.clone(), "default");
+    assert!(eps.get_opt("kubernetes").await.unwrap().is_none());
+
     // objects in a missing namespace are refused
     let nowhere: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
     let (code, _, msg) = api_err(
@@ -947,4 +956,24 @@ async fn cluster_ips_are_unique_under_concurrent_creates() {
     let ports: std::collections::HashSet<i32> =
         created.iter().map(|s| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap()).collect();
     assert_eq!((ips.len(), ports.len()), (200, 200));
+}
+
+/// With a routable advertise address, the `kubernetes` Service gets Endpoints and an
+/// EndpointSlice naming this apiserver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_service_endpoints_name_the_apiserver() {
+    let etcd = skiff_testkit::EtcdCluster::start();
+    let server = Server::start_with(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap(), |c| {
+        c.advertise_address = Some("10.0.0.10".parse().unwrap());
+    })
+    .await;
+    let client = server.client();
+    let eps: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client.clone(), "default");
+    let ep = eps.get("kubernetes").await.unwrap();
+    let subset = &ep.subsets.unwrap()[0];
+    assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "10.0.0.10");
+    assert_eq!(subset.ports.as_ref().unwrap()[0].port, server.addr.port() as i32);
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(client, "default");
+    let slice = slices.get("kubernetes").await.unwrap();
+    assert_eq!(slice.endpoints[0].addresses, vec!["10.0.0.10".to_string()]);
 }

@@ -20,7 +20,13 @@ pub struct Server {
 impl Server {
     /// Starts an apiserver on `etcd` (prefix `/registry`), on `addr` (port 0 = any).
     pub async fn start(etcd: &[String], addr: SocketAddr) -> Self {
+        Self::start_with(etcd, addr, |_| {}).await
+    }
+
+    /// Like [`Server::start`], with the config adjusted by `tune`.
+    pub async fn start_with(etcd: &[String], addr: SocketAddr, tune: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = Config::new(etcd.to_vec(), addr);
+        tune(&mut cfg);
         cfg.etcd_request_timeout = Duration::from_secs(5);
         let server = ApiServer::bind(cfg).await.expect("apiserver binds");
         let addr = server.local_addr();
