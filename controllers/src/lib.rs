@@ -10,12 +10,15 @@
 //!   Background, Foreground, Orphan).
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`nodeipam`]: a `spec.podCIDR` for every Node.
+//! - [`replicaset`]: `replicas` pods per ReplicaSet (adoption, release, slow start,
+//!   least-valuable-first scale down, status).
 //!
 //! The workload, endpoint, node-lifecycle and service-account controllers of issue 6 join
 //! here, one file each.
 
 pub mod gc;
 pub mod nodeipam;
+pub mod replicaset;
 pub mod serviceaccount;
 
 use kube::Client;
@@ -53,6 +56,7 @@ impl ControllerManager {
         tasks.spawn(gc::GarbageCollector::new(self.client.clone()).run(shutdown.clone()));
         tasks.spawn(serviceaccount::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(self.client.clone(), self.cluster_cidr, shutdown.clone()));
+        tasks.spawn(replicaset::run(self.client.clone(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {
             match done {

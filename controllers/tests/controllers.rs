@@ -228,3 +228,115 @@ async fn nodes_get_distinct_pod_ranges() {
     let expected: Vec<String> = (0..=5).map(|i| format!("10.244.{i}.0/24")).collect();
     assert_eq!(cidrs, expected);
 }
+
+/// The ReplicaSet controller: creates, adopts, releases, scales both ways (least valuable
+/// first) and reports status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicasets_keep_their_replicas() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::replicaset::run(c.client.clone(), c.stop.clone()));
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    // An orphan that matches is adopted and counts.
+    let orphan: Pod = serde_json::from_value(json!({"metadata": {"name": "orphan", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &orphan).await.unwrap();
+    let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"replicas": 3,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}})).unwrap();
+    let rs = rss.create(&PostParams::default(), &rs).await.unwrap();
+    let uid = rs.metadata.uid.clone().unwrap();
+    let owned = |pods: Api<Pod>, uid: String| async move {
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.metadata.owner_references.iter().flatten().any(|r| r.uid == uid && r.controller == Some(true))
+            })
+            .collect::<Vec<_>>()
+    };
+    eventually("3 pods, the orphan adopted", || {
+        let (pods, uid) = (pods.clone(), uid.clone());
+        async move {
+            let o = owned(pods, uid).await;
+            o.len() == 3 && o.iter().any(|p| p.metadata.name.as_deref() == Some("orphan"))
+        }
+    })
+    .await;
+    eventually("status says 3 replicas", || async {
+        rss.get("web").await.unwrap().status.is_some_and(|s| s.replicas == 3 && s.observed_generation == Some(1))
+    })
+    .await;
+
+    // Scale up to 5, then make two pods scheduled and ready and scale down to 2: the
+    // unscheduled ones go first.
+    rss.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}}))).await.unwrap();
+    eventually("5 pods", || {
+        let (pods, uid) = (pods.clone(), uid.clone());
+        async move { owned(pods, uid).await.len() == 5 }
+    })
+    .await;
+    let keep: Vec<String> =
+        owned(pods.clone(), uid.clone()).await.into_iter().take(2).map(|p| p.metadata.name.unwrap()).collect();
+    for name in &keep {
+        common_bind_and_ready(&pods, name).await;
+    }
+    rss.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}}))).await.unwrap();
+    eventually("2 pods left, the ready ones", || {
+        let (pods, uid, keep) = (pods.clone(), uid.clone(), keep.clone());
+        async move {
+            let mut names: Vec<String> = owned(pods, uid).await.into_iter().map(|p| p.metadata.name.unwrap()).collect();
+            names.sort();
+            let mut k = keep.clone();
+            k.sort();
+            names == k
+        }
+    })
+    .await;
+    eventually("status: 2 replicas, 2 ready", || async {
+        rss.get("web")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.replicas == 2 && s.ready_replicas == Some(2) && s.available_replicas == Some(2))
+    })
+    .await;
+
+    // A pod relabelled out of the selector is released and replaced.
+    pods.patch(&keep[0], &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})))
+        .await
+        .unwrap();
+    eventually("released pod has no controller", || async {
+        pods.get(&keep[0]).await.unwrap().metadata.owner_references.unwrap_or_default().iter().all(|r| r.uid != uid)
+    })
+    .await;
+    eventually("a replacement brings it back to 2", || {
+        let (pods, uid) = (pods.clone(), uid.clone());
+        async move { owned(pods, uid).await.len() == 2 }
+    })
+    .await;
+}
+
+/// Binds a pod to a node and marks it Ready, as scheduler and kubelet would.
+async fn common_bind_and_ready(pods: &Api<k8s_openapi::api::core::v1::Pod>, name: &str) {
+    use kube::api::{Patch, PatchParams};
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
+    let _: kube::core::Status =
+        pods.create_subresource("binding", name, &PostParams::default(), &binding).await.unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}})),
+    )
+    .await
+    .unwrap();
+}
