@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn least_valuable_pods_go_first() {
-        let mut pods = vec![
+        let mut pods = [
             pod(Some("n1"), "Running", true, 100),
             pod(None, "Pending", false, 50),
             pod(Some("n1"), "Pending", false, 60),
