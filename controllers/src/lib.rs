@@ -10,12 +10,15 @@
 //!   Background, Foreground, Orphan).
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`nodeipam`]: a `spec.podCIDR` for every Node.
+//! - [`deployment`]: Deployments rolled out through ReplicaSets (RollingUpdate, Recreate,
+//!   revisions, pause, history limit, status and conditions).
 //! - [`replicaset`]: `replicas` pods per ReplicaSet (adoption, release, slow start,
 //!   least-valuable-first scale down, status).
 //!
 //! The workload, endpoint, node-lifecycle and service-account controllers of issue 6 join
 //! here, one file each.
 
+pub mod deployment;
 pub mod gc;
 pub mod nodeipam;
 pub mod replicaset;
@@ -57,6 +60,7 @@ impl ControllerManager {
         tasks.spawn(serviceaccount::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(nodeipam::run(self.client.clone(), self.cluster_cidr, shutdown.clone()));
         tasks.spawn(replicaset::run(self.client.clone(), shutdown.clone()));
+        tasks.spawn(deployment::run(self.client.clone(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {
             match done {

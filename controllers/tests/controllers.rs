@@ -340,3 +340,109 @@ async fn common_bind_and_ready(pods: &Api<k8s_openapi::api::core::v1::Pod>, name
     .await
     .unwrap();
 }
+
+/// Stands in for scheduler + kubelet: every pod gets bound and Ready shortly after creation.
+fn fake_nodes(client: kube::Client, stop: CancellationToken) {
+    use k8s_openapi::api::core::v1::Pod;
+    tokio::spawn(async move {
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        while !stop.is_cancelled() {
+            for p in pods.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+                let ready = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready"));
+                if !ready && p.metadata.deletion_timestamp.is_none() {
+                    let name = p.metadata.name.clone().unwrap();
+                    if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none() {
+                        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
+                        let _ = pods
+                            .create_subresource::<_, kube::core::Status>(
+                                "binding",
+                                &name,
+                                &PostParams::default(),
+                                &binding,
+                            )
+                            .await;
+                    }
+                    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                    let status = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                    let _ = pods.patch_status(&name, &Default::default(), &kube::api::Patch::Merge(status)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// A Deployment rolls out through ReplicaSets within maxSurge/maxUnavailable at every
+/// observed step, and reports a complete rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_roll_out_within_surge_and_unavailability() {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use kube::api::{ListParams, Patch, PatchParams};
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::replicaset::run(c.client.clone(), c.stop.clone()));
+    tokio::spawn(skiff_controllers::deployment::run(c.client.clone(), c.stop.clone()));
+    fake_nodes(c.client.clone(), c.stop.clone());
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"replicas": 4,
+        "selector": {"matchLabels": {"app": "web"}},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}})).unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let complete = |deploys: Api<Deployment>| async move {
+        let d = deploys.get("web").await.unwrap();
+        let s = d.status.unwrap_or_default();
+        s.observed_generation == d.metadata.generation
+            && s.updated_replicas == Some(4)
+            && s.replicas == Some(4)
+            && s.available_replicas == Some(4)
+    };
+    eventually("the first rollout completes", || complete(deploys.clone())).await;
+    let first = rss.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"], "1");
+    assert!(first[0].metadata.labels.as_ref().unwrap().contains_key("pod-template-hash"));
+
+    // Roll out a new image, watching the ReplicaSets' sizes at every step we can see.
+    deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut max_total = 0;
+    let mut done = false;
+    for _ in 0..300 {
+        let sets = rss.list(&ListParams::default()).await.unwrap().items;
+        let total: i32 = sets.iter().map(|rs| rs.spec.as_ref().unwrap().replicas.unwrap_or(0)).sum();
+        max_total = max_total.max(total);
+        if complete(deploys.clone()).await && sets.len() == 2 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(done, "the second rollout completes");
+    assert!(max_total <= 5, "never more than replicas + maxSurge pods wanted: saw {max_total}");
+    let sets = rss.list(&ListParams::default()).await.unwrap().items;
+    let by_rev: std::collections::BTreeMap<String, i32> = sets
+        .iter()
+        .map(|rs| {
+            (
+                rs.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"].clone(),
+                rs.spec.as_ref().unwrap().replicas.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_rev, [("1".to_string(), 0), ("2".to_string(), 4)].into());
+    let conds = deploys.get("web").await.unwrap().status.unwrap().conditions.unwrap();
+    assert!(conds.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")));
+}

@@ -1,0 +1,369 @@
+//! The Deployment controller: rolls a Deployment's pod template out through ReplicaSets, as
+//! upstream's deployment controller does (the ReplicaSet controller then makes the pods).
+//!
+//! - Each template gets its own ReplicaSet named `<deployment>-<pod-template-hash>`, with the
+//!   hash in its labels and selector and the `deployment.kubernetes.io/revision` annotation
+//!   (one more than the highest so far), so `kubectl rollout history/undo` work.
+//! - `RollingUpdate`: the new ReplicaSet grows while the total stays within
+//!   `replicas + maxSurge`, old ones shrink while the available pods stay at or above
+//!   `replicas - maxUnavailable` (percentages: surge rounds up, unavailable rounds down).
+//! - `Recreate`: old ReplicaSets go to zero first; the new one grows once their pods are gone.
+//! - `paused` stops scaling; `revisionHistoryLimit` old, empty ReplicaSets are kept.
+//! - `status`: replicas, updated, ready, available, unavailable, observedGeneration, and the
+//!   `Available` and `Progressing` conditions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::Error;
+
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+pub const HASH_LABEL: &str = "pod-template-hash";
+
+struct Ctx {
+    client: Client,
+}
+
+/// A short, stable hash of a pod template (upstream uses FNV of the printed template; any
+/// stable hash works as long as it is the same for the same template).
+pub fn template_hash(t: &PodTemplateSpec) -> String {
+    let mut t = t.clone();
+    if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        l.remove(HASH_LABEL);
+    }
+    let text = serde_json::to_string(&t).unwrap_or_default();
+    // FNV-1a 64: stable across Rust releases (std's DefaultHasher is not), so a template
+    // keeps its ReplicaSet after an upgrade.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    // Upstream's alphabet for safe names (no vowels).
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = h;
+    (0..10)
+        .map(|_| {
+            let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
+            n /= ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
+
+/// Resolves maxSurge / maxUnavailable against `replicas` as upstream does.
+pub fn surge_and_unavailable(
+    surge: Option<&IntOrString>,
+    unavailable: Option<&IntOrString>,
+    replicas: i32,
+) -> (i32, i32) {
+    let resolve = |v: Option<&IntOrString>, round_up: bool| -> i32 {
+        let pct = match v {
+            Some(IntOrString::Int(i)) => return *i,
+            Some(IntOrString::String(s)) => s.trim_end_matches('%').parse::<f64>().unwrap_or(25.0),
+            None => 25.0, // the default of both is 25%
+        };
+        let x = pct * f64::from(replicas) / 100.0;
+        if round_up {
+            x.ceil() as i32
+        } else {
+            x.floor() as i32
+        }
+    };
+    let surge = resolve(surge, true);
+    let mut unavailable = resolve(unavailable, false);
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1; // upstream: both zero would stall, so one may be unavailable
+    }
+    (surge, unavailable)
+}
+
+fn replicas_of(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+}
+
+fn available_of(rs: &ReplicaSet) -> i32 {
+    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+}
+
+fn revision_of(rs: &ReplicaSet) -> i64 {
+    rs.annotations().get(REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+async fn scale(api: &Api<ReplicaSet>, rs: &ReplicaSet, to: i32, deploy_replicas: i32) -> Result<(), Error> {
+    if replicas_of(rs) == to {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"annotations": {"deployment.kubernetes.io/desired-replicas": deploy_replicas.to_string()}},
+                       "spec": {"replicas": to}});
+    api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+    info!(replicaset = rs.name_any(), from = replicas_of(rs), to, "scaled replicaset");
+    Ok(())
+}
+
+async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if d.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let (Some(ns), Some(name), Some(uid)) = (d.namespace(), d.metadata.name.clone(), d.metadata.uid.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let spec = d.spec.clone().unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut owned: Vec<ReplicaSet> = rs_api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|rs| rs.owner_references().iter().any(|r| r.uid == uid && r.controller == Some(true)))
+        .collect();
+
+    // The ReplicaSet of the current template, created if missing.
+    let hash = template_hash(&spec.template);
+    let new_name = format!("{name}-{hash}");
+    let max_revision = owned.iter().map(revision_of).max().unwrap_or(0);
+    let new_idx = match owned.iter().position(|rs| rs.name_any() == new_name) {
+        Some(i) => {
+            // A rollback to an older template: it becomes the newest revision again.
+            if revision_of(&owned[i]) < max_revision {
+                let patch = json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string()}}});
+                owned[i] = rs_api.patch(&new_name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            }
+            i
+        }
+        None => {
+            let mut template = spec.template.clone();
+            let meta = template.metadata.get_or_insert_with(Default::default);
+            meta.labels.get_or_insert_with(BTreeMap::new).insert(HASH_LABEL.into(), hash.clone());
+            let mut selector = spec.selector.clone();
+            selector.match_labels.get_or_insert_with(BTreeMap::new).insert(HASH_LABEL.into(), hash.clone());
+            let mut labels = meta.labels.clone().unwrap_or_default();
+            labels.insert(HASH_LABEL.into(), hash.clone());
+            let mut oref = d.controller_owner_ref(&()).expect("a stored Deployment has a name and uid");
+            oref.block_owner_deletion = Some(true);
+            let first_size = if matches!(spec.strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("Recreate"))
+                || owned.is_empty()
+            {
+                if owned.is_empty() {
+                    replicas
+                } else {
+                    0
+                }
+            } else {
+                0
+            };
+            let rs = ReplicaSet {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(new_name.clone()),
+                    namespace: Some(ns.clone()),
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([
+                        (REVISION.to_string(), (max_revision + 1).to_string()),
+                        ("deployment.kubernetes.io/desired-replicas".to_string(), replicas.to_string()),
+                    ])),
+                    owner_references: Some(vec![oref]),
+                    ..Default::default()
+                },
+                spec: Some(k8s_openapi::api::apps::v1::ReplicaSetSpec {
+                    replicas: Some(if spec.paused == Some(true) { 0 } else { first_size }),
+                    min_ready_seconds: spec.min_ready_seconds,
+                    selector,
+                    template: Some(template),
+                }),
+                status: None,
+            };
+            let created = match rs_api.create(&PostParams::default(), &rs).await {
+                Ok(rs) => rs,
+                Err(kube::Error::Api(s)) if s.code == 409 => rs_api.get(&new_name).await?,
+                Err(e) => return Err(e.into()),
+            };
+            info!(namespace = ns, deployment = name, replicaset = new_name, "created replicaset for the new template");
+            owned.push(created);
+            owned.len() - 1
+        }
+    };
+    let new_rs = owned[new_idx].clone();
+    let old: Vec<ReplicaSet> =
+        owned.iter().enumerate().filter(|(i, _)| *i != new_idx).map(|(_, rs)| rs.clone()).collect();
+
+    if spec.paused != Some(true) {
+        let recreate = matches!(spec.strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("Recreate"));
+        if recreate {
+            for rs in &old {
+                scale(&rs_api, rs, 0, replicas).await?;
+            }
+            let old_pods: i32 = old.iter().map(|rs| rs.status.as_ref().map(|s| s.replicas).unwrap_or(0)).sum();
+            if old_pods == 0 {
+                scale(&rs_api, &new_rs, replicas, replicas).await?;
+            }
+        } else {
+            let ru = spec.strategy.as_ref().and_then(|s| s.rolling_update.as_ref());
+            let (surge, unavailable) = surge_and_unavailable(
+                ru.and_then(|r| r.max_surge.as_ref()),
+                ru.and_then(|r| r.max_unavailable.as_ref()),
+                replicas,
+            );
+            let total: i32 = owned.iter().map(replicas_of).sum();
+            // Scale the new ReplicaSet up within replicas + maxSurge (or down to replicas).
+            let new_target = if replicas_of(&new_rs) > replicas {
+                replicas
+            } else {
+                let room = (replicas + surge - total).max(0);
+                (replicas_of(&new_rs) + room).min(replicas)
+            };
+            scale(&rs_api, &new_rs, new_target, replicas).await?;
+            // Scale old ones down while available pods stay >= replicas - maxUnavailable.
+            let min_available = replicas - unavailable;
+            let all_pods: i32 = owned.iter().map(replicas_of).sum::<i32>() - replicas_of(&new_rs) + new_target;
+            let new_unavailable = (new_target - available_of(&new_rs)).max(0);
+            let mut can_remove = (all_pods - min_available - new_unavailable).max(0);
+            // Pods of old sets that are not available cost nothing to remove: take them first.
+            let mut old_sorted = old.clone();
+            old_sorted.sort_by_key(revision_of);
+            for rs in &old_sorted {
+                let cur = replicas_of(rs);
+                let unhealthy = (cur - available_of(rs)).max(0);
+                let remove = (unhealthy + can_remove).min(cur);
+                if remove > 0 {
+                    scale(&rs_api, rs, cur - remove, replicas).await?;
+                    can_remove -= (remove - unhealthy).max(0);
+                }
+            }
+        }
+        // Keep revisionHistoryLimit empty old ReplicaSets, oldest removed first.
+        let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
+        let mut empty: Vec<&ReplicaSet> = old
+            .iter()
+            .filter(|rs| replicas_of(rs) == 0 && rs.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0)
+            .collect();
+        if empty.len() > limit {
+            empty.sort_by_key(|rs| revision_of(rs));
+            for rs in &empty[..empty.len() - limit] {
+                let _ = rs_api.delete(&rs.name_any(), &DeleteParams::background()).await;
+            }
+        }
+    }
+
+    // Status from the ReplicaSets.
+    let sum = |f: fn(&ReplicaSet) -> i32| owned.iter().map(f).sum::<i32>();
+    let status_replicas = sum(|rs| rs.status.as_ref().map(|s| s.replicas).unwrap_or(0));
+    let ready = sum(|rs| rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0));
+    let available = sum(available_of);
+    let updated = new_rs.status.as_ref().map(|s| s.replicas).unwrap_or(0);
+    let (_, unavailable_allowed) = {
+        let ru = spec.strategy.as_ref().and_then(|s| s.rolling_update.as_ref());
+        surge_and_unavailable(
+            ru.and_then(|r| r.max_surge.as_ref()),
+            ru.and_then(|r| r.max_unavailable.as_ref()),
+            replicas,
+        )
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let is_available = available >= replicas - unavailable_allowed;
+    let complete = updated == replicas && status_replicas == replicas && available == replicas;
+    let conditions = json!([
+        {"type": "Available", "status": if is_available { "True" } else { "False" },
+         "reason": if is_available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+         "message": if is_available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+         "lastUpdateTime": now, "lastTransitionTime": now},
+        {"type": "Progressing", "status": "True",
+         "reason": if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
+         "message": if complete { format!("ReplicaSet \"{new_name}\" has successfully progressed.") } else { format!("ReplicaSet \"{new_name}\" is progressing.") },
+         "lastUpdateTime": now, "lastTransitionTime": now},
+    ]);
+    let current = d.status.clone().unwrap_or_default();
+    let changed = current.replicas != Some(status_replicas)
+        || current.updated_replicas != Some(updated)
+        || current.ready_replicas != Some(ready)
+        || current.available_replicas != Some(available)
+        || current.observed_generation != d.metadata.generation
+        || current
+            .conditions
+            .as_ref()
+            .map(|c| c.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone())).collect::<Vec<_>>())
+            != Some(
+                conditions
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c["type"].as_str().unwrap().to_string(),
+                            c["status"].as_str().unwrap().to_string(),
+                            c["reason"].as_str().map(String::from),
+                        )
+                    })
+                    .collect(),
+            );
+    if changed {
+        let status = json!({"status": {
+            "replicas": status_replicas, "updatedReplicas": updated, "readyReplicas": ready,
+            "availableReplicas": available, "unavailableReplicas": (replicas - available).max(0),
+            "observedGeneration": d.metadata.generation, "conditions": conditions,
+        }});
+        let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+        deploys.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(_d: Arc<Deployment>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+    warn!(%error, "deployment reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Error> {
+    let deploys: Api<Deployment> = Api::all(client.clone());
+    let rss: Api<ReplicaSet> = Api::all(client.clone());
+    Controller::new(deploys, watcher::Config::default())
+        .owns(rss, watcher::Config::default())
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, Arc::new(Ctx { client }))
+        .for_each(|_| async {})
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surge_and_unavailable_round_as_upstream() {
+        let p = |s: &str| IntOrString::String(s.into());
+        assert_eq!(surge_and_unavailable(None, None, 4), (1, 1));
+        assert_eq!(surge_and_unavailable(None, None, 10), (3, 2));
+        assert_eq!(surge_and_unavailable(Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0)), 3), (0, 1));
+        assert_eq!(surge_and_unavailable(Some(&p("50%")), Some(&p("0%")), 3), (2, 0));
+    }
+
+    #[test]
+    fn template_hash_is_stable_and_ignores_its_own_label() {
+        let t: PodTemplateSpec = serde_json::from_value(
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "a"}]}}),
+        )
+        .unwrap();
+        let mut labelled = t.clone();
+        labelled.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(HASH_LABEL.into(), "zzz".into());
+        assert_eq!(template_hash(&t), template_hash(&labelled));
+        let mut other = t.clone();
+        other.spec.as_mut().unwrap().containers[0].image = Some("b".into());
+        assert_ne!(template_hash(&t), template_hash(&other));
+        assert_eq!(template_hash(&t).len(), 10);
+    }
+}
