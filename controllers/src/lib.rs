@@ -12,6 +12,7 @@
 //! - [`nodeipam`]: a `spec.podCIDR` for every Node.
 //! - [`deployment`]: Deployments rolled out through ReplicaSets (RollingUpdate, Recreate,
 //!   revisions, pause, history limit, status and conditions).
+//! - [`endpoints`]: Endpoints and EndpointSlices for Services with selectors.
 //! - [`replicaset`]: `replicas` pods per ReplicaSet (adoption, release, slow start,
 //!   least-valuable-first scale down, status).
 //!
@@ -19,6 +20,7 @@
 //! here, one file each.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod nodeipam;
 pub mod replicaset;
@@ -61,6 +63,7 @@ impl ControllerManager {
         tasks.spawn(nodeipam::run(self.client.clone(), self.cluster_cidr, shutdown.clone()));
         tasks.spawn(replicaset::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(deployment::run(self.client.clone(), shutdown.clone()));
+        tasks.spawn(endpoints::run(self.client.clone(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {
             match done {

@@ -446,3 +446,60 @@ async fn deployments_roll_out_within_surge_and_unavailability() {
     let conds = deploys.get("web").await.unwrap().status.unwrap().conditions.unwrap();
     assert!(conds.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")));
 }
+
+/// Services get Endpoints and EndpointSlices that follow their pods' readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_follow_pod_readiness() {
+    use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::endpoints::run(c.client.clone(), c.stop.clone()));
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let svcs: Api<Service> = Api::namespaced(c.client.clone(), "default");
+    let eps: Api<Endpoints> = Api::namespaced(c.client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(c.client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})).unwrap();
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    for (name, ip) in [("a", "10.244.0.2"), ("b", "10.244.0.3")] {
+        let p: Pod = serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"name": "http", "containerPort": 8080}]}]}})).unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+        let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": if name == "a" { "True" } else { "False" }}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+    }
+    eventually("Endpoints list a ready and b not ready, on the named port", || async {
+        let Some(e) = eps.get_opt("web").await.unwrap() else { return false };
+        let s = e.subsets.unwrap_or_default();
+        s.len() == 1
+            && s[0].addresses.as_ref().is_some_and(|a| a.len() == 1 && a[0].ip == "10.244.0.2")
+            && s[0].not_ready_addresses.as_ref().is_some_and(|a| a.len() == 1 && a[0].ip == "10.244.0.3")
+            && s[0].ports.as_ref().is_some_and(|p| p[0].port == 8080)
+    })
+    .await;
+    let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].endpoints.len(), 2);
+    // b becomes ready; a leaves the selection
+    pods.patch_status(
+        "b",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
+    )
+    .await
+    .unwrap();
+    pods.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})))
+        .await
+        .unwrap();
+    eventually("only b, ready", || async {
+        let s = eps.get("web").await.unwrap().subsets.unwrap_or_default();
+        s.len() == 1
+            && s[0].addresses.as_ref().is_some_and(|a| a.len() == 1 && a[0].ip == "10.244.0.3")
+            && s[0].not_ready_addresses.is_none()
+    })
+    .await;
+    let slice = &slices.list(&ListParams::default().labels("kubernetes.io/service-name=web")).await.unwrap().items[0];
+    assert_eq!(slice.endpoints.len(), 1);
+    assert_eq!(slice.endpoints[0].conditions.as_ref().unwrap().ready, Some(true));
+}
