@@ -22,6 +22,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod leader;
 pub mod nodeipam;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -41,11 +42,12 @@ pub enum Error {
 pub struct ControllerManager {
     client: Client,
     cluster_cidr: nodeipam::ClusterCidr,
+    leader_election: Option<leader::LeaseConfig>,
 }
 
 impl ControllerManager {
     pub fn new(client: Client) -> Self {
-        Self { client, cluster_cidr: nodeipam::ClusterCidr::default() }
+        Self { client, cluster_cidr: nodeipam::ClusterCidr::default(), leader_election: None }
     }
 
     /// The pod network nodes get their `podCIDR`s from (`--cluster-cidr`).
@@ -54,9 +56,24 @@ impl ControllerManager {
         self
     }
 
-    /// Runs the controllers until `shutdown` is cancelled, then waits for them to stop.
+    /// Run the loops only while holding this Lease (`--leader-elect`), so several replicas
+    /// can run and exactly one acts.
+    pub fn with_leader_election(mut self, cfg: leader::LeaseConfig) -> Self {
+        self.leader_election = Some(cfg);
+        self
+    }
+
+    /// Runs the controllers until `shutdown` is cancelled (or leadership is lost), then
+    /// waits for them to stop.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         info!("controller-manager starting");
+        let shutdown = match &self.leader_election {
+            None => shutdown,
+            Some(cfg) => match leader::lead(self.client.clone(), cfg.clone(), shutdown).await? {
+                Some(leading) => leading,
+                None => return Ok(()), // shut down before leading
+            },
+        };
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(gc::GarbageCollector::new(self.client.clone()).run(shutdown.clone()));
         tasks.spawn(serviceaccount::run(self.client.clone(), shutdown.clone()));

@@ -15,6 +15,12 @@ struct Args {
     /// The pod network; each node gets a range of it as `spec.podCIDR`.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
+    /// Run the loops only while holding the `kube-system/skiff-controller-manager` Lease.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// This replica's identity in leader election (default: hostname + pid).
+    #[arg(long)]
+    leader_elect_identity: Option<String>,
     /// The prefix length of each node's pod range.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -54,6 +60,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let cidr = skiff_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask_size)
         .map_err(anyhow::Error::msg)?;
-    skiff_controllers::ControllerManager::new(client).with_cluster_cidr(cidr).run(shutdown).await?;
+    let mut manager = skiff_controllers::ControllerManager::new(client).with_cluster_cidr(cidr);
+    if args.leader_elect {
+        let identity = args.leader_elect_identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+            format!("{}_{}", host.trim(), std::process::id())
+        });
+        manager = manager.with_leader_election(skiff_controllers::leader::LeaseConfig::new(identity));
+    }
+    let lost = shutdown.clone();
+    manager.run(shutdown).await?;
+    if !lost.is_cancelled() {
+        // Leadership lost (not a requested shutdown): exit non-zero so a supervisor restarts us
+        // as a fresh candidate, as upstream does.
+        anyhow::bail!("lost leadership");
+    }
     Ok(())
 }

@@ -503,3 +503,32 @@ async fn endpoints_follow_pod_readiness() {
     assert_eq!(slice.endpoints.len(), 1);
     assert_eq!(slice.endpoints[0].conditions.as_ref().unwrap().ready, Some(true));
 }
+
+/// Two candidates: exactly one leads; when it stops renewing, the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_and_failover() {
+    use skiff_controllers::leader::{lead, LeaseConfig};
+    let c = cluster().await;
+    let fast = |id: &str| {
+        let mut cfg = LeaseConfig::new(id);
+        cfg.lease_duration = Duration::from_secs(2);
+        cfg.renew_deadline = Duration::from_millis(1500);
+        cfg.retry_period = Duration::from_millis(200);
+        cfg
+    };
+    let stop_a = CancellationToken::new();
+    let a = lead(c.client.clone(), fast("a"), stop_a.clone()).await.unwrap().expect("a leads");
+    let stop_b = CancellationToken::new();
+    let b = tokio::spawn(lead(c.client.clone(), fast("b"), stop_b.clone()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!b.is_finished(), "b waits while a renews");
+    assert!(!a.is_cancelled());
+    stop_a.cancel(); // a stops renewing
+    let b_leading = tokio::time::timeout(Duration::from_secs(10), b).await.expect("b takes over").unwrap().unwrap();
+    assert!(b_leading.is_some());
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(c.client.clone(), "kube-system");
+    let lease = leases.get("skiff-controller-manager").await.unwrap();
+    assert_eq!(lease.spec.as_ref().unwrap().holder_identity.as_deref(), Some("b"));
+    assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+    stop_b.cancel();
+}
