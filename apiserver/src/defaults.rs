@@ -55,6 +55,27 @@ pub fn pod_spec(spec: &mut Value) {
     }
 }
 
+/// Upstream's DefaultTolerationSeconds admission: pods tolerate a node being not-ready or
+/// unreachable for 300 s before the node lifecycle controller evicts them, unless they say
+/// otherwise.
+fn default_toleration_seconds(spec: &mut Value) {
+    const KEYS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+    let Some(m) = spec.as_object_mut() else { return };
+    let tolerations = m.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else { return };
+    for key in KEYS {
+        let covered = list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let all = k.is_empty() && t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (k == key || all) && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+}
+
 fn pod_template(obj: &mut Value) {
     if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
         pod_spec(spec);
@@ -74,6 +95,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
             // Upstream admission gives every pod a priority; 0 without PriorityClasses.
             if let Some(spec) = obj.get_mut("spec") {
                 set_if_absent(spec, "priority", json!(0));
+                default_toleration_seconds(spec);
             }
         }
         "Deployment" => {
@@ -172,6 +194,19 @@ mod tests {
         assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(
+            tolerations[1],
+            json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+        );
+        let mut own = json!({"spec": {"containers": [], "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]}});
+        apply("Pod", &mut own);
+        assert_eq!(
+            own["spec"]["tolerations"].as_array().unwrap().len(),
+            2,
+            "an own toleration is kept, not duplicated"
+        );
 
         let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
         apply("Deployment", &mut d);

@@ -10,6 +10,8 @@
 //!   Background, Foreground, Orphan).
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`nodeipam`]: a `spec.podCIDR` for every Node.
+//! - [`nodelifecycle`]: quiet nodes become `Ready=Unknown`, get NoExecute taints, and lose
+//!   the pods that do not tolerate that.
 //! - [`deployment`]: Deployments rolled out through ReplicaSets (RollingUpdate, Recreate,
 //!   revisions, pause, history limit, status and conditions).
 //! - [`endpoints`]: Endpoints and EndpointSlices for Services with selectors.
@@ -24,6 +26,7 @@ pub mod endpoints;
 pub mod gc;
 pub mod leader;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod serviceaccount;
 
@@ -81,6 +84,7 @@ impl ControllerManager {
         tasks.spawn(replicaset::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(deployment::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(endpoints::run(self.client.clone(), shutdown.clone()));
+        tasks.spawn(nodelifecycle::run(self.client.clone(), nodelifecycle::Config::default(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {
             match done {

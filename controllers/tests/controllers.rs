@@ -532,3 +532,68 @@ async fn one_leader_at_a_time_and_failover() {
     assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
     stop_b.cancel();
 }
+
+/// A node whose lease stops being renewed becomes Ready=Unknown, is tainted unreachable, and
+/// loses the pods that do not tolerate it long enough; renewing brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_nodes_are_tainted_and_drained() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Patch, PatchParams};
+    use skiff_controllers::nodelifecycle::{pass, Config, UNREACHABLE};
+    let c = cluster().await;
+    let cfg =
+        Config { grace_period: Duration::from_secs(2), period: Duration::from_millis(200), evictions_per_pass: 10 };
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let now = || k8s_openapi::jiff::Timestamp::now().to_string();
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}, "status": {"conditions": [
+        {"type": "Ready", "status": "True", "lastHeartbeatTime": now(), "lastTransitionTime": now()}]}}))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": k8s_openapi::jiff::Timestamp::now().to_string()}})).unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+    // default tolerations (300 s), a short one (1 s), and one that tolerates forever
+    for (name, tolerations) in [
+        ("default", json!(null)),
+        ("short", json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}])),
+        ("forever", json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}])),
+    ] {
+        let p: Pod = serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"nodeName": "n1", "tolerations": tolerations,
+            "containers": [{"name": "c", "image": "busybox:1.36"}]}}),
+        )
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let defaulted = pods.get("default").await.unwrap().spec.unwrap().tolerations.unwrap();
+    assert!(defaulted.iter().any(|t| t.key.as_deref() == Some(UNREACHABLE) && t.toleration_seconds == Some(300)));
+
+    pass(&c.client, &cfg).await.unwrap();
+    assert!(
+        nodes.get("n1").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default().is_empty(),
+        "a fresh node is not tainted"
+    );
+    // The kubelet goes quiet.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pass(&c.client, &cfg).await.unwrap();
+    let n = nodes.get("n1").await.unwrap();
+    assert!(n.spec.unwrap().taints.unwrap().iter().any(|t| t.key == UNREACHABLE && t.effect == "NoExecute"));
+    assert_eq!(n.status.unwrap().conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status, "Unknown");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pass(&c.client, &cfg).await.unwrap();
+    // Pods on a node go gracefully (the kubelet would confirm): marked for deletion.
+    let short = pods.get("short").await.unwrap();
+    assert!(short.metadata.deletion_timestamp.is_some(), "the pod tolerating 1 s is evicted");
+    assert!(pods.get("default").await.unwrap().metadata.deletion_timestamp.is_none(), "300 s have not passed");
+    assert!(pods.get("forever").await.unwrap().metadata.deletion_timestamp.is_none());
+    // The kubelet comes back.
+    let renew = json!({"spec": {"renewTime": k8s_openapi::jiff::Timestamp::now().to_string()}});
+    leases.patch("n1", &PatchParams::default(), &Patch::Merge(renew)).await.unwrap();
+    pass(&c.client, &cfg).await.unwrap();
+    assert!(
+        nodes.get("n1").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default().is_empty(),
+        "a renewed node loses the taint"
+    );
+}
