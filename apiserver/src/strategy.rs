@@ -73,10 +73,42 @@ pub fn prepare_for_create(r: &ResourceInfo, v: &mut Value) {
         "Namespace" => {
             m.insert("status".into(), json!({"phase": "Active"}));
         }
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "Job" | "Service" => {
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "Service" => {
             m.insert("status".into(), json!({}));
         }
+        "Job" => {
+            m.insert("status".into(), json!({}));
+            generate_job_selector(v);
+        }
         _ => {}
+    }
+}
+
+/// Upstream's Job strategy: unless `spec.manualSelector`, the Job selects its pods by its
+/// own uid, and the template carries the matching labels (plus the job name).
+fn generate_job_selector(v: &mut Value) {
+    if v.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let uid = obj::meta_str(v, "uid").unwrap_or_default().to_string();
+    let name = obj::name(v).to_string();
+    let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    let labels = template
+        .as_object_mut()
+        .map(|t| t.entry("metadata").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+        .map(|m| m.entry("labels").or_insert_with(|| json!({})));
+    if let Some(Value::Object(labels)) = labels {
+        for (k, val) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("job-name", &name),
+        ] {
+            labels.insert(k.into(), json!(val));
+        }
     }
 }
 

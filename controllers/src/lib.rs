@@ -9,6 +9,7 @@
 //! - [`gc`]: the garbage collector (cascading deletion through ownerReferences:
 //!   Background, Foreground, Orphan).
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`job`]: Jobs (completions, parallelism, backoffLimit, deadline, suspend, TTL).
 //! - [`nodeipam`]: a `spec.podCIDR` for every Node.
 //! - [`nodelifecycle`]: quiet nodes become `Ready=Unknown`, get NoExecute taints, and lose
 //!   the pods that do not tolerate that.
@@ -24,6 +25,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -84,6 +86,7 @@ impl ControllerManager {
         tasks.spawn(replicaset::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(deployment::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(endpoints::run(self.client.clone(), shutdown.clone()));
+        tasks.spawn(job::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(nodelifecycle::run(self.client.clone(), nodelifecycle::Config::default(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {

@@ -597,3 +597,83 @@ async fn quiet_nodes_are_tainted_and_drained() {
         "a renewed node loses the taint"
     );
 }
+
+/// Marks every active pod of a selector with a phase, as a kubelet would when they finish.
+async fn finish_pods(pods: &Api<k8s_openapi::api::core::v1::Pod>, selector: &str, phase: &str) -> usize {
+    use kube::api::{ListParams, Patch, PatchParams};
+    let mut n = 0;
+    for p in pods.list(&ListParams::default().labels(selector)).await.unwrap().items {
+        let current = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        if current != "Succeeded" && current != "Failed" && p.metadata.deletion_timestamp.is_none() {
+            pods.patch_status(
+                &p.metadata.name.unwrap(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": phase}})),
+            )
+            .await
+            .unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Jobs run `parallelism` pods until `completions` succeed, and fail past `backoffLimit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_and_fail() {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::job::run(c.client.clone(), c.stop.clone()));
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let job = |name: &str, completions: i32, parallelism: i32, backoff: i32| -> Job {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"completions": completions, "parallelism": parallelism, "backoffLimit": backoff,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}})).unwrap()
+    };
+    jobs.create(&PostParams::default(), &job("ok", 3, 2, 6)).await.unwrap();
+    let sel = "batch.kubernetes.io/job-name=ok";
+    let active = |pods: Api<Pod>| async move {
+        pods.list(&ListParams::default().labels(sel))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+            .count()
+    };
+    eventually("2 pods run in parallel", || {
+        let p = pods.clone();
+        async move { active(p).await == 2 }
+    })
+    .await;
+    assert_eq!(finish_pods(&pods, sel, "Succeeded").await, 2);
+    eventually("1 more pod for the last completion", || {
+        let p = pods.clone();
+        async move { active(p).await == 1 }
+    })
+    .await;
+    finish_pods(&pods, sel, "Succeeded").await;
+    eventually("the job is Complete with 3 succeeded", || async {
+        let s = jobs.get("ok").await.unwrap().status.unwrap_or_default();
+        s.succeeded == Some(3)
+            && s.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Complete" && c.status == "True")
+            && s.completion_time.is_some()
+    })
+    .await;
+
+    jobs.create(&PostParams::default(), &job("bad", 1, 1, 1)).await.unwrap();
+    let sel = "batch.kubernetes.io/job-name=bad";
+    for _ in 0..2 {
+        eventually("a pod to fail", || async { finish_pods(&pods, sel, "Failed").await == 1 }).await;
+    }
+    eventually("the job Failed with BackoffLimitExceeded", || async {
+        let s = jobs.get("bad").await.unwrap().status.unwrap_or_default();
+        s.conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Failed" && c.reason.as_deref() == Some("BackoffLimitExceeded"))
+    })
+    .await;
+}
