@@ -13,6 +13,7 @@
 //! - [`nodeipam`]: a `spec.podCIDR` for every Node.
 //! - [`nodelifecycle`]: quiet nodes become `Ready=Unknown`, get NoExecute taints, and lose
 //!   the pods that do not tolerate that.
+//! - [`daemonset`]: one pod per eligible node, rolling update by template hash.
 //! - [`deployment`]: Deployments rolled out through ReplicaSets (RollingUpdate, Recreate,
 //!   revisions, pause, history limit, status and conditions).
 //! - [`endpoints`]: Endpoints and EndpointSlices for Services with selectors.
@@ -22,6 +23,7 @@
 //! The workload, endpoint, node-lifecycle and service-account controllers of issue 6 join
 //! here, one file each.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
@@ -87,6 +89,7 @@ impl ControllerManager {
         tasks.spawn(deployment::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(endpoints::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(job::run(self.client.clone(), shutdown.clone()));
+        tasks.spawn(daemonset::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(nodelifecycle::run(self.client.clone(), nodelifecycle::Config::default(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {

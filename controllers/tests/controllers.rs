@@ -677,3 +677,103 @@ async fn jobs_complete_and_fail() {
     })
     .await;
 }
+
+/// A DaemonSet has one pod per eligible node, follows nodes coming and going, and rolls a
+/// new template out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonsets_run_one_pod_per_eligible_node() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{ListParams, Patch, PatchParams};
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::daemonset::run(c.client.clone(), c.stop.clone()));
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    for (name, role) in [("n1", "worker"), ("n2", "worker"), ("n3", "edge")] {
+        let n: Node = serde_json::from_value(json!({"metadata": {"name": name, "labels": {"role": role}}})).unwrap();
+        nodes.create(&PostParams::default(), &n).await.unwrap();
+    }
+    let dss: Api<DaemonSet> = Api::namespaced(c.client.clone(), "default");
+    let ds: DaemonSet = serde_json::from_value(json!({"metadata": {"name": "agent"}, "spec": {"selector": {"matchLabels": {"app": "agent"}},
+        "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"nodeSelector": {"role": "worker"}, "containers": [{"name": "c", "image": "busybox:1.36"}]}}}})).unwrap();
+    dss.create(&PostParams::default(), &ds).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let placement = |pods: Api<Pod>| async move {
+        let mut v: Vec<(String, String)> = pods
+            .list(&ListParams::default().labels("app=agent"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let node = p
+                    .spec
+                    .unwrap()
+                    .affinity
+                    .unwrap()
+                    .node_affinity
+                    .unwrap()
+                    .required_during_scheduling_ignored_during_execution
+                    .unwrap()
+                    .node_selector_terms[0]
+                    .match_fields
+                    .as_ref()
+                    .unwrap()[0]
+                    .values
+                    .as_ref()
+                    .unwrap()[0]
+                    .clone();
+                (node, p.metadata.labels.unwrap()["controller-revision-hash"].clone())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    eventually("one pod on each worker", || {
+        let p = pods.clone();
+        async move { placement(p).await.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() == ["n1", "n2"] }
+    })
+    .await;
+    // a node joins the selection, another leaves it
+    nodes
+        .patch("n3", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"role": "worker"}}})))
+        .await
+        .unwrap();
+    nodes
+        .patch("n1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"role": "edge"}}})))
+        .await
+        .unwrap();
+    eventually("pods follow the labels", || {
+        let p = pods.clone();
+        async move { placement(p).await.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() == ["n2", "n3"] }
+    })
+    .await;
+    let before = placement(pods.clone()).await[0].1.clone();
+    // A new template rolls out (pods here never become ready, so one at a time would stall;
+    // unavailable pods are replaced freely, as upstream).
+    dss.patch(
+        "agent",
+        &PatchParams::default(),
+        &Patch::Strategic(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("every pod has the new template", || {
+        let (p, before) = (pods.clone(), before.clone());
+        async move {
+            let v = placement(p).await;
+            v.len() == 2 && v.iter().all(|(_, h)| *h != before)
+        }
+    })
+    .await;
+    eventually("status counts 2 desired and updated", || async {
+        dss.get("agent")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.desired_number_scheduled == 2 && s.updated_number_scheduled == Some(2))
+    })
+    .await;
+}
