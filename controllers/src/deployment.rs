@@ -10,7 +10,12 @@
 //! - `Recreate`: old ReplicaSets go to zero first; the new one grows once their pods are gone.
 //! - `paused` stops scaling; `revisionHistoryLimit` old, empty ReplicaSets are kept.
 //! - `status`: replicas, updated, ready, available, unavailable, observedGeneration, and the
-//!   `Available` and `Progressing` conditions.
+//!   `Available` and `Progressing` conditions; `progressDeadlineSeconds` without progress
+//!   sets `Progressing=False` (`ProgressDeadlineExceeded`), as upstream.
+//! - Beyond upstream, opt-in with the annotation `deployment.skiff.dev/auto-rollback: "true"`:
+//!   a rollout past its deadline goes back to the previous revision's template, with a
+//!   `RolledBack` condition and a Warning Event (as ECS's circuit breaker and Nomad's
+//!   `auto_revert` do).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +37,10 @@ use crate::Error;
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const HASH_LABEL: &str = "pod-template-hash";
+/// Opt-in automatic rollback when a rollout exceeds `progressDeadlineSeconds` (not upstream).
+pub const AUTO_ROLLBACK: &str = "deployment.skiff.dev/auto-rollback";
+/// The condition recording an automatic rollback (not upstream).
+pub const ROLLED_BACK: &str = "RolledBack";
 
 struct Ctx {
     client: Client,
@@ -272,53 +281,129 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             replicas,
         )
     };
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let now_ts = k8s_openapi::jiff::Timestamp::now();
+    let now = now_ts.to_string();
     let is_available = available >= replicas - unavailable_allowed;
     let complete = updated == replicas && status_replicas == replicas && available == replicas;
-    let conditions = json!([
-        {"type": "Available", "status": if is_available { "True" } else { "False" },
+    let current = d.status.clone().unwrap_or_default();
+    let old_cond = |t: &str| current.conditions.as_ref().and_then(|cs| cs.iter().find(|c| c.type_ == t).cloned());
+    // Progress = the counts moved, or a new template; its time is what the deadline measures.
+    let progressed = current.updated_replicas != Some(updated)
+        || current.available_replicas != Some(available)
+        || current.replicas != Some(status_replicas)
+        || current.observed_generation != d.metadata.generation;
+    let old_progressing = old_cond("Progressing");
+    let last_progress = match (&old_progressing, progressed) {
+        (Some(c), false) => c.last_update_time.as_ref().map(|t| t.0).unwrap_or(now_ts),
+        _ => now_ts,
+    };
+    let deadline = spec.progress_deadline_seconds.unwrap_or(600);
+    let stalled =
+        !complete && spec.paused != Some(true) && now_ts.as_second() - last_progress.as_second() > i64::from(deadline);
+    let (p_status, p_reason, p_message) = if complete {
+        ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{new_name}\" has successfully progressed."))
+    } else if stalled {
+        ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{new_name}\" has timed out progressing."))
+    } else {
+        ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{new_name}\" is progressing."))
+    };
+    let transition = |t: &str, status: &str| -> String {
+        match old_cond(t) {
+            Some(c) if c.status == status => {
+                c.last_transition_time.map(|t| t.0.to_string()).unwrap_or_else(|| now.clone())
+            }
+            _ => now.clone(),
+        }
+    };
+    let a_status = if is_available { "True" } else { "False" };
+    let mut conditions = vec![
+        json!({"type": "Available", "status": a_status,
          "reason": if is_available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
          "message": if is_available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
-         "lastUpdateTime": now, "lastTransitionTime": now},
-        {"type": "Progressing", "status": "True",
-         "reason": if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
-         "message": if complete { format!("ReplicaSet \"{new_name}\" has successfully progressed.") } else { format!("ReplicaSet \"{new_name}\" is progressing.") },
-         "lastUpdateTime": now, "lastTransitionTime": now},
-    ]);
-    let current = d.status.clone().unwrap_or_default();
-    let changed = current.replicas != Some(status_replicas)
-        || current.updated_replicas != Some(updated)
+         "lastUpdateTime": now, "lastTransitionTime": transition("Available", a_status)}),
+        json!({"type": "Progressing", "status": p_status, "reason": p_reason, "message": p_message,
+         "lastUpdateTime": last_progress.to_string(), "lastTransitionTime": transition("Progressing", p_status)}),
+    ];
+    if let Some(rb) = old_cond(ROLLED_BACK) {
+        conditions.push(serde_json::to_value(rb).unwrap_or_default());
+    }
+
+    // Beyond upstream (opt-in, like ECS's circuit breaker and Nomad's auto_revert): a rollout
+    // that exceeds its deadline goes back to the previous revision's template.
+    let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let auto = d.annotations().get(AUTO_ROLLBACK).map(String::as_str) == Some("true");
+    if stalled && auto {
+        let current_rev = revision_of(&new_rs);
+        if let Some(prev) = old.iter().filter(|rs| revision_of(rs) < current_rev).max_by_key(|rs| revision_of(rs)) {
+            let mut template = prev.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+            if let Some(l) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+                l.remove(HASH_LABEL);
+            }
+            let message = format!(
+                "Rolled back to revision {} after revision {current_rev} exceeded its progress deadline of {deadline}s",
+                revision_of(prev)
+            );
+            deploys
+                .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": template}})))
+                .await?;
+            conditions.push(
+                json!({"type": ROLLED_BACK, "status": "True", "reason": "ProgressDeadlineExceeded", "message": message,
+                "lastUpdateTime": now, "lastTransitionTime": now}),
+            );
+            conditions.retain(|c| c["type"] != ROLLED_BACK || c["lastUpdateTime"] == json!(now));
+            record_event(&ctx.client, &d, "DeploymentRollback", &message).await;
+            warn!(namespace = ns, deployment = name, "{message}");
+        }
+    }
+    let key = |c: &serde_json::Value| {
+        (
+            c["type"].as_str().unwrap_or("").to_string(),
+            c["status"].as_str().unwrap_or("").to_string(),
+            c["reason"].as_str().map(String::from),
+        )
+    };
+    let changed = progressed
         || current.ready_replicas != Some(ready)
-        || current.available_replicas != Some(available)
-        || current.observed_generation != d.metadata.generation
         || current
             .conditions
             .as_ref()
             .map(|c| c.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone())).collect::<Vec<_>>())
-            != Some(
-                conditions
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| {
-                        (
-                            c["type"].as_str().unwrap().to_string(),
-                            c["status"].as_str().unwrap().to_string(),
-                            c["reason"].as_str().map(String::from),
-                        )
-                    })
-                    .collect(),
-            );
+            != Some(conditions.iter().map(key).collect());
     if changed {
         let status = json!({"status": {
             "replicas": status_replicas, "updatedReplicas": updated, "readyReplicas": ready,
             "availableReplicas": available, "unavailableReplicas": (replicas - available).max(0),
             "observedGeneration": d.metadata.generation, "conditions": conditions,
         }});
-        let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         deploys.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
     }
+    if !complete && !stalled && spec.paused != Some(true) {
+        // Nothing may happen before the deadline passes: look again then.
+        let left = i64::from(deadline) - (now_ts.as_second() - last_progress.as_second()) + 1;
+        return Ok(Action::requeue(Duration::from_secs(left.max(1) as u64)));
+    }
     Ok(Action::await_change())
+}
+
+/// A core/v1 Event about the Deployment (what `kubectl describe` shows).
+async fn record_event(client: &Client, d: &Deployment, reason: &str, message: &str) {
+    let ns = d.namespace().unwrap_or_default();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let ev = json!({"apiVersion": "v1", "kind": "Event",
+        // Named as upstream's event recorder names events: `<object>.<hex nanoseconds>`.
+        "metadata": {"name": format!("{}.{:x}", d.name_any(), k8s_openapi::jiff::Timestamp::now().as_nanosecond())},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": d.name_any(), "namespace": ns, "uid": d.metadata.uid},
+        "reason": reason, "message": message, "type": "Warning", "source": {"component": "deployment-controller"},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1});
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    match serde_json::from_value(ev) {
+        Ok(ev) => {
+            if let Err(e) = events.create(&PostParams::default(), &ev).await {
+                warn!(error = %e, "recording an event failed");
+            }
+        }
+        Err(e) => warn!(error = %e, "building an event failed"),
+    }
 }
 
 fn error_policy(_d: Arc<Deployment>, error: &Error, _ctx: Arc<Ctx>) -> Action {

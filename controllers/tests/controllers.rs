@@ -353,6 +353,13 @@ fn fake_nodes(client: kube::Client, stop: CancellationToken) {
                     .as_ref()
                     .and_then(|s| s.conditions.as_ref())
                     .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready"));
+                // Images named "...:broken" never start (a bad rollout).
+                let broken = p.spec.as_ref().is_some_and(|s| {
+                    s.containers.iter().any(|c| c.image.as_deref().is_some_and(|i| i.ends_with(":broken")))
+                });
+                if broken {
+                    continue;
+                }
                 if !ready && p.metadata.deletion_timestamp.is_none() {
                     let name = p.metadata.name.clone().unwrap();
                     if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none() {
@@ -774,6 +781,70 @@ async fn daemonsets_run_one_pod_per_eligible_node() {
             .unwrap()
             .status
             .is_some_and(|s| s.desired_number_scheduled == 2 && s.updated_number_scheduled == Some(2))
+    })
+    .await;
+}
+
+/// A rollout that makes no progress within progressDeadlineSeconds is reported, and with the
+/// opt-in annotation rolled back to the previous revision automatically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_rollouts_are_reported_and_rolled_back_when_asked() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::replicaset::run(c.client.clone(), c.stop.clone()));
+    tokio::spawn(skiff_controllers::deployment::run(c.client.clone(), c.stop.clone()));
+    fake_nodes(c.client.clone(), c.stop.clone());
+    let deploys: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "web", "annotations": {"deployment.skiff.dev/auto-rollback": "true"}},
+        "spec": {"replicas": 2, "progressDeadlineSeconds": 2, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}})).unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let image = |deploys: Api<Deployment>| async move {
+        deploys.get("web").await.unwrap().spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap()
+    };
+    eventually("the first rollout completes", || async {
+        deploys
+            .get("web")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.available_replicas == Some(2) && s.updated_replicas == Some(2))
+    })
+    .await;
+    deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:broken"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("the broken rollout is rolled back", || {
+        let d = deploys.clone();
+        async move { image(d).await == "busybox:1.36" }
+    })
+    .await;
+    let status = deploys.get("web").await.unwrap().status.unwrap();
+    let rolled =
+        status.conditions.unwrap().into_iter().find(|c| c.type_ == "RolledBack").expect("RolledBack condition");
+    assert_eq!(rolled.reason.as_deref(), Some("ProgressDeadlineExceeded"));
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    let evs = events.list(&ListParams::default().fields("involvedObject.name=web")).await.unwrap().items;
+    assert!(
+        evs.iter().any(|e| e.reason.as_deref() == Some("DeploymentRollback")),
+        "a Warning event explains the rollback"
+    );
+    eventually("the restored revision is available again", || async {
+        deploys
+            .get("web")
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.available_replicas == Some(2) && s.updated_replicas == Some(2))
     })
     .await;
 }
