@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -269,17 +268,13 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Erro
     let dss: Api<DaemonSet> = Api::all(client.clone());
     let controller = Controller::new(dss, watcher::Config::default());
     let store = controller.store();
-    controller
+    let controller = controller
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
         // Any node change may change where every DaemonSet belongs.
         .watches(Api::<Node>::all(client.clone()), watcher::Config::default(), move |_node| {
             store.state().into_iter().map(|d| ObjectRef::from_obj(&*d)).collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
-    Ok(())
+        });
+    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
 }
 
 #[cfg(test)]

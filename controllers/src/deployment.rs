@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -415,13 +414,8 @@ fn error_policy(_d: Arc<Deployment>, error: &Error, _ctx: Arc<Ctx>) -> Action {
 pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Error> {
     let deploys: Api<Deployment> = Api::all(client.clone());
     let rss: Api<ReplicaSet> = Api::all(client.clone());
-    Controller::new(deploys, watcher::Config::default())
-        .owns(rss, watcher::Config::default())
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
-    Ok(())
+    let controller = Controller::new(deploys, watcher::Config::default()).owns(rss, watcher::Config::default());
+    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
 }
 
 #[cfg(test)]

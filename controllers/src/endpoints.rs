@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -207,7 +206,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Erro
     let pods: Api<Pod> = Api::all(client.clone());
     let controller = Controller::new(services, watcher::Config::default());
     let store = controller.store();
-    controller
+    let controller = controller
         // A pod change re-syncs every Service with a selector in its namespace: the pod may
         // have entered or left any of them (its old labels are not in the event).
         .watches(pods, watcher::Config::default(), move |pod| {
@@ -221,12 +220,8 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Erro
                 })
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
-    Ok(())
+        });
+    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -213,11 +212,6 @@ fn error_policy(_job: Arc<Job>, error: &Error, _ctx: Arc<Ctx>) -> Action {
 pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Error> {
     let jobs: Api<Job> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    Controller::new(jobs, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
-    Ok(())
+    let controller = Controller::new(jobs, watcher::Config::default()).owns(pods, watcher::Config::default());
+    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
 }

@@ -38,6 +38,31 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// Runs a kube-runtime `Controller` until `shutdown`: every loop here ends this way, with
+/// the same logging of failed reconciles (each controller's `error_policy` decides the
+/// retry).
+pub(crate) async fn drive<K, Fut, C>(
+    controller: kube::runtime::Controller<K>,
+    reconcile: impl FnMut(std::sync::Arc<K>, std::sync::Arc<C>) -> Fut,
+    error_policy: impl Fn(std::sync::Arc<K>, &Error, std::sync::Arc<C>) -> kube::runtime::controller::Action,
+    ctx: std::sync::Arc<C>,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + std::fmt::Debug + Unpin,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, Error>> + Send + 'static,
+    C: Send + Sync + 'static,
+{
+    use futures::StreamExt;
+    controller
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+    Ok(())
+}
+
 /// Why a controller stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -11,7 +11,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -122,12 +121,7 @@ pub async fn run(client: Client, cidr: ClusterCidr, shutdown: CancellationToken)
     let nodes: Api<Node> = Api::all(client.clone());
     let controller = Controller::new(nodes, watcher::Config::default());
     let ctx = Arc::new(Ctx { client, nodes: controller.store(), cidr, pending: Mutex::new(BTreeSet::new()) });
-    controller
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
-    Ok(())
+    crate::drive(controller, reconcile, error_policy, ctx, shutdown).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -244,13 +243,8 @@ fn error_policy(_rs: Arc<ReplicaSet>, error: &Error, _ctx: Arc<Ctx>) -> Action {
 pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Error> {
     let rss: Api<ReplicaSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    Controller::new(rss, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
-    Ok(())
+    let controller = Controller::new(rss, watcher::Config::default()).owns(pods, watcher::Config::default());
+    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -61,14 +60,10 @@ fn error_policy(_ns: Arc<Namespace>, error: &Error, _ctx: Arc<Ctx>) -> Action {
 pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let sas: Api<ServiceAccount> = Api::all(client.clone());
-    Controller::new(namespaces, watcher::Config::default())
+    let controller = Controller::new(namespaces, watcher::Config::default())
         // A deleted or changed `default` service account re-triggers its namespace.
         .watches(sas, watcher::Config::default().fields("metadata.name=default"), |sa| {
             sa.metadata.namespace.as_deref().map(ObjectRef::<Namespace>::new)
-        })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|_| async {})
-        .await;
-    Ok(())
+        });
+    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
 }
