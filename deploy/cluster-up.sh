@@ -6,8 +6,8 @@
 #
 # State lives in $SKIFF_HOME (default /var/lib/skiff-lab): etcd data, logs, PID files and a
 # kubeconfig. The apiserver listens on 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP
-# until the security issue lands. The controller-manager runs the garbage collector; the
-# scheduler, the other controllers, kubelets and proxy join this script as they land.
+# until the security issue lands. The controller-manager and the scheduler run beside it;
+# kubelets, proxy and DNS join this script as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,7 +17,7 @@ ETCD_CLIENT=${SKIFF_ETCD_PORT:-23790}
 ETCD_PEER=$((ETCD_CLIENT + 1))
 
 stop() {
-    for svc in controller-manager apiserver etcd; do
+    for svc in scheduler controller-manager apiserver etcd; do
         pidfile="$SKIFF_HOME/$svc.pid"
         if [[ -f $pidfile ]]; then
             pid=$(cat "$pidfile")
@@ -37,7 +37,7 @@ if [[ ${1:-up} == down ]]; then
 fi
 
 ./deploy/install.sh
-cargo build --release --locked -p skiff-apiserver -p skiff-controllers
+cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler
 mkdir -p "$SKIFF_HOME"
 stop
 
@@ -67,6 +67,11 @@ echo "starting skiff-controller-manager"
 "$ROOT/target/release/skiff-controller-manager" --master "http://127.0.0.1:$PORT" \
     >"$SKIFF_HOME/controller-manager.log" 2>&1 &
 echo $! >"$SKIFF_HOME/controller-manager.pid"
+
+echo "starting skiff-scheduler"
+"$ROOT/target/release/skiff-scheduler" --master "http://127.0.0.1:$PORT" \
+    >"$SKIFF_HOME/scheduler.log" 2>&1 &
+echo $! >"$SKIFF_HOME/scheduler.pid"
 
 cat >"$SKIFF_HOME/kubeconfig" <<KC
 apiVersion: v1
