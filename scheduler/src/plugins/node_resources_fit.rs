@@ -747,7 +747,10 @@ mod tests {
     #[test]
     fn resource_weights_apply() {
         let s = ScoringStrategy {
-            resources: vec![ResourceSpec { name: "cpu".into(), weight: 3 }, ResourceSpec { name: "memory".into(), weight: 1 }],
+            resources: vec![
+                ResourceSpec { name: "cpu".into(), weight: 3 },
+                ResourceSpec { name: "memory".into(), weight: 1 },
+            ],
             ..Default::default()
         };
         let n = info(node_with_allocatable("n", json!({"cpu": "4", "memory": "4Gi", "pods": "10"})), vec![]);
