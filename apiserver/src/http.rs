@@ -35,7 +35,7 @@ pub struct AppState {
     pub registry: Registry,
     /// Cancelled at shutdown: ends every open watch so the server can drain.
     pub shutdown: tokio_util::sync::CancellationToken,
-    pub ready: Arc<std::sync::atomic::AtomicBool>,
+    pub ready: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -77,7 +77,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    if s.ready.load(std::sync::atomic::Ordering::Relaxed) {
+    if *s.ready.borrow() {
         "ok".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "watch caches are initialising").into_response()

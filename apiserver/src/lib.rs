@@ -45,7 +45,6 @@ pub mod subresources;
 pub mod watch_cache;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,6 +98,8 @@ pub enum Error {
 /// A bound, not yet serving apiserver.
 pub struct ApiServer {
     registry: registry::Registry,
+    /// Becomes true once the system objects exist and every watch cache is filled.
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
     listener: TcpListener,
     config: Config,
 }
@@ -115,18 +116,47 @@ impl ApiServer {
         let listener = TcpListener::bind(config.bind_address)
             .await
             .map_err(|source| Error::Bind { addr: config.bind_address, source })?;
-        Ok(Self { registry: registry::Registry::new(store, config.service_ranges.clone()), listener, config })
+        let (ready, _) = tokio::sync::watch::channel(false);
+        Ok(Self {
+            registry: registry::Registry::new(store, config.service_ranges.clone()),
+            ready: Arc::new(ready),
+            listener,
+            config,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.bind_address)
     }
 
+    /// Runs the server in its own task and returns once it is ready (what `/readyz`
+    /// reports), or with the error that stopped it before. The handle yields `run`'s result.
+    pub async fn spawn(self, shutdown: CancellationToken) -> Result<tokio::task::JoinHandle<Result<(), Error>>, Error> {
+        let mut ready = self.ready.subscribe();
+        let mut handle = tokio::spawn(self.run(shutdown));
+        tokio::select! {
+            r = ready.wait_for(|r| *r) => {
+                if r.is_ok() {
+                    return Ok(handle);
+                }
+                // The server dropped its readiness: it stopped; report why.
+                match (&mut handle).await {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(Error::Serve(std::io::Error::other("the apiserver stopped before it was ready"))),
+                }
+            }
+            done = &mut handle => match done {
+                Ok(Err(e)) => Err(e),
+                _ => Err(Error::Serve(std::io::Error::other("the apiserver stopped before it was ready"))),
+            },
+        }
+    }
+
     /// Serves until `shutdown` is cancelled, then drains: stops accepting, ends watches,
     /// and waits (bounded) for background tasks.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let tasks = TaskTracker::new();
-        let ready = Arc::new(AtomicBool::new(false));
+        let ready = self.ready.clone();
         let bg = shutdown.child_token();
         for cache in self.registry.caches() {
             tasks.spawn(cache.clone().run(self.registry.store.clone(), bg.clone()));
@@ -169,14 +199,18 @@ impl ApiServer {
                         tokio::select! { _ = bg.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(20)) => {} }
                     }
                 }
-                ready.store(true, Ordering::Relaxed);
+                ready.send_replace(true);
                 info!("apiserver ready");
                 namespaces::run_finalizer(reg, bg).await;
             });
         }
         tasks.close();
 
-        let state = http::AppState { registry: self.registry.clone(), ready, shutdown: shutdown.clone() };
+        let state = http::AppState {
+            registry: self.registry.clone(),
+            ready: self.ready.subscribe(),
+            shutdown: shutdown.clone(),
+        };
         let app = http::router(state);
         info!(addr = %self.local_addr(), "serving the Kubernetes API over HTTP");
         let served = axum::serve(self.listener, app)

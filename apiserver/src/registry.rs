@@ -241,8 +241,8 @@ impl Registry {
         if let Some(ns) = &t.namespace {
             self.admit_namespace(r, ns, &name).await?;
         }
-        check_size(r, &name, encode_for_store(&v).len())?;
         if dry_run {
+            check_size(r, &name, encode_for_store(&v).len())?;
             return Ok(v);
         }
         let taken = if r.kind == "Service" {
@@ -254,7 +254,13 @@ impl Registry {
         } else {
             Default::default()
         };
-        match self.store.create(&t.key(&name), encode_for_store(&v)).await {
+        // Encoded once, after everything that changes the object.
+        let bytes = encode_for_store(&v);
+        if let Err(e) = check_size(r, &name, bytes.len()) {
+            self.allocator.release(taken).await;
+            return Err(e);
+        }
+        match self.store.create(&t.key(&name), bytes).await {
             Ok(o) => {
                 obj::set_resource_version(&mut v, o.mod_revision);
                 Ok(v)
@@ -329,12 +335,13 @@ impl Registry {
                 return Err(ApiError::invalid(r, name, errs));
             }
             strategy::validate_owner_references(r, &new)?;
-            check_size(r, name, encode_for_store(&new).len())?;
-            if encode_for_store(&new) == encode_for_store(&old) {
+            // Stored bytes are this same canonical encoding, so equal bytes mean no change.
+            if encode_for_store(&new) == cur.value {
                 return Ok(old); // no-op: no write, same resourceVersion (as upstream)
             }
             record_update(r, Some(&old), &mut new, sub);
             if dry_run {
+                check_size(r, name, encode_for_store(&new).len())?;
                 return Ok(new);
             }
             // A Service that changes type or ports may need new node ports (or an IP).
@@ -344,6 +351,10 @@ impl Registry {
                 Default::default()
             };
             let bytes = encode_for_store(&new);
+            if let Err(e) = check_size(r, name, bytes.len()) {
+                self.allocator.release(taken).await;
+                return Err(e);
+            }
             // The last finalizer removed from an object being deleted: it goes now.
             if obj::deletion_timestamp(&new).is_some()
                 && obj::finalizers(&new).is_empty()

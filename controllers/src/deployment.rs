@@ -24,7 +24,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -261,7 +261,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         if empty.len() > limit {
             empty.sort_by_key(|rs| revision_of(rs));
             for rs in &empty[..empty.len() - limit] {
-                let _ = rs_api.delete(&rs.name_any(), &DeleteParams::background()).await;
+                crate::delete_if_present(&rs_api, &rs.name_any(), rs.metadata.uid.as_deref()).await?;
             }
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
@@ -232,12 +232,8 @@ impl GarbageCollector {
         match action {
             Action::Delete { kind, namespace, name, uid } => {
                 let api = self.api(&kinds[*kind], namespace.as_deref());
-                let dp = DeleteParams {
-                    preconditions: Some(kube::api::Preconditions { uid: Some(uid.clone()), resource_version: None }),
-                    ..DeleteParams::background()
-                };
                 info!(kind = %kinds[*kind].resource.kind, ?namespace, name, "deleting dependent of an owner deleted in the foreground");
-                ignore_not_found(api.delete(name, &dp).await.map(|_| ()))
+                crate::delete_if_present(&api, name, Some(uid)).await
             }
             Action::CheckOwners { kind, namespace, name, uid } => {
                 let api = self.api(&kinds[*kind], namespace.as_deref());
@@ -251,11 +247,7 @@ impl GarbageCollector {
                     }
                 }
                 info!(kind = %kinds[*kind].resource.kind, ?namespace, name, "deleting dependent whose owners are gone");
-                let dp = DeleteParams {
-                    preconditions: Some(kube::api::Preconditions { uid: Some(uid.clone()), resource_version: None }),
-                    ..DeleteParams::background()
-                };
-                ignore_not_found(api.delete(name, &dp).await.map(|_| ()))
+                crate::delete_if_present(&api, name, Some(uid)).await
             }
             Action::Orphan { kind, namespace, name, owner_uid } => {
                 let api = self.api(&kinds[*kind], namespace.as_deref());

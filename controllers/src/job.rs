@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -72,11 +72,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             let due = done_at.unwrap_or(now_s) + i64::from(ttl);
             if now_s >= due {
                 info!(namespace = ns, job = name, "TTL after finish reached: deleting the job");
-                match jobs.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+                crate::delete_if_present(&jobs, &name, job.metadata.uid.as_deref()).await?;
                 return Ok(Action::await_change());
             }
             return Ok(Action::requeue(Duration::from_secs((due - now_s).max(1) as u64)));
@@ -117,11 +113,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let want_active = if remove_all { 0 } else { parallelism.min(completions - succeeded).max(0) as usize };
     if active.len() > want_active {
         for p in active.iter().skip(want_active) {
-            match pods_api.delete(&p.name_any(), &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            crate::delete_if_present(&pods_api, &p.name_any(), p.metadata.uid.as_deref()).await?;
         }
     }
     let mut created = 0;

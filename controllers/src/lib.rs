@@ -63,6 +63,23 @@ where
     Ok(())
 }
 
+/// Deletes `name` with Background propagation. With `uid`, only if it is still that object
+/// (a uid precondition; a replaced object is left alone). An object already gone is success.
+pub(crate) async fn delete_if_present<K>(api: &kube::Api<K>, name: &str, uid: Option<&str>) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let dp = kube::api::DeleteParams {
+        preconditions: uid.map(|u| kube::api::Preconditions { uid: Some(u.to_string()), resource_version: None }),
+        ..kube::api::DeleteParams::background()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || (s.code == 409 && uid.is_some()) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Why a controller stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -186,15 +186,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         mine.sort_by_key(deletion_rank);
         let surplus: Vec<Pod> = mine.drain(..mine.len() - want).collect();
         for p in &surplus {
-            let dp = DeleteParams {
-                preconditions: Some(kube::api::Preconditions { uid: p.metadata.uid.clone(), resource_version: None }),
-                ..Default::default()
-            };
-            match pods_api.delete(&p.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
+            crate::delete_if_present(&pods_api, &p.name_any(), p.metadata.uid.as_deref()).await?;
         }
         info!(namespace = ns, replicaset = name, deleted = surplus.len(), want, "scaled down");
     }

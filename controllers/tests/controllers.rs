@@ -33,17 +33,7 @@ async fn cluster() -> Cluster {
     .unwrap();
     let addr = server.local_addr();
     let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
-    for _ in 0..200 {
-        if tokio::task::spawn_blocking(move || skiff_testkit::http_get(addr, "/readyz"))
-            .await
-            .unwrap()
-            .is_ok_and(|b| b.contains(" 200 "))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.spawn(stop.clone()).await.expect("apiserver becomes ready");
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
     tokio::spawn(skiff_controllers::gc::GarbageCollector::new(client.clone()).run(stop.clone()));
     Cluster { _etcd: etcd, client, addr, stop }

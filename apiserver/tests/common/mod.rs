@@ -31,32 +31,9 @@ impl Server {
         let server = ApiServer::bind(cfg).await.expect("apiserver binds");
         let addr = server.local_addr();
         let shutdown = CancellationToken::new();
-        let s = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            server.run(s).await.expect("apiserver runs");
-        });
-        let this = Self { addr, shutdown, handle: Some(handle) };
-        this.wait_ready().await;
-        this
-    }
-
-    async fn wait_ready(&self) {
-        let url = format!("http://{}/readyz", self.addr);
-        for _ in 0..200 {
-            if let Ok(body) = tokio::task::spawn_blocking({
-                let addr = self.addr;
-                move || skiff_testkit::http_get(addr, "/readyz")
-            })
-            .await
-            .unwrap()
-            {
-                if body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200") {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("apiserver at {url} never became ready");
+        let handle = server.spawn(shutdown.clone()).await.expect("apiserver becomes ready");
+        let handle = tokio::spawn(async move { handle.await.unwrap().expect("apiserver runs") });
+        Self { addr, shutdown, handle: Some(handle) }
     }
 
     pub fn client(&self) -> kube::Client {

@@ -106,18 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let server = skiff_apiserver::ApiServer::bind(cfg).await?;
     let addr = server.local_addr();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let s = shutdown.clone();
-    tokio::spawn(async move { server.run(s).await });
-    for _ in 0..200 {
-        if tokio::task::spawn_blocking(move || skiff_testkit::http_get(addr, "/readyz"))
-            .await?
-            .map(|b| b.contains(" 200 "))
-            .unwrap_or(false)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.spawn(shutdown.clone()).await?;
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse()?))?;
     let etcd_client = etcd_client::Client::connect(&endpoints, None).await?;
 
