@@ -96,21 +96,14 @@ async fn finalize(reg: &Registry, ns: &Value) -> Result<(), ApiError> {
         Err(e) => return Err(e),
     };
     if obj::finalizers(&current).is_empty() {
-        reg.store
-            .delete(
-                &t.key(&name),
-                &skiff_store::Preconditions {
-                    uid: obj::meta_str(&current, "uid").map(String::from),
-                    resource_version: None,
-                },
-            )
-            .await
-            .or_else(|e| match e {
-                skiff_store::Error::NotFound { .. } => {
-                    Ok(skiff_store::Object { key: String::new(), value: vec![], mod_revision: 0, create_revision: 0 })
-                }
-                e => Err(e),
-            })?;
+        let pre = skiff_store::Preconditions {
+            uid: obj::meta_str(&current, "uid").map(String::from),
+            resource_version: None,
+        };
+        match reg.store.delete(&t.key(&name), &pre).await {
+            Ok(_) | Err(skiff_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         info!(namespace = name, "namespace removed");
     }
     Ok(())

@@ -279,7 +279,7 @@ impl WatchCache {
 
     async fn apply(&self, ev: WatchEvent) {
         let mut inner = self.inner.write().await;
-        let (key, event) = match ev {
+        let event = match ev {
             WatchEvent::Progress { revision } => {
                 inner.revision = inner.revision.max(revision);
                 let _ = inner.tx.send(Broadcast::Progress(revision));
@@ -297,16 +297,15 @@ impl WatchCache {
                 };
                 let prev = inner.objects.insert(object.key.clone(), value.clone());
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                (object.key, CacheEvent::new(kind, object.mod_revision, value, prev))
+                CacheEvent::new(kind, object.mod_revision, value, prev)
             }
             WatchEvent::Delete { key, revision, .. } => {
                 let Some(prev) = inner.objects.remove(&key) else { return };
                 let mut last = (*prev).clone();
                 crate::object::set_resource_version(&mut last, revision);
-                (key, CacheEvent::new(EventType::Deleted, revision, Arc::new(last), Some(prev)))
+                CacheEvent::new(EventType::Deleted, revision, Arc::new(last), Some(prev))
             }
         };
-        let _ = key;
         let revision = event.revision;
         let event = Arc::new(event);
         inner.revision = revision;
