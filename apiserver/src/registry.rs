@@ -121,6 +121,11 @@ pub struct Registry {
     pub store: Store,
     pub allocator: crate::allocator::Allocator,
     caches: Arc<HashMap<&'static str, Arc<WatchCache>>>,
+    /// Revision of the last namespace deletion mark this apiserver wrote. Namespace
+    /// admission waits for the namespace cache to reach it, so a client that deleted a
+    /// namespace through this apiserver never sees a create in it succeed afterwards
+    /// (read-your-writes; a deletion through another apiserver is caught by the finalizer).
+    namespace_marked: Arc<std::sync::atomic::AtomicI64>,
 }
 
 fn cache_key(r: &ResourceInfo) -> &'static str {
@@ -132,7 +137,7 @@ impl Registry {
     pub fn new(store: Store, ranges: crate::allocator::ServiceRanges) -> Self {
         let caches = resources::all().iter().map(|r| (cache_key(r), WatchCache::new(r))).collect();
         let allocator = crate::allocator::Allocator::new(store.clone(), ranges);
-        Self { store, allocator, caches: Arc::new(caches) }
+        Self { store, allocator, caches: Arc::new(caches), namespace_marked: Default::default() }
     }
 
     pub fn caches(&self) -> impl Iterator<Item = &Arc<WatchCache>> {
@@ -461,6 +466,9 @@ impl Registry {
                     }
                     match self.store.update(&key, encode_for_store(&v), cur.mod_revision).await {
                         Ok(o) => {
+                            if r.kind == "Namespace" {
+                                self.namespace_marked.fetch_max(o.mod_revision, std::sync::atomic::Ordering::Relaxed);
+                            }
                             obj::set_resource_version(&mut v, o.mod_revision);
                             return Ok(Deleted::Marked(v));
                         }
@@ -516,6 +524,11 @@ impl Registry {
     async fn admit_namespace(&self, r: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
         let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
         let key = skiff_api::keys::object_key("", "namespaces", None, ns);
+        let marked = self.namespace_marked.load(std::sync::atomic::Ordering::Relaxed);
+        if marked > 0 {
+            // Bounded: if the cache lags more than this, the finalizer still cleans up.
+            self.cache(ns_info).wait_for(marked, Duration::from_secs(2)).await;
+        }
         // The namespace cache answers almost always (as upstream's lister does); only a
         // namespace it has not seen yet costs an etcd read. A create racing with a namespace
         // deletion the cache has not seen yet is cleaned up by the namespace finalizer.
