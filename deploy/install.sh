@@ -9,7 +9,7 @@
 #   python3 kubernetes (PyPI) the official Python client, for the client-compatibility tests
 set -euo pipefail
 
-PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev)
+PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev containerd runc containernetworking-plugins busybox-static nftables iproute2 iptables conntrack)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -57,6 +57,7 @@ pub fn generate_name(body: &mut Value) {
 
 /// Server-set fields on create.
 pub fn prepare_for_create(r: &ResourceInfo, v: &mut Value) {
+    fold_string_data(r, v);
     let meta = obj::meta_mut(v);
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
@@ -166,6 +167,7 @@ pub fn prepare_for_update(r: &ResourceInfo, new: &mut Value, old: &Value, sub: O
             new["spec"]["finalizers"] = finalizers;
         }
         _ => {
+            fold_string_data(r, new);
             if r.kind == "Service" {
                 keep_allocations(new, old);
             }
@@ -369,10 +371,40 @@ pub fn validate_owner_references(r: &ResourceInfo, v: &Value) -> ApiResult<()> {
     }
 }
 
+/// A Secret's write-only `stringData` is merged into `data` (base64), winning over keys
+/// of the same name, and never stored, as upstream's conversion does.
+fn fold_string_data(r: &ResourceInfo, v: &mut Value) {
+    if r.kind != "Secret" {
+        return;
+    }
+    let Some(sd) = v.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
+    let Value::Object(sd) = sd else { return };
+    if !v.get("data").is_some_and(Value::is_object) {
+        v["data"] = json!({});
+    }
+    for (k, val) in sd {
+        let s = val.as_str().unwrap_or_default();
+        v["data"][k] = json!(crate::protobuf::base64(s.as_bytes()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::find;
+
+    #[test]
+    fn secret_string_data_is_folded_into_data() {
+        let secrets = find("", "v1", "secrets").unwrap();
+        let mut v =
+            json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "b": "eA=="}, "stringData": {"b": "hunter2"}});
+        prepare_for_create(secrets, &mut v);
+        assert_eq!(v["data"], json!({"a": "eA==", "b": "aHVudGVyMg=="}));
+        assert!(v.get("stringData").is_none(), "stringData is write-only");
+        let mut upd = json!({"metadata": {"name": "s"}, "stringData": {"c": "y"}});
+        prepare_for_update(secrets, &mut upd, &v, None);
+        assert_eq!(upd["data"]["c"], "eQ==");
+    }
 
     #[test]
     fn status_updates_touch_only_status() {

@@ -7,8 +7,13 @@
 //! - [`EtcdCluster::start`]: one etcd member; [`EtcdCluster::start_members`]: a 3-member
 //!   cluster whose members can be killed and restarted mid-test.
 //!
+//! - [`containerd::Containerd::start`]: a private containerd (own root, state, socket and
+//!   CNI dir) with the locally built pause and busybox images imported.
+//!
 //! If a required binary is missing the fixture panics with a message naming the package
 //! and `deploy/install.sh`; it never skips silently.
+
+pub mod containerd;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -223,4 +228,24 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+/// A CRI RuntimeService client on a containerd socket (for fixtures and raw-CRI baselines).
+pub async fn cri_client(
+    socket: &Path,
+) -> Result<
+    skiff_proto::cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    tonic::transport::Error,
+> {
+    let path = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::try_from("http://[::1]:50051")
+        .expect("static URI")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await?;
+    Ok(skiff_proto::cri::runtime_service_client::RuntimeServiceClient::new(channel))
 }
