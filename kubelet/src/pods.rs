@@ -325,11 +325,10 @@ impl Worker {
             }
         }
 
-        let mut sources = Sources::default();
+        // Every pass: configMap and secret volumes follow their objects (upstream refreshes
+        // them on its sync period too); a pod without such references costs no API call.
+        let sources = fetch_sources(&sh.client, pod).await?;
         let needs_containers = actions.start_init.is_some() || !actions.start.is_empty();
-        if actions.create_sandbox.is_some() || needs_containers {
-            sources = fetch_sources(&sh.client, pod).await?;
-        }
         let volume_paths = match volumes::setup(&sh.cfg.root_dir, pod, &sources) {
             Ok(v) => v,
             Err(e) => {

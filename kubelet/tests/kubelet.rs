@@ -281,6 +281,19 @@ async fn containers_share_localhost_volumes_config_and_init_order() {
     // `kubectl logs --tail` semantics through the apiserver and kubelet.
     let lp = kube::api::LogParams { container: Some("client".into()), tail_lines: Some(1), ..Default::default() };
     assert_eq!(n.pods().logs("duo", &lp).await.unwrap(), "from-init\n");
+    // A configMap update reaches the mounted volume (atomically, through ..data).
+    let uid = n.pods().get("duo").await.unwrap().metadata.uid.unwrap();
+    let file = n.cfg.root_dir.join(format!("pods/{uid}/volumes/configmap/cfg/file.txt"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "from-configmap");
+    cms.patch("cfg", &Default::default(), &kube::api::Patch::Merge(json!({"data": {"file.txt": "updated"}})))
+        .await
+        .unwrap();
+    eventually("the volume shows the new content", Duration::from_secs(20), || async {
+        std::fs::read_to_string(&file).is_ok_and(|c| c == "updated")
+    })
+    .await;
+    let p = n.pods().get("duo").await.unwrap();
+    assert!(ready(&p) && container(&p, "client").restart_count == 0, "containers keep running");
     let took = n.delete_and_wait("duo").await;
     assert!(took < Duration::from_secs(5), "SIGTERM-honouring containers stop at once: {took:?}");
 }
