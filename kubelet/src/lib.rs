@@ -11,7 +11,8 @@
 //!   containers, restarts with crash-loop back-off), unit-tested rule by rule.
 //! - [`status`] turns runtime state into the pod's API status; [`spec`] turns the pod spec into
 //!   CRI configs; [`volumes`] makes emptyDir/hostPath/configMap/secret/downwardAPI volumes;
-//!   [`probes`] runs liveness/readiness/startup probes; [`logs`] reads CRI log files.
+//!   [`probes`] runs liveness/readiness/startup probes; [`logs`] reads CRI log files;
+//!   [`static_pods`] mirrors manifests from `--pod-manifest-path` into the API.
 //! - [`cri`] is the only module that speaks gRPC (generated code lives in `skiff-proto`).
 //!
 //! The kubelet reaches the cluster only through the API (kube-rs), never etcd.
@@ -24,6 +25,7 @@ pub mod pods;
 pub mod probes;
 pub mod server;
 pub mod spec;
+pub mod static_pods;
 pub mod status;
 pub mod sync;
 pub mod volumes;
@@ -73,6 +75,8 @@ pub struct Config {
     pub node_labels: BTreeMap<String, String>,
     pub register_taints: Vec<serde_json::Value>,
     pub node_status_update_frequency: Duration,
+    /// Static pod manifests (`--pod-manifest-path`).
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 impl Config {
@@ -99,6 +103,7 @@ impl Config {
             node_labels: BTreeMap::new(),
             register_taints: vec![],
             node_status_update_frequency: Duration::from_secs(10),
+            pod_manifest_path: None,
         }
     }
 }
@@ -158,7 +163,8 @@ impl Kubelet {
         };
         let node_uid = node.metadata.uid.clone().unwrap_or_default();
         let tracker = tokio_util::task::TaskTracker::new();
-        tracker.spawn(node::lease_loop(client.clone(), cfg.clone(), node_uid, shutdown.clone()));
+        tracker.spawn(node::lease_loop(client.clone(), cfg.clone(), node_uid.clone(), shutdown.clone()));
+        tracker.spawn(static_pods::run(client.clone(), cfg.clone(), node_uid, shutdown.clone()));
         tracker.spawn(node::status_loop(client.clone(), cfg.clone(), cri.clone(), shutdown.clone()));
         tracker.spawn(cni::config_loop(client.clone(), cfg.clone(), shutdown.clone()));
         let shared = pods::Shared::new(cfg.clone(), cri, client);

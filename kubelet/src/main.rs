@@ -54,6 +54,9 @@ struct Args {
     /// Report this much memory in bytes instead of the host's.
     #[arg(long)]
     memory_bytes: Option<u64>,
+    /// A directory of static pod manifests (each mirrored into the API as `<name>-<node>`).
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
     /// Labels to add to the Node (key=value, comma-separated).
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
@@ -96,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.max_pods = args.max_pods;
     cfg.cpus = args.cpus;
     cfg.memory = args.memory_bytes;
+    cfg.pod_manifest_path = args.pod_manifest_path;
     for l in args.node_labels {
         let (k, v) = l.split_once('=').ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not key=value"))?;
         cfg.node_labels.insert(k.into(), v.into());

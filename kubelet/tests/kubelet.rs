@@ -505,3 +505,47 @@ async fn kubectl_logs_exec_and_port_forward_reach_real_containers() {
     let page = page.expect("port-forwarded request");
     assert!(page.contains(" 200 ") && page.to_lowercase().contains("hello"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_pods_run_and_survive_a_containerd_restart() {
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("static.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sh, -c, \"{TERM_OK}\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut n = node().await;
+    n.stop_kubelet().await;
+    n.cfg.pod_manifest_path = Some(manifests.path().to_path_buf());
+    n.start_kubelet().await;
+    let p = n.wait_pod("static-n1", "the mirror pod Running", Duration::from_secs(60), |p| phase(p) == "Running").await;
+    assert_eq!(p.metadata.annotations.as_ref().unwrap()["kubernetes.io/config.source"], "file");
+    let id = container(&p, "c").container_id.clone();
+
+    // containerd restarts: the container keeps running in its shim and is found again.
+    let mut containerd_restarted = false;
+    tokio::task::block_in_place(|| {
+        n.containerd.restart();
+        containerd_restarted = true;
+    });
+    assert!(containerd_restarted);
+    n.create(json!({"metadata": {"name": "after"}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+        "name": "c", "image": "busybox", "imagePullPolicy": "Never", "command": ["sh", "-c", TERM_OK]}]}}))
+        .await;
+    n.wait_pod("after", "a new pod Running after the containerd restart", Duration::from_secs(60), |p| {
+        phase(p) == "Running"
+    })
+    .await;
+    let p = n.pods().get("static-n1").await.unwrap();
+    assert_eq!(container(&p, "c").container_id, id);
+    assert_eq!(container(&p, "c").restart_count, 0);
+
+    // Removing the manifest removes the pod.
+    std::fs::remove_file(manifests.path().join("static.yaml")).unwrap();
+    eventually("the mirror pod is gone", Duration::from_secs(30), || async {
+        n.pods().get_opt("static-n1").await.unwrap().is_none()
+    })
+    .await;
+}
