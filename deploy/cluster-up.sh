@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The README's cluster command: stands up Skiff's control plane on this machine.
+# The README's cluster command: stands up a one-node Skiff cluster on this machine.
 #
-#   deploy/cluster-up.sh          install deps, build (release), start etcd + skiff-apiserver
-#   deploy/cluster-up.sh down     stop what this script started (by PID)
+#   deploy/cluster-up.sh          install deps, build (release), start etcd, skiff-apiserver,
+#                                 skiff-controller-manager, skiff-scheduler, a private
+#                                 containerd and skiff-kubelet (node "skiff-node-1")
+#   deploy/cluster-up.sh down     stop what this script started (by PID); pods' sandboxes and
+#                                 networks are removed, their API objects stay in etcd
 #
-# State lives in $SKIFF_HOME (default /var/lib/skiff-lab): etcd data, logs, PID files and a
-# kubeconfig. The apiserver listens on 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP
-# until the security issue lands. The controller-manager and the scheduler run beside it;
-# kubelets, proxy and DNS join this script as they land.
+# State lives in $SKIFF_HOME (default /var/lib/skiff-lab): etcd data, containerd's root,
+# the kubelet's pod dirs, logs, PID files and a kubeconfig. The apiserver listens on
+# 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP until the security issue lands. Pods get
+# addresses from the node's podCIDR (10.244.0.0/24) on the bridge `skiff0`. The multi-node
+# lab (one network namespace per node), proxy and DNS arrive with their issues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -16,7 +20,33 @@ PORT=${SKIFF_PORT:-8080}
 ETCD_CLIENT=${SKIFF_ETCD_PORT:-23790}
 ETCD_PEER=$((ETCD_CLIENT + 1))
 
+CTRD_SOCK="$SKIFF_HOME/containerd/containerd.sock"
+NODE=${SKIFF_NODE:-skiff-node-1}
+
+stop_pid() {
+    local svc=$1 pidfile="$SKIFF_HOME/$1.pid"
+    if [[ -f $pidfile ]]; then
+        pid=$(cat "$pidfile")
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "stopping $svc (pid $pid)"
+            kill "$pid"
+            for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+        rm -f "$pidfile"
+    fi
+}
+
 stop() {
+    stop_pid kubelet
+    # The pods' sandboxes (and their CNI networks) go before containerd does.
+    if [[ -S $CTRD_SOCK && -x $ROOT/target/release/skiff-kubelet ]] && [[ -f $SKIFF_HOME/containerd.pid ]]; then
+        "$ROOT/target/release/skiff-kubelet" --cleanup --container-runtime-endpoint "$CTRD_SOCK" || true
+    fi
+    stop_pid containerd
+    if [[ -d $SKIFF_HOME/containerd ]]; then
+        grep -o " $SKIFF_HOME/containerd/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    fi
+    ip link del skiff0 2>/dev/null || true
     for svc in scheduler controller-manager apiserver etcd; do
         pidfile="$SKIFF_HOME/$svc.pid"
         if [[ -f $pidfile ]]; then
@@ -37,9 +67,11 @@ if [[ ${1:-up} == down ]]; then
 fi
 
 ./deploy/install.sh
-cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler
+cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet
 mkdir -p "$SKIFF_HOME"
 stop
+# Locally built images (pause, busybox): no registry is reachable here.
+python3 "$ROOT/deploy/images/build-images.py" "$SKIFF_HOME/images"
 
 echo "starting etcd on 127.0.0.1:$ETCD_CLIENT"
 etcd --name skiff --data-dir "$SKIFF_HOME/etcd" \
@@ -73,6 +105,30 @@ echo "starting skiff-scheduler"
     >"$SKIFF_HOME/scheduler.log" 2>&1 &
 echo $! >"$SKIFF_HOME/scheduler.pid"
 
+echo "starting containerd (private instance, socket $CTRD_SOCK)"
+mkdir -p "$SKIFF_HOME/containerd/root" "$SKIFF_HOME/containerd/state" "$SKIFF_HOME/containerd/cni"
+sed -e "s|@ROOT@|$SKIFF_HOME/containerd/root|" -e "s|@STATE@|$SKIFF_HOME/containerd/state|" \
+    -e "s|@SOCKET@|$CTRD_SOCK|" -e "s|@CNI_CONF_DIR@|$SKIFF_HOME/containerd/cni|" \
+    -e "s|@SANDBOX_IMAGE@|registry.k8s.io/pause:3.10|" \
+    "$ROOT/deploy/containerd-config.toml.in" >"$SKIFF_HOME/containerd/config.toml"
+containerd --config "$SKIFF_HOME/containerd/config.toml" >"$SKIFF_HOME/containerd.log" 2>&1 &
+echo $! >"$SKIFF_HOME/containerd.pid"
+for _ in $(seq 100); do
+    ctr -a "$CTRD_SOCK" version >/dev/null 2>&1 && break
+    sleep 0.1
+done
+for image in pause busybox; do
+    ctr -a "$CTRD_SOCK" -n k8s.io images import "$SKIFF_HOME/images/$image.oci.tar" >/dev/null
+done
+
+echo "starting skiff-kubelet (node $NODE)"
+"$ROOT/target/release/skiff-kubelet" --master "http://127.0.0.1:$PORT" --hostname-override "$NODE" \
+    --node-ip 127.0.0.1 --address 127.0.0.1 --port 10250 \
+    --container-runtime-endpoint "$CTRD_SOCK" --root-dir "$SKIFF_HOME/kubelet" \
+    --cni-conf-dir "$SKIFF_HOME/containerd/cni" --cni-bridge skiff0 \
+    >"$SKIFF_HOME/kubelet.log" 2>&1 &
+echo $! >"$SKIFF_HOME/kubelet.pid"
+
 cat >"$SKIFF_HOME/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -90,8 +146,19 @@ users:
   user: {}
 current-context: skiff
 KC
+
+echo "waiting for node $NODE to be Ready"
+for _ in $(seq 300); do
+    KUBECONFIG="$SKIFF_HOME/kubeconfig" kubectl get node "$NODE" \
+        -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True && break
+    sleep 0.2
+done
+KUBECONFIG="$SKIFF_HOME/kubeconfig" kubectl get node "$NODE" \
+    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True \
+    || { echo "node $NODE did not become Ready; see $SKIFF_HOME/kubelet.log" >&2; exit 1; }
 echo
-echo "Skiff control plane is up. Try:"
+echo "Skiff is up (one node). Try:"
 echo "  export KUBECONFIG=$SKIFF_HOME/kubeconfig"
-echo "  kubectl get namespaces"
+echo "  kubectl get nodes"
+echo "  kubectl create deployment web --image=busybox:1.36 -- httpd -f -p 80 -h /var/www"
 echo "Stop it with: deploy/cluster-up.sh down"

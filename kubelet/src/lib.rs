@@ -108,6 +108,22 @@ impl Config {
     }
 }
 
+/// Stops and removes every sandbox the kubelet made (labelled with a pod UID), so CNI
+/// releases the pods' addresses and links. Returns how many.
+pub async fn remove_all_pods(runtime_endpoint: &std::path::Path) -> anyhow::Result<usize> {
+    let cri = cri::Cri::connect(runtime_endpoint)?;
+    let mut n = 0;
+    for s in cri.list_pod_sandboxes(Default::default()).await? {
+        if !s.labels.contains_key(cri::LABEL_POD_UID) {
+            continue;
+        }
+        cri.stop_pod_sandbox(&s.id).await?;
+        cri.remove_pod_sandbox(&s.id).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 pub struct Kubelet {
     cfg: Config,
     client: kube::Client,

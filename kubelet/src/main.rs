@@ -57,6 +57,10 @@ struct Args {
     /// A directory of static pod manifests (each mirrored into the API as `<name>-<node>`).
     #[arg(long)]
     pod_manifest_path: Option<PathBuf>,
+    /// Stop and remove every pod sandbox this kubelet's runtime holds (containers, pod
+    /// networks), then exit. `deploy/cluster-up.sh down` uses it before stopping containerd.
+    #[arg(long)]
+    cleanup: bool,
     /// Labels to add to the Node (key=value, comma-separated).
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
@@ -68,6 +72,12 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
+    if args.cleanup {
+        let endpoint = PathBuf::from(args.container_runtime_endpoint.trim_start_matches("unix://"));
+        let n = skiff_kubelet::remove_all_pods(&endpoint).await?;
+        println!("removed {n} pod sandboxes");
+        return Ok(());
+    }
     let mut config = match &args.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)?;

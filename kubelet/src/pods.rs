@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Event, Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -141,21 +141,22 @@ impl Shared {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let now = Time(Timestamp::now());
         let ev: Event = match serde_json::from_value(json!({
-            "metadata": {"generateName": format!("{name}."), "namespace": ns},
+            // Upstream's naming: the object's name and a unique hex suffix.
+            "metadata": {"name": format!("{name}.{:x}", now_nanos()), "namespace": ns},
             "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name,
                                "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
             "type": type_, "reason": reason, "message": message,
             "source": {"component": "kubelet", "host": self.cfg.node_name},
-            "reportingComponent": "kubelet", "reportingInstance": self.cfg.node_name,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "eventTime": MicroTime(Timestamp::now()),
         })) {
             Ok(e) => e,
             Err(_) => return,
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         tokio::spawn(async move {
-            let _ = api.create(&PostParams::default(), &ev).await;
+            if let Err(e) = api.create(&PostParams::default(), &ev).await {
+                debug!(error = %e, "cannot record an event");
+            }
         });
     }
 }

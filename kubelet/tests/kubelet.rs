@@ -211,6 +211,15 @@ async fn pod_runs_with_an_ip_reachable_from_the_host() {
     assert!(ip.starts_with(&n.cfg.pod_cidr.as_ref().unwrap()[..n.cfg.pod_cidr.as_ref().unwrap().len() - 4]), "{ip}");
     let c = container(&p, "httpd");
     assert!(c.ready && c.restart_count == 0 && c.container_id.as_ref().unwrap().starts_with("containerd://"));
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(n.client.clone(), "default");
+    eventually("the kubelet recorded a Started event", Duration::from_secs(10), || async {
+        events.list(&Default::default()).await.unwrap().items.iter().any(|e| {
+            e.reason.as_deref() == Some("Started")
+                && e.involved_object.name.as_deref() == Some("web")
+                && e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("kubelet")
+        })
+    })
+    .await;
     let page = http_get(&ip, 80, "/").await.expect("the pod's httpd answers");
     assert!(page.starts_with("HTTP/1.") && page.contains(" 200 "), "{page}");
     let took = n.delete_and_wait("web").await;
