@@ -3,15 +3,17 @@
 #
 #   deploy/cluster-up.sh          install deps, build (release), start etcd, skiff-apiserver,
 #                                 skiff-controller-manager, skiff-scheduler, a private
-#                                 containerd and skiff-kubelet (node "skiff-node-1")
+#                                 containerd, skiff-kubelet (node "skiff-node-1") and
+#                                 skiff-proxy (Services routed with nftables)
 #   deploy/cluster-up.sh down     stop what this script started (by PID); pods' sandboxes and
 #                                 networks are removed, their API objects stay in etcd
 #
 # State lives in $SKIFF_HOME (default /var/lib/skiff-lab): etcd data, containerd's root,
 # the kubelet's pod dirs, logs, PID files and a kubeconfig. The apiserver listens on
 # 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP until the security issue lands. Pods get
-# addresses from the node's podCIDR (10.244.0.0/24) on the bridge `skiff0`. The multi-node
-# lab (one network namespace per node), proxy and DNS arrive with their issues.
+# addresses from the node's podCIDR (10.244.0.0/24) on the bridge `skiff0`; Services are
+# routed by skiff-proxy in its own nftables table. The multi-node lab (one network namespace
+# per node) and DNS arrive with their issues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -37,6 +39,10 @@ stop_pid() {
 }
 
 stop() {
+    stop_pid proxy
+    if [[ -x $ROOT/target/release/skiff-proxy ]]; then
+        "$ROOT/target/release/skiff-proxy" --cleanup >/dev/null 2>&1 || true
+    fi
     stop_pid kubelet
     # The pods' sandboxes (and their CNI networks) go before containerd does.
     if [[ -S $CTRD_SOCK && -x $ROOT/target/release/skiff-kubelet ]] && [[ -f $SKIFF_HOME/containerd.pid ]]; then
@@ -67,7 +73,7 @@ if [[ ${1:-up} == down ]]; then
 fi
 
 ./deploy/install.sh
-cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet
+cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet -p skiff-proxy
 mkdir -p "$SKIFF_HOME"
 stop
 # Locally built images (pause, busybox): no registry is reachable here.
@@ -129,6 +135,12 @@ echo "starting skiff-kubelet (node $NODE)"
     >"$SKIFF_HOME/kubelet.log" 2>&1 &
 echo $! >"$SKIFF_HOME/kubelet.pid"
 
+echo "starting skiff-proxy (nftables table ip skiff-proxy)"
+"$ROOT/target/release/skiff-proxy" --master "http://127.0.0.1:$PORT" --hostname-override "$NODE" \
+    --cluster-cidr 10.244.0.0/16 --metrics-bind-address 127.0.0.1:10256 \
+    >"$SKIFF_HOME/proxy.log" 2>&1 &
+echo $! >"$SKIFF_HOME/proxy.pid"
+
 cat >"$SKIFF_HOME/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -161,4 +173,5 @@ echo "Skiff is up (one node). Try:"
 echo "  export KUBECONFIG=$SKIFF_HOME/kubeconfig"
 echo "  kubectl get nodes"
 echo "  kubectl create deployment web --image=busybox:1.36 -- httpd -f -p 80 -h /var/www"
+echo "  kubectl expose deployment web --port 80 && curl http://\$(kubectl get svc web -o jsonpath={.spec.clusterIP})/"
 echo "Stop it with: deploy/cluster-up.sh down"
