@@ -18,6 +18,7 @@
 pub mod nft;
 pub mod render;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,33 +97,33 @@ impl Proxy {
     /// keeps flowing across a restart; the next start reconciles them.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let dirty = Arc::new(Notify::new());
+        let changes = Arc::new(Mutex::new(Changes::default()));
         let (svc_store, svc_writer) = reflector::store::<Service>();
         let (eps_store, eps_writer) = reflector::store::<EndpointSlice>();
-        let feed = |stream: futures::stream::BoxStream<'static, ()>, stop: CancellationToken| {
-            tokio::spawn(async move {
-                let mut stream = stream;
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        item = stream.next() => if item.is_none() { return },
-                    }
-                }
-            })
-        };
-        let d = dirty.clone();
+        let (d, c) = (dirty.clone(), changes.clone());
         let svcs = watcher(Api::<Service>::all(self.client.clone()), watcher::Config::default())
             .default_backoff()
             .reflect(svc_writer)
-            .map(move |_| d.notify_one())
+            .map(move |ev| {
+                c.lock()
+                    .expect("changes lock")
+                    .note(ev.ok(), |s: &Service| Some((s.metadata.namespace.clone()?, s.metadata.name.clone()?)));
+                d.notify_one();
+            })
             .boxed();
-        let d = dirty.clone();
+        let (d, c) = (dirty.clone(), changes.clone());
         let slices = watcher(Api::<EndpointSlice>::all(self.client.clone()), watcher::Config::default())
             .default_backoff()
             .reflect(eps_writer)
-            .map(move |_| d.notify_one())
+            .map(move |ev| {
+                c.lock().expect("changes lock").note(ev.ok(), |s: &EndpointSlice| {
+                    Some((s.metadata.namespace.clone()?, s.metadata.labels.as_ref()?.get(SERVICE_NAME)?.clone()))
+                });
+                d.notify_one();
+            })
             .boxed();
-        let t1 = feed(svcs, shutdown.clone());
-        let t2 = feed(slices, shutdown.clone());
+        let t1 = tokio::spawn(drain(svcs, shutdown.clone()));
+        let t2 = tokio::spawn(drain(slices, shutdown.clone()));
         if let Some(addr) = self.cfg.metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tokio::spawn(serve_metrics(listener, self.metrics.clone(), shutdown.clone()));
@@ -133,19 +134,41 @@ impl Proxy {
         }
         info!("service and endpoint caches synced; programming nftables");
 
-        let mut applied: Option<Ruleset> = None;
-        let mut last_snapshot = Snapshot::default();
+        let mut syncer = Syncer::new(self.cfg.nft.clone(), self.cfg.render.clone());
+        let mut last_full = Instant::now();
         loop {
-            let services: Vec<Service> = svc_store.state().iter().map(|s| (**s).clone()).collect();
-            let slices: Vec<EndpointSlice> = eps_store.state().iter().map(|s| (**s).clone()).collect();
-            let snap = render::snapshot(&services, &slices);
-            let rules = render::render(&snap, &self.cfg.render);
+            let pending = std::mem::take(&mut *changes.lock().expect("changes lock"));
+            let full = !syncer.is_applied() || pending.full || last_full.elapsed() >= self.cfg.sync_period;
             let start = Instant::now();
-            let script = match &applied {
-                Some(old) => nft::diff_script(&self.cfg.nft.table, old, &rules),
-                None => nft::full_script(&self.cfg.nft.table, &rules),
+            let result = if full {
+                let services: Vec<Service> = svc_store.state().iter().map(|s| (**s).clone()).collect();
+                let slices: Vec<EndpointSlice> = eps_store.state().iter().map(|s| (**s).clone()).collect();
+                last_full = Instant::now();
+                syncer.full(&render::snapshot(&services, &slices)).await
+            } else if pending.services.is_empty() {
+                Ok(SyncOutcome::default())
+            } else {
+                // Only the Services that changed are rendered and diffed.
+                let all_slices = eps_store.state();
+                let mut changed = vec![];
+                for (ns, name) in pending.services {
+                    let svc = svc_store.get(&reflector::ObjectRef::new(&name).within(&ns));
+                    let slices: Vec<EndpointSlice> = all_slices
+                        .iter()
+                        .filter(|s| {
+                            s.metadata.namespace.as_deref() == Some(ns.as_str())
+                                && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)) == Some(&name)
+                        })
+                        .map(|s| (**s).clone())
+                        .collect();
+                    let ports = match svc {
+                        Some(svc) => render::snapshot(&[(*svc).clone()], &slices).ports,
+                        None => vec![],
+                    };
+                    changed.push(((ns, name), ports));
+                }
+                syncer.update(changed).await
             };
-            let result = if script.is_empty() { Ok(()) } else { self.cfg.nft.apply(&script).await };
             let took = start.elapsed();
             {
                 let mut m = self.metrics.lock().expect("metrics lock");
@@ -153,34 +176,29 @@ impl Proxy {
                 m.last_sync_seconds = took.as_secs_f64();
                 m.sync_seconds_sum += took.as_secs_f64();
                 match &result {
-                    Ok(()) => {
-                        m.rules = rules.rule_count();
+                    Ok(_) => {
+                        m.rules = syncer.rule_count();
                         m.last_success = Some(Instant::now());
                     }
                     Err(_) => m.sync_errors += 1,
                 }
             }
             match result {
-                Ok(()) => {
-                    debug!(took = ?took, lines = script.lines().count(), "synced");
-                    self.flush_udp_conntrack(&last_snapshot, &snap).await;
-                    applied = Some(rules);
-                    last_snapshot = snap;
+                Ok(outcome) => {
+                    debug!(took = ?took, full, lines = outcome.script_lines, "synced");
+                    self.flush_udp_conntrack(&outcome.removed_udp).await;
                 }
                 Err(e) => {
                     // Next time: a full replacement, whatever state the table is in.
                     warn!(error = %e, "nftables sync failed; retrying with a full sync");
-                    applied = None;
+                    syncer.forget();
                 }
             }
-            let wait = if applied.is_some() { self.cfg.sync_period } else { Duration::from_secs(1) };
+            let wait = if syncer.is_applied() { self.cfg.sync_period } else { Duration::from_secs(1) };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = dirty.notified() => {}
-                _ = tokio::time::sleep(wait) => {
-                    // Periodic full resync repairs rules changed behind our back.
-                    applied = None;
-                }
+                _ = tokio::time::sleep(wait) => {}
             }
             tokio::time::sleep(self.cfg.min_sync_period).await;
         }
@@ -191,26 +209,163 @@ impl Proxy {
 
     /// UDP has no connection to end: conntrack entries keep sending a client to a removed
     /// endpoint. Delete the entries DNATed to endpoints that left a UDP service port.
-    async fn flush_udp_conntrack(&self, old: &Snapshot, new: &Snapshot) {
+    async fn flush_udp_conntrack(&self, removed: &[std::net::Ipv4Addr]) {
         if self.cfg.conntrack.is_empty() {
             return;
         }
-        for o in old.ports.iter().filter(|p| p.protocol == "udp") {
-            let now = new.ports.iter().find(|p| p.id() == o.id());
-            for e in &o.endpoints {
-                let still =
-                    now.is_some_and(|n| render::usable(&n.endpoints).iter().any(|x| x.ip == e.ip && x.port == e.port));
-                if still {
-                    continue;
-                }
-                let mut cmd = tokio::process::Command::new(&self.cfg.conntrack[0]);
-                cmd.args(&self.cfg.conntrack[1..]).args(["-D", "-p", "udp", "--dst-nat", &e.ip.to_string()]);
-                if let Ok(out) = cmd.output().await {
-                    debug!(endpoint = %e.ip, status = ?out.status, "flushed UDP conntrack entries");
-                }
+        for ip in removed {
+            let mut cmd = tokio::process::Command::new(&self.cfg.conntrack[0]);
+            cmd.args(&self.cfg.conntrack[1..]).args(["-D", "-p", "udp", "--dst-nat", &ip.to_string()]);
+            if let Ok(out) = cmd.output().await {
+                debug!(endpoint = %ip, status = ?out.status, "flushed UDP conntrack entries");
             }
         }
     }
+}
+
+/// The EndpointSlice label naming its Service.
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+async fn drain(mut stream: futures::stream::BoxStream<'static, ()>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            item = stream.next() => if item.is_none() { return },
+        }
+    }
+}
+
+/// What changed since the last sync: some Services, or everything (a relist).
+#[derive(Default)]
+struct Changes {
+    full: bool,
+    services: std::collections::BTreeSet<(String, String)>,
+}
+
+impl Changes {
+    fn note<K>(&mut self, ev: Option<watcher::Event<K>>, key: impl Fn(&K) -> Option<(String, String)>) {
+        match ev {
+            Some(watcher::Event::Apply(o)) | Some(watcher::Event::Delete(o)) => {
+                if let Some(k) = key(&o) {
+                    self.services.insert(k);
+                }
+            }
+            Some(watcher::Event::InitDone) => self.full = true,
+            _ => {}
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Default)]
+pub struct SyncOutcome {
+    pub script_lines: usize,
+    /// Endpoints that left a UDP service port (their conntrack entries should go).
+    pub removed_udp: Vec<std::net::Ipv4Addr>,
+}
+
+/// The incremental half of the proxy: what is applied, Service by Service, so a change to
+/// one Service renders and diffs only that Service (the cost of a one-endpoint change does
+/// not grow with the number of Services).
+pub struct Syncer {
+    nft: Nft,
+    cfg: RenderConfig,
+    applied: Option<BTreeMap<(String, String), (Vec<render::ServicePort>, Ruleset)>>,
+}
+
+impl Syncer {
+    pub fn new(nft: Nft, cfg: RenderConfig) -> Self {
+        Self { nft, cfg, applied: None }
+    }
+
+    pub fn is_applied(&self) -> bool {
+        self.applied.is_some()
+    }
+
+    /// Forget what is applied: the next sync must be a full one.
+    pub fn forget(&mut self) {
+        self.applied = None;
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.applied.iter().flat_map(|a| a.values()).map(|(_, f)| f.rule_count()).sum()
+    }
+
+    /// Replaces the whole table with the rules for `snap` (one transaction).
+    pub async fn full(&mut self, snap: &Snapshot) -> Result<SyncOutcome, nft::ApplyError> {
+        let mut all = render::skeleton();
+        let mut cache = BTreeMap::new();
+        for (key, ports) in render::by_service(snap) {
+            let frag = render::render_service(&ports, &self.cfg);
+            render::merge(&mut all, frag.clone());
+            cache.insert(key, (ports, frag));
+        }
+        let removed_udp = match &self.applied {
+            Some(old) => old
+                .iter()
+                .flat_map(|(k, (ports, _))| removed_udp(ports, cache.get(k).map(|(p, _)| p.as_slice()).unwrap_or(&[])))
+                .collect(),
+            None => vec![],
+        };
+        let script = nft::full_script(&self.nft.table, &all);
+        self.nft.apply(&script).await?;
+        self.applied = Some(cache);
+        Ok(SyncOutcome { script_lines: script.lines().count(), removed_udp })
+    }
+
+    /// Applies the new state of the given Services (no ports: the Service is gone), in one
+    /// transaction. Needs a previous [`Syncer::full`].
+    pub async fn update(
+        &mut self,
+        changed: Vec<((String, String), Vec<render::ServicePort>)>,
+    ) -> Result<SyncOutcome, nft::ApplyError> {
+        let Some(applied) = &self.applied else {
+            return Err(nft::ApplyError::Rejected("no full sync yet".into()));
+        };
+        let mut script = String::new();
+        let mut pending = vec![];
+        let mut removed = vec![];
+        for (key, ports) in changed {
+            let old = applied.get(&key);
+            if old.map(|(p, _)| p) == Some(&ports) || (old.is_none() && ports.is_empty()) {
+                continue;
+            }
+            let new_frag = render::render_service(&ports, &self.cfg);
+            let empty = render::render_service(&[], &self.cfg);
+            let old_frag = old.map(|(_, f)| f).unwrap_or(&empty);
+            script.push_str(&nft::diff_script(&self.nft.table, old_frag, &new_frag));
+            removed.extend(removed_udp(old.map(|(p, _)| p.as_slice()).unwrap_or(&[]), &ports));
+            pending.push((key, ports, new_frag));
+        }
+        if !script.is_empty() {
+            self.nft.apply(&script).await?;
+        }
+        let applied = self.applied.as_mut().expect("checked above");
+        for (key, ports, frag) in pending {
+            if ports.is_empty() {
+                applied.remove(&key);
+            } else {
+                applied.insert(key, (ports, frag));
+            }
+        }
+        Ok(SyncOutcome { script_lines: script.lines().count(), removed_udp: removed })
+    }
+}
+
+/// Endpoints of UDP ports in `old` that `new` no longer uses.
+fn removed_udp(old: &[render::ServicePort], new: &[render::ServicePort]) -> Vec<std::net::Ipv4Addr> {
+    let mut out = vec![];
+    for o in old.iter().filter(|p| p.protocol == "udp") {
+        let now = new.iter().find(|p| p.id() == o.id());
+        for e in render::usable(&o.endpoints) {
+            let still =
+                now.is_some_and(|n| render::usable(&n.endpoints).iter().any(|x| x.ip == e.ip && x.port == e.port));
+            if !still {
+                out.push(e.ip);
+            }
+        }
+    }
+    out
 }
 
 async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Mutex<Metrics>>, shutdown: CancellationToken) {

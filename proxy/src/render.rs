@@ -251,8 +251,23 @@ fn dispatch(chains: &[String]) -> String {
     format!("numgen random mod {} vmap {{ {} }}", chains.len(), arms.join(", "))
 }
 
-/// The whole ruleset for a snapshot.
-pub fn render(snap: &Snapshot, cfg: &RenderConfig) -> Ruleset {
+/// The verdict maps every Service adds elements to.
+fn shared_maps() -> BTreeMap<String, Map> {
+    let three = "type ipv4_addr . inet_proto . inet_service : verdict;";
+    let two = "type inet_proto . inet_service : verdict;";
+    [
+        ("service-ips", three),
+        ("service-nodeports", two),
+        ("no-endpoint-services", three),
+        ("no-endpoint-nodeports", two),
+    ]
+    .into_iter()
+    .map(|(name, spec)| (name.to_string(), Map { kind: "map", spec: spec.into(), elements: BTreeMap::new() }))
+    .collect()
+}
+
+/// The fixed part: base chains, dispatch chains and the shared verdict maps (empty).
+pub fn skeleton() -> Ruleset {
     let mut chains = BTreeMap::new();
     let mut maps = BTreeMap::new();
     // Fixed skeleton.
@@ -313,21 +328,21 @@ pub fn render(snap: &Snapshot, cfg: &RenderConfig) -> Ruleset {
         "reject-chain".into(),
         Chain { base: None, rules: vec!["meta l4proto tcp reject with tcp reset".into(), "reject".into()] },
     );
-    let three = "type ipv4_addr . inet_proto . inet_service : verdict;";
-    let two = "type inet_proto . inet_service : verdict;";
-    for (name, spec) in [
-        ("service-ips", three),
-        ("service-nodeports", two),
-        ("no-endpoint-services", three),
-        ("no-endpoint-nodeports", two),
-    ] {
-        maps.insert(name.to_string(), Map { kind: "map", spec: spec.into(), elements: BTreeMap::new() });
-    }
-    fn el(maps: &mut BTreeMap<String, Map>, map: &str, k: String, v: String) {
-        maps.get_mut(map).expect("declared above").elements.insert(k, v);
-    }
+    maps.extend(shared_maps());
 
-    for sp in &snap.ports {
+    Ruleset { chains, maps }
+}
+
+/// The chains, sets and shared-map elements of one Service's ports. A fragment is a
+/// [`Ruleset`] that holds the shared maps too (only this Service's elements in them), so
+/// two fragments diff like two rulesets.
+pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
+    let mut chains = BTreeMap::new();
+    let mut maps = shared_maps();
+    fn el(maps: &mut BTreeMap<String, Map>, map: &str, k: String, v: String) {
+        maps.get_mut(map).expect("shared map").elements.insert(k, v);
+    }
+    for sp in ports {
         let proto = &sp.protocol;
         let all = usable(&sp.endpoints);
         let local: Vec<&Endpoint> =
@@ -420,6 +435,37 @@ pub fn render(snap: &Snapshot, cfg: &RenderConfig) -> Ruleset {
         }
     }
     Ruleset { chains, maps }
+}
+
+/// The whole ruleset for a snapshot: the skeleton plus every Service's fragment.
+pub fn render(snap: &Snapshot, cfg: &RenderConfig) -> Ruleset {
+    let mut all = skeleton();
+    for (_, ports) in by_service(snap) {
+        merge(&mut all, render_service(&ports, cfg));
+    }
+    all
+}
+
+/// Service ports grouped by Service (`(namespace, name)`), in order.
+pub fn by_service(snap: &Snapshot) -> BTreeMap<(String, String), Vec<ServicePort>> {
+    let mut out: BTreeMap<(String, String), Vec<ServicePort>> = BTreeMap::new();
+    for p in &snap.ports {
+        out.entry((p.namespace.clone(), p.name.clone())).or_default().push(p.clone());
+    }
+    out
+}
+
+/// Adds a fragment's chains, sets and shared-map elements to `into`.
+pub fn merge(into: &mut Ruleset, frag: Ruleset) {
+    into.chains.extend(frag.chains);
+    for (name, m) in frag.maps {
+        match into.maps.get_mut(&name) {
+            Some(existing) => existing.elements.extend(m.elements),
+            None => {
+                into.maps.insert(name, m);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

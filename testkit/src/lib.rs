@@ -9,11 +9,13 @@
 //!
 //! - [`containerd::Containerd::start`]: a private containerd (own root, state, socket and
 //!   CNI dir) with the locally built pause and busybox images imported.
+//! - [`netns::Lab`]: a node and pods made of network namespaces, for real packets.
 //!
 //! If a required binary is missing the fixture panics with a message naming the package
 //! and `deploy/install.sh`; it never skips silently.
 
 pub mod containerd;
+pub mod netns;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
