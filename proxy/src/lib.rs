@@ -264,13 +264,16 @@ pub struct SyncOutcome {
     pub removed_udp: Vec<std::net::Ipv4Addr>,
 }
 
+/// Per Service (`(namespace, name)`): its ports as last applied and their rules.
+type Applied = BTreeMap<(String, String), (Vec<render::ServicePort>, Ruleset)>;
+
 /// The incremental half of the proxy: what is applied, Service by Service, so a change to
 /// one Service renders and diffs only that Service (the cost of a one-endpoint change does
 /// not grow with the number of Services).
 pub struct Syncer {
     nft: Nft,
     cfg: RenderConfig,
-    applied: Option<BTreeMap<(String, String), (Vec<render::ServicePort>, Ruleset)>>,
+    applied: Option<Applied>,
 }
 
 impl Syncer {
