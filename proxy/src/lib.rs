@@ -153,18 +153,7 @@ impl Proxy {
                 let mut changed = vec![];
                 for (ns, name) in pending.services {
                     let svc = svc_store.get(&reflector::ObjectRef::new(&name).within(&ns));
-                    let slices: Vec<EndpointSlice> = all_slices
-                        .iter()
-                        .filter(|s| {
-                            s.metadata.namespace.as_deref() == Some(ns.as_str())
-                                && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)) == Some(&name)
-                        })
-                        .map(|s| (**s).clone())
-                        .collect();
-                    let ports = match svc {
-                        Some(svc) => render::snapshot(&[(*svc).clone()], &slices).ports,
-                        None => vec![],
-                    };
+                    let ports = render::ports_of(svc.as_deref(), &all_slices, &ns, &name);
                     changed.push(((ns, name), ports));
                 }
                 syncer.update(changed).await

@@ -172,6 +172,27 @@ pub fn snapshot(services: &[Service], slices: &[EndpointSlice]) -> Snapshot {
     Snapshot { ports }
 }
 
+/// The ports of one Service (None: deleted) from all the EndpointSlices the proxy knows;
+/// what an incremental sync renders for a Service that changed.
+pub fn ports_of(
+    svc: Option<&Service>,
+    all_slices: &[std::sync::Arc<EndpointSlice>],
+    ns: &str,
+    name: &str,
+) -> Vec<ServicePort> {
+    let Some(svc) = svc else { return vec![] };
+    let slices: Vec<EndpointSlice> = all_slices
+        .iter()
+        .filter(|s| {
+            s.metadata.namespace.as_deref() == Some(ns)
+                && s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).map(String::as_str)
+                    == Some(name)
+        })
+        .map(|s| (**s).clone())
+        .collect();
+    snapshot(std::slice::from_ref(svc), &slices).ports
+}
+
 /// Upstream's endpoint choice: the ready ones; if none, the serving-and-terminating ones.
 pub fn usable(eps: &[Endpoint]) -> Vec<&Endpoint> {
     let ready: Vec<&Endpoint> = eps.iter().filter(|e| e.ready).collect();

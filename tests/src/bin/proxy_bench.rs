@@ -1,0 +1,238 @@
+//! `proxy-bench`: the proxy benchmarks of issue 7, run (as root) with
+//! `cargo run --release -p skiff-e2e --bin proxy-bench`.
+//!
+//! A node made of network namespaces (`testkit::netns::Lab`): a server pod and a client pod
+//! behind the node's bridge; the proxy's nftables rules in the node namespace, produced by
+//! the proxy's own [`skiff_proxy::Syncer`] from synthetic Services and EndpointSlices.
+//!
+//! 1. Data path: bulk TCP throughput and sequential connection rate, client → ClusterIP vs
+//!    client → pod IP, alternating runs in one process (median of 3).
+//! 2. Control path: a full sync and a one-endpoint change at 1,000 and 10,000 Services
+//!    (render + diff + `nft -f -`, plus the EndpointSlice scan the proxy does per change).
+//! 3. First-packet latency (TCP connect + first byte) through a ClusterIP with 100 vs 10,000
+//!    Services in the table, and directly to the pod.
+//!
+//! Every loop is bounded; all traffic stays inside the namespaces it creates.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde_json::json;
+use skiff_proxy::nft::Nft;
+use skiff_proxy::render::{self, RenderConfig};
+use skiff_proxy::Syncer;
+use skiff_testkit::netns::{in_netns, Lab};
+
+const TARGET_VIP: &str = "10.96.0.1";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// N synthetic Services (1 TCP port, 2 endpoints each); Service 0 ("target") points at the
+/// real server pod.
+fn objects(n: usize, server: Ipv4Addr) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let mut svcs = vec![];
+    let mut slices = vec![];
+    for i in 0..n {
+        let vip = if i == 0 {
+            TARGET_VIP.to_string()
+        } else {
+            format!("10.{}.{}.{}", 96 + i / 62500, (i / 250) % 250, i % 250 + 1)
+        };
+        let name = format!("s{i}");
+        svcs.push(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "bench"},
+                "spec": {"clusterIP": vip, "ports": [{"name": "p", "port": 80, "protocol": "TCP"}]}}))
+            .expect("service"),
+        );
+        let eps = if i == 0 {
+            json!([{"addresses": [server.to_string()], "conditions": {"ready": true}}])
+        } else {
+            json!([{"addresses": [format!("10.250.{}.{}", i % 250, 1 + i % 200)], "conditions": {"ready": true}},
+                   {"addresses": [format!("10.251.{}.{}", i % 250, 1 + i % 200)], "conditions": {"ready": true}}])
+        };
+        let port = if i == 0 { 8080 } else { 80 };
+        slices.push(
+            serde_json::from_value(json!({"metadata": {"name": format!("{name}-1"), "namespace": "bench",
+                    "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4", "ports": [{"name": "p", "port": port, "protocol": "TCP"}], "endpoints": eps}))
+            .expect("slice"),
+        );
+    }
+    (svcs, slices)
+}
+
+/// Servers in the server pod: 8080 answers one byte and closes; 9000 sinks a stream and
+/// answers "ok" at EOF.
+fn start_servers(ns: &str) {
+    let a = ns.to_string();
+    std::thread::spawn(move || {
+        in_netns(&a, || {
+            let l = TcpListener::bind("0.0.0.0:8080").expect("bind 8080");
+            for mut s in l.incoming().flatten() {
+                let _ = s.write_all(b"x");
+            }
+        })
+    });
+    let b = ns.to_string();
+    std::thread::spawn(move || {
+        in_netns(&b, || {
+            let l = TcpListener::bind("0.0.0.0:9000").expect("bind 9000");
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut buf = vec![0u8; 256 * 1024];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    let _ = s.write_all(b"ok");
+                });
+            }
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Bulk transfer of `bytes` to `to` from the client pod; MB/s.
+fn throughput(client: &str, to: SocketAddr, bytes: usize) -> f64 {
+    in_netns(client, move || {
+        let mut s = TcpStream::connect(to).expect("connect");
+        let chunk = vec![7u8; 256 * 1024];
+        let t = Instant::now();
+        let mut sent = 0;
+        while sent < bytes {
+            s.write_all(&chunk).expect("write");
+            sent += chunk.len();
+        }
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut ok = [0u8; 2];
+        s.read_exact(&mut ok).expect("server answer");
+        sent as f64 / t.elapsed().as_secs_f64() / 1e6
+    })
+}
+
+/// `n` sequential connect + first byte + close from the client pod; (conns/s, each in µs).
+fn connections(client: &str, to: SocketAddr, n: usize) -> (f64, Vec<f64>) {
+    in_netns(client, move || {
+        let mut each = Vec::with_capacity(n);
+        let t = Instant::now();
+        for _ in 0..n {
+            let c = Instant::now();
+            let mut s = TcpStream::connect(to).expect("connect");
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).expect("first byte");
+            each.push(c.elapsed().as_secs_f64() * 1e6);
+        }
+        (n as f64 / t.elapsed().as_secs_f64(), each)
+    })
+}
+
+async fn sync_times(lab: &Lab, n: usize, server: Ipv4Addr) -> (f64, f64, Syncer) {
+    let (svcs, slices) = objects(n, server);
+    let nft = Nft { command: lab.nft_command(), table: "skiff-proxy".into() };
+    let mut syncer = Syncer::new(nft, RenderConfig { node_name: "bench".into(), ..Default::default() });
+    let snap = render::snapshot(&svcs, &slices);
+    let t = Instant::now();
+    syncer.full(&snap).await.expect("full sync");
+    let full_ms = t.elapsed().as_secs_f64() * 1e3;
+    // One endpoint of one Service changes, 20 times: the proxy's incremental path (scan the
+    // slices for that Service, render it, diff it, apply).
+    let mut all: Vec<Arc<EndpointSlice>> = slices.into_iter().map(Arc::new).collect();
+    let k = n / 2;
+    let mut times = vec![];
+    for round in 0..20 {
+        let mut s = (*all[k]).clone();
+        s.endpoints[1].addresses = vec![format!("10.252.{}.{}", round, 1 + k % 200)];
+        all[k] = Arc::new(s);
+        let t = Instant::now();
+        let ports = render::ports_of(Some(&svcs[k]), &all, "bench", &format!("s{k}"));
+        let out = syncer.update(vec![(("bench".into(), format!("s{k}")), ports)]).await.expect("update");
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(out.script_lines > 0, "the change reached the kernel");
+    }
+    (full_ms, median(times), syncer)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut lab = Lab::new();
+    let (server_ns, server_ip) = lab.pod("server", 10);
+    let (client_ns, _) = lab.pod("client", 50);
+    start_servers(&server_ns);
+    let direct = SocketAddr::from((server_ip, 8080));
+
+    // 2. control path
+    println!("sync time (render + diff + nft transaction):");
+    let mut one_change = vec![];
+    for n in [1_000, 10_000] {
+        let (full, change, _) = sync_times(&lab, n, server_ip).await;
+        println!("  {n:>6} Services: full sync {full:>8.1} ms   one-endpoint change (median of 20) {change:>6.2} ms");
+        one_change.push(change);
+    }
+    println!("  one-endpoint change 10,000 / 1,000: {:.2}x (target <= 2x)", one_change[1] / one_change[0]);
+
+    // 3. first-packet latency with 100 and 10,000 Services in the table (VIP port 80 → 8080).
+    let vip80: SocketAddr = format!("{TARGET_VIP}:80").parse()?;
+    println!("first-packet latency (connect + first byte, 300 sequential, µs):");
+    let mut p50s = vec![];
+    for n in [100, 10_000] {
+        let (_, _, _s) = sync_times(&lab, n, server_ip).await;
+        let c = client_ns.clone();
+        let (_, each) = tokio::task::spawn_blocking(move || connections(&c, vip80, 300)).await?;
+        let (p50, p99) = (pct(each.clone(), 0.5), pct(each, 0.99));
+        println!("  {n:>6} Services via ClusterIP: p50 {p50:>7.1}  p99 {p99:>7.1}");
+        p50s.push(p50);
+    }
+    let c = client_ns.clone();
+    let (_, each) = tokio::task::spawn_blocking(move || connections(&c, direct, 300)).await?;
+    println!("  direct to the pod IP:            p50 {:>7.1}  p99 {:>7.1}", pct(each.clone(), 0.5), pct(each, 0.99));
+    println!("  p50 10,000 / 100 Services: {:.2}x", p50s[1] / p50s[0]);
+
+    // 1. data path, 1,000 Services in the table.
+    let bulk_vip: SocketAddr = format!("{TARGET_VIP}:80").parse()?;
+    // The target Service's port 80 goes to 8080; add a second target for the sink port.
+    let sink_direct = SocketAddr::from((server_ip, 9000));
+    let (mut tv, mut td, mut cv, mut cd) = (vec![], vec![], vec![], vec![]);
+    // A Syncer with the target also exposing the sink (port 81 → 9000).
+    let nft = Nft { command: lab.nft_command(), table: "skiff-proxy".into() };
+    let mut syncer = Syncer::new(nft, RenderConfig { node_name: "bench".into(), ..Default::default() });
+    let (mut svcs, mut slices) = objects(1_000, server_ip);
+    svcs.push(serde_json::from_value(json!({"metadata": {"name": "sink", "namespace": "bench"},
+            "spec": {"clusterIP": "10.96.255.250", "ports": [{"name": "p", "port": 81, "protocol": "TCP"}]}}))?);
+    slices.push(serde_json::from_value(json!({"metadata": {"name": "sink-1", "namespace": "bench",
+            "labels": {"kubernetes.io/service-name": "sink"}},
+        "addressType": "IPv4", "ports": [{"name": "p", "port": 9000, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [server_ip.to_string()], "conditions": {"ready": true}}]}))?);
+    syncer.full(&render::snapshot(&svcs, &slices)).await?;
+    let sink_vip: SocketAddr = "10.96.255.250:81".parse()?;
+    const BYTES: usize = 512 << 20;
+    for _ in 0..3 {
+        let c = client_ns.clone();
+        tv.push(tokio::task::spawn_blocking(move || throughput(&c, sink_vip, BYTES)).await?);
+        let c = client_ns.clone();
+        td.push(tokio::task::spawn_blocking(move || throughput(&c, sink_direct, BYTES)).await?);
+        let c = client_ns.clone();
+        cv.push(tokio::task::spawn_blocking(move || connections(&c, bulk_vip, 1000).0).await?);
+        let c = client_ns.clone();
+        cd.push(tokio::task::spawn_blocking(move || connections(&c, direct, 1000).0).await?);
+    }
+    let (tv, td, cv, cd) = (median(tv), median(td), median(cv), median(cd));
+    println!("data path (median of 3 alternating runs, 1,000 Services in the table):");
+    println!("  throughput  via ClusterIP {tv:>8.0} MB/s   direct {td:>8.0} MB/s   ratio {:.2}", tv / td);
+    println!("  connections via ClusterIP {cv:>8.0} /s     direct {cd:>8.0} /s     ratio {:.2}", cv / cd);
+    println!("  (target: at least 0.95x direct)");
+    Ok(())
+}
