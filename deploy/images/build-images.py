@@ -219,13 +219,20 @@ def build_pause(outdir, builddir):
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = b"root:x:0:\nnobody:x:65534:\n"
 INDEX_HTML = b"<html><body><h1>hello from skiff busybox</h1></body></html>\n"
+# busybox-static resolves names with glibc's getaddrinfo, which loads the NSS modules at
+# run time: ship the host's (same glibc release busybox-static was linked against) so
+# `wget http://web/` works in pods through the cluster DNS.
+NSS_LIBS = ["libc.so.6", "libnss_dns.so.2", "libnss_files.so.2", "libresolv.so.2", "ld-linux-x86-64.so.2"]
+LIBDIR = "/lib/x86_64-linux-gnu"
+NSSWITCH = b"passwd: files\ngroup: files\nhosts: files dns\n"
 
 
 def build_busybox(outdir):
     out = os.path.join(outdir, "busybox.oci.tar")
     if not os.path.exists(BUSYBOX_SRC):
         sys.exit(f"build-images: {BUSYBOX_SRC} missing (apt-get install busybox-static)")
-    if up_to_date(out, [BUSYBOX_SRC, __file__]):
+    libs = [os.path.join(LIBDIR, l) for l in NSS_LIBS if os.path.exists(os.path.join(LIBDIR, l))]
+    if up_to_date(out, [BUSYBOX_SRC, __file__] + libs):
         print(f"build-images: {out} up to date", file=sys.stderr)
         return
     applets = subprocess.run([BUSYBOX_SRC, "--list"], check=True, capture_output=True,
@@ -246,6 +253,14 @@ def build_busybox(outdir):
     t.file("etc/passwd", PASSWD)
     t.file("etc/group", GROUP)
     t.file("var/www/index.html", INDEX_HTML)
+    t.file("etc/nsswitch.conf", NSSWITCH)
+    if libs:
+        for d in ("lib", "lib/x86_64-linux-gnu", "lib64"):
+            t.dir(d, 0o755)
+        for path in libs:
+            with open(path, "rb") as f:
+                t.file(path.lstrip("/"), f.read(), 0o755)
+        t.symlink("lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
     digests = write_oci_archive(
         out, t.build(), {"Cmd": ["sh"], "Env": [PATH_ENV]},
         BUSYBOX_IMAGES, f"skiff: COPY {BUSYBOX_SRC} /bin/busybox + {len(applets)} applet links")

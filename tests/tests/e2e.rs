@@ -1,7 +1,8 @@
 //! A whole one-node cluster in one test process: etcd, the apiserver, the controller-manager,
 //! the scheduler, a private containerd with the kubelet, and the proxy (in its own nftables
-//! table, so a lab running on the same machine is never touched). A Deployment behind a
-//! Service is reached through its ClusterIP from the host and from another pod.
+//! table, so a lab running on the same machine is never touched) and the cluster DNS. A
+//! Deployment behind a Service is reached through its ClusterIP from the host, and from
+//! another pod by IP, by `web` and by `web.default.svc.cluster.local`.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -70,6 +71,21 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
     let bridge = format!("ske2e{}", std::process::id() % 10000);
     let b = bridge.clone();
     let containerd = tokio::task::spawn_blocking(move || Containerd::start("e2e", &b)).await.unwrap();
+    // The node's bridge exists before the first pod (the CNI bridge plugin adopts it), so
+    // the cluster DNS can listen on the node's pod-network address from the start.
+    for args in [
+        vec!["link", "add", bridge.as_str(), "type", "bridge"],
+        vec!["addr", "add", "10.238.0.1/24", "dev", bridge.as_str()],
+        vec!["link", "set", bridge.as_str(), "up"],
+    ] {
+        assert!(std::process::Command::new("ip").args(&args).status().unwrap().success(), "ip {args:?}");
+    }
+    let mut dcfg = skiff_dns::Config::new("10.238.0.1:0".parse().unwrap());
+    dcfg.advertise_address = Some("10.238.0.1".parse().unwrap());
+    dcfg.instance = "e2e".into();
+    let dns = skiff_dns::Dns::bind(dcfg, client.clone()).await.unwrap();
+    let ds = stop.clone();
+    tokio::spawn(async move { dns.run(ds).await.unwrap() });
     let mut cfg = skiff_kubelet::Config::new("e2e", containerd.socket(), containerd.dir().join("kubelet"));
     cfg.node_ip = Some("127.0.0.1".into());
     cfg.address = "127.0.0.1".into();
@@ -77,6 +93,7 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
     cfg.cni_conf_dir = containerd.cni_conf_dir();
     cfg.cni_bridge = bridge;
     cfg.pod_cidr = Some("10.238.0.0/24".into());
+    cfg.cluster_dns = vec!["10.96.0.10".into()];
     let kubelet = skiff_kubelet::Kubelet::bind(cfg, client.clone()).await.unwrap();
     let ks = stop.clone();
     tokio::spawn(async move { kubelet.run(ks).await.unwrap() });
@@ -135,7 +152,9 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
         async move {
             let out = tokio::process::Command::new("nft").args(["list", "table", "ip", &t]).output().await.unwrap();
             let s = String::from_utf8_lossy(&out.stdout);
-            s.contains(&format!("{vip} . tcp . 80")) && s.contains("numgen random mod 3")
+            s.contains(&format!("{vip} . tcp . 80"))
+                && s.contains("numgen random mod 3")
+                && s.contains("10.96.0.10 . udp . 53")
         }
     })
     .await;
@@ -160,7 +179,8 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
     let client_pod: Pod = serde_json::from_value(json!({"metadata": {"name": "client"}, "spec": {
         "terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
         "containers": [{"name": "c", "image": "busybox:1.36", "env": [{"name": "VIP", "value": vip}],
-            "command": ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do wget -qO- http://$VIP/ || echo failed; done"]}]}}))
+            "command": ["sh", "-c", "for i in 1 2 3 4 5 6; do wget -qO- http://$VIP/ || echo failed; done; \
+                for i in 1 2 3; do wget -qO- http://web/ || echo failed-short; wget -qO- http://web.default.svc.cluster.local/ || echo failed-fqdn; done"]}]}}))
     .unwrap();
     pods.create(&PostParams::default(), &client_pod).await.unwrap();
     eventually("the client pod finished", Duration::from_secs(60), || async {
@@ -169,7 +189,10 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
     .await;
     let log = pods.logs("client", &LogParams::default()).await.unwrap();
     let from_pod: BTreeSet<String> = log.lines().map(str::to_string).collect();
-    assert!(from_pod.len() >= 2 && from_pod.is_subset(&names), "a pod reaches the replicas: {from_pod:?} of {names:?}");
+    assert!(
+        from_pod.len() >= 2 && from_pod.is_subset(&names),
+        "a pod reaches the replicas by IP and by name (cluster DNS): {log}"
+    );
 
     // Leave nothing behind: the proxy's table (--cleanup) and the pods' sandboxes.
     proxy_stop.cancel();
