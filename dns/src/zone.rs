@@ -198,7 +198,7 @@ impl Zone {
     pub fn lookup(&self, name: &str, rtype: &str) -> Lookup {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let reverse = name.ends_with(".in-addr.arpa");
-        if !self.ours(&name) && !(reverse && self.names.contains(&name)) {
+        if !(self.ours(&name) || (reverse && self.names.contains(&name))) {
             return Lookup::NotOurs;
         }
         let Some(records) = self.records.get(&name) else {
