@@ -4,7 +4,8 @@
 #   deploy/cluster-up.sh          install deps, build (release), start etcd, skiff-apiserver,
 #                                 skiff-controller-manager, skiff-scheduler, a private
 #                                 containerd, skiff-kubelet (node "skiff-node-1") and
-#                                 skiff-proxy (Services routed with nftables)
+#                                 skiff-proxy (Services routed with nftables) and skiff-dns
+#                                 (cluster DNS behind kube-system/kube-dns, 10.96.0.10)
 #   deploy/cluster-up.sh down     stop what this script started (by PID); pods' sandboxes and
 #                                 networks are removed, their API objects stay in etcd
 #
@@ -12,8 +13,8 @@
 # the kubelet's pod dirs, logs, PID files and a kubeconfig. The apiserver listens on
 # 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP until the security issue lands. Pods get
 # addresses from the node's podCIDR (10.244.0.0/24) on the bridge `skiff0`; Services are
-# routed by skiff-proxy in its own nftables table. The multi-node lab (one network namespace
-# per node) and DNS arrive with their issues.
+# routed by skiff-proxy in its own nftables table; pods resolve `<svc>.<ns>.svc.cluster.local`
+# through skiff-dns. The multi-node lab (one network namespace per node) arrives with its issue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -39,6 +40,7 @@ stop_pid() {
 }
 
 stop() {
+    stop_pid dns
     stop_pid proxy
     if [[ -x $ROOT/target/release/skiff-proxy ]]; then
         "$ROOT/target/release/skiff-proxy" --cleanup >/dev/null 2>&1 || true
@@ -73,7 +75,7 @@ if [[ ${1:-up} == down ]]; then
 fi
 
 ./deploy/install.sh
-cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet -p skiff-proxy
+cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet -p skiff-proxy -p skiff-dns
 mkdir -p "$SKIFF_HOME"
 stop
 # Locally built images (pause, busybox): no registry is reachable here.
@@ -127,11 +129,23 @@ for image in pause busybox; do
     ctr -a "$CTRD_SOCK" -n k8s.io images import "$SKIFF_HOME/images/$image.oci.tar" >/dev/null
 done
 
+# The node's pod bridge with its gateway address exists before the first pod (the CNI
+# bridge plugin adopts it), so the cluster DNS can listen there from the start.
+ip link show skiff0 >/dev/null 2>&1 || ip link add skiff0 type bridge
+ip addr replace 10.244.0.1/24 dev skiff0
+ip link set skiff0 up
+
+echo "starting skiff-dns on 10.244.0.1:53 (behind kube-system/kube-dns, 10.96.0.10)"
+"$ROOT/target/release/skiff-dns" --master "http://127.0.0.1:$PORT" --listen 10.244.0.1:53 \
+    --advertise-address 10.244.0.1 --instance "$NODE" --metrics-bind-address 127.0.0.1:9153 \
+    >"$SKIFF_HOME/dns.log" 2>&1 &
+echo $! >"$SKIFF_HOME/dns.pid"
+
 echo "starting skiff-kubelet (node $NODE)"
 "$ROOT/target/release/skiff-kubelet" --master "http://127.0.0.1:$PORT" --hostname-override "$NODE" \
     --node-ip 127.0.0.1 --address 127.0.0.1 --port 10250 \
     --container-runtime-endpoint "$CTRD_SOCK" --root-dir "$SKIFF_HOME/kubelet" \
-    --cni-conf-dir "$SKIFF_HOME/containerd/cni" --cni-bridge skiff0 \
+    --cni-conf-dir "$SKIFF_HOME/containerd/cni" --cni-bridge skiff0 --cluster-dns 10.96.0.10 \
     >"$SKIFF_HOME/kubelet.log" 2>&1 &
 echo $! >"$SKIFF_HOME/kubelet.pid"
 
@@ -174,4 +188,5 @@ echo "  export KUBECONFIG=$SKIFF_HOME/kubeconfig"
 echo "  kubectl get nodes"
 echo "  kubectl create deployment web --image=busybox:1.36 -- httpd -f -p 80 -h /var/www"
 echo "  kubectl expose deployment web --port 80 && curl http://\$(kubectl get svc web -o jsonpath={.spec.clusterIP})/"
+echo "  kubectl run client --image=busybox:1.36 --restart=Never -- wget -qO- http://web/ && kubectl logs client"
 echo "Stop it with: deploy/cluster-up.sh down"
