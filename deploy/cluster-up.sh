@@ -75,7 +75,7 @@ if [[ ${1:-up} == down ]]; then
 fi
 
 ./deploy/install.sh
-cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet -p skiff-proxy -p skiff-dns
+cargo build --release --locked -p skiff-apiserver -p skiff-controllers -p skiff-scheduler -p skiff-kubelet -p skiff-proxy -p skiff-dns -p skiff-cli
 mkdir -p "$SKIFF_HOME"
 stop
 # Locally built images (pause, busybox): no registry is reachable here.
