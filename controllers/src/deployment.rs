@@ -205,6 +205,14 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     };
     let new_rs = owned[new_idx].clone();
+    // The Deployment carries its current revision, as upstream (`kubectl rollout history`
+    // and `undo` read the ReplicaSets' copies; tools read this one).
+    let revision = revision_of(&new_rs).to_string();
+    if d.annotations().get(REVISION) != Some(&revision) {
+        let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
+        let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+        deploys.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    }
     let old: Vec<ReplicaSet> =
         owned.iter().enumerate().filter(|(i, _)| *i != new_idx).map(|(_, rs)| rs.clone()).collect();
 

@@ -40,6 +40,60 @@ async fn http_get(addr: std::net::SocketAddr) -> Option<String> {
     out.lines().last().map(str::to_string)
 }
 
+/// etcd, the apiserver, the controller-manager and the scheduler, in-process.
+async fn control_plane() -> (skiff_testkit::EtcdCluster, std::net::SocketAddr, kube::Client, CancellationToken) {
+    let etcd = skiff_testkit::EtcdCluster::start();
+    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
+        etcd.endpoints(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let stop = CancellationToken::new();
+    server.spawn(stop.clone()).await.unwrap();
+    let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
+    tokio::spawn(skiff_controllers::ControllerManager::new(client.clone()).run(stop.clone()));
+    tokio::spawn(skiff_scheduler::Scheduler::new(client.clone()).run(stop.clone()));
+    (etcd, addr, client, stop)
+}
+
+/// The kubelet of node `name` on `containerd`, with its own pod range.
+async fn start_kubelet(
+    client: &kube::Client,
+    stop: &CancellationToken,
+    containerd: &Containerd,
+    name: &str,
+    pod_cidr: &str,
+    cluster_dns: Vec<String>,
+) {
+    let mut cfg = skiff_kubelet::Config::new(name, containerd.socket(), containerd.dir().join("kubelet"));
+    cfg.node_ip = Some("127.0.0.1".into());
+    cfg.address = "127.0.0.1".into();
+    cfg.port = 0;
+    cfg.cni_conf_dir = containerd.cni_conf_dir();
+    cfg.cni_bridge = containerd.bridge.clone();
+    cfg.pod_cidr = Some(pod_cidr.into());
+    cfg.cluster_dns = cluster_dns;
+    let kubelet = skiff_kubelet::Kubelet::bind(cfg, client.clone()).await.unwrap();
+    let ks = stop.clone();
+    tokio::spawn(async move { kubelet.run(ks).await.unwrap() });
+}
+
+async fn wait_ready(client: &kube::Client, node: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually("the node is Ready", Duration::from_secs(60), || async {
+        nodes
+            .get_opt(node)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.status?.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+    .await;
+}
+
 /// Removes the proxy's table even when the test fails half-way.
 struct TableGuard(String);
 
@@ -54,19 +108,7 @@ impl Drop for TableGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod() {
-    let etcd = skiff_testkit::EtcdCluster::start();
-    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
-        etcd.endpoints(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await.unwrap();
-    let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
-    tokio::spawn(skiff_controllers::ControllerManager::new(client.clone()).run(stop.clone()));
-    tokio::spawn(skiff_scheduler::Scheduler::new(client.clone()).run(stop.clone()));
+    let (_etcd, _api, client, stop) = control_plane().await;
 
     let bridge = format!("ske2e{}", std::process::id() % 10000);
     let b = bridge.clone();
@@ -86,17 +128,7 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
     let dns = skiff_dns::Dns::bind(dcfg, client.clone()).await.unwrap();
     let ds = stop.clone();
     tokio::spawn(async move { dns.run(ds).await.unwrap() });
-    let mut cfg = skiff_kubelet::Config::new("e2e", containerd.socket(), containerd.dir().join("kubelet"));
-    cfg.node_ip = Some("127.0.0.1".into());
-    cfg.address = "127.0.0.1".into();
-    cfg.port = 0;
-    cfg.cni_conf_dir = containerd.cni_conf_dir();
-    cfg.cni_bridge = bridge;
-    cfg.pod_cidr = Some("10.238.0.0/24".into());
-    cfg.cluster_dns = vec!["10.96.0.10".into()];
-    let kubelet = skiff_kubelet::Kubelet::bind(cfg, client.clone()).await.unwrap();
-    let ks = stop.clone();
-    tokio::spawn(async move { kubelet.run(ks).await.unwrap() });
+    start_kubelet(&client, &stop, &containerd, "e2e", "10.238.0.0/24", vec!["10.96.0.10".into()]).await;
 
     let table = format!("skiff-e2e-{}", std::process::id());
     let _guard = TableGuard(table.clone());
@@ -108,17 +140,7 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
     let proxy = skiff_proxy::Proxy::new(pcfg, client.clone());
     tokio::spawn(async move { proxy.run(ps).await.unwrap() });
 
-    let nodes: Api<Node> = Api::all(client.clone());
-    eventually("the node is Ready", Duration::from_secs(60), || async {
-        nodes
-            .get_opt("e2e")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|n| n.status?.conditions)
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    })
-    .await;
+    wait_ready(&client, "e2e").await;
 
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let d: Deployment = serde_json::from_value(json!({
@@ -202,6 +224,103 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
         .unwrap();
     let listed = tokio::process::Command::new("nft").args(["list", "table", "ip", &table]).output().await.unwrap();
     assert!(!listed.status.success(), "the proxy's table is gone after cleanup");
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(containerd);
+}
+
+fn kubectl(api: std::net::SocketAddr, home: &std::path::Path, args: &[String]) -> String {
+    let bin = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+    assert!(std::path::Path::new(bin).is_file(), "kubectl 1.33 is missing at {bin} (it ships with the machine image)");
+    let out = std::process::Command::new(bin)
+        .arg("-s")
+        .arg(format!("http://{api}"))
+        .args(args)
+        .env("HOME", home)
+        .output()
+        .expect("running kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn images_of(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .flat_map(|p| p.spec.iter().flat_map(|s| s.containers.iter().map(|c| c.image.clone().unwrap_or_default())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollouts_history_undo_and_pause_on_real_containers() {
+    let (_etcd, api, client, stop) = control_plane().await;
+    let bridge = format!("ske2r{}", std::process::id() % 10000);
+    let containerd = tokio::task::spawn_blocking(move || Containerd::start("roll", &bridge)).await.unwrap();
+    start_kubelet(&client, &stop, &containerd, "roll", "10.237.0.0/24", vec![]).await;
+    wait_ready(&client, "roll").await;
+    let home = containerd.dir().to_path_buf();
+    let k = |args: &[&str]| {
+        let home = home.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move { tokio::task::spawn_blocking(move || kubectl(api, &home, &args)).await.unwrap() }
+    };
+    let manifest = containerd.dir().join("app.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: app}}\n  \
+             strategy:\n    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}\n  template:\n    metadata:\n      labels: {{app: app}}\n    spec:\n      \
+             terminationGracePeriodSeconds: 1\n      containers:\n      - name: app\n        image: busybox:1.36\n        command: [sh, -c, \"{TERM_OK}\"]\n"
+        ),
+    )
+    .unwrap();
+    k(&["apply", "-f", &manifest.to_string_lossy()]).await;
+    k(&["rollout", "status", "deployment/app", "--timeout=90s"]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let list = || async { pods.list(&ListParams::default().labels("app=app")).await.unwrap().items };
+
+    // A new image rolls out; history has two revisions.
+    k(&["set", "image", "deployment/app", "app=busybox:latest"]).await;
+    k(&["rollout", "status", "deployment/app", "--timeout=90s"]).await;
+    eventually("only the new image runs", Duration::from_secs(30), || async {
+        images_of(&list().await) == BTreeSet::from(["busybox:latest".to_string()])
+    })
+    .await;
+    let history = k(&["rollout", "history", "deployment/app"]).await;
+    assert!(history.contains("\n1 ") && history.contains("\n2 "), "{history}");
+
+    // Undo goes back to revision 1's template (as revision 3).
+    k(&["rollout", "undo", "deployment/app"]).await;
+    k(&["rollout", "status", "deployment/app", "--timeout=90s"]).await;
+    eventually("the old image runs again", Duration::from_secs(30), || async {
+        images_of(&list().await) == BTreeSet::from(["busybox:1.36".to_string()])
+    })
+    .await;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    eventually("the deployment is at revision 3", Duration::from_secs(10), || async {
+        deploys
+            .get("app")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("deployment.kubernetes.io/revision")
+            == Some(&"3".to_string())
+    })
+    .await;
+
+    // Paused: a template change waits; resume rolls it out.
+    k(&["rollout", "pause", "deployment/app"]).await;
+    k(&["set", "image", "deployment/app", "app=busybox:latest"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(images_of(&list().await), BTreeSet::from(["busybox:1.36".to_string()]), "nothing rolls while paused");
+    k(&["rollout", "resume", "deployment/app"]).await;
+    k(&["rollout", "status", "deployment/app", "--timeout=90s"]).await;
+    eventually("the resumed rollout completes", Duration::from_secs(30), || async {
+        images_of(&list().await) == BTreeSet::from(["busybox:latest".to_string()])
+    })
+    .await;
+    assert_eq!(deploys.get("app").await.unwrap().status.unwrap().ready_replicas, Some(2));
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(containerd);
