@@ -214,3 +214,56 @@ async fn services_headless_endpoints_and_updates_within_a_second() {
     assert_eq!(kube_dns.get("kube-dns").await.unwrap().spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.10"));
     assert!(udp(f.dns, "kube-dns.kube-system.svc.cluster.local.", RecordType::A).await.answers.len() == 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_names_go_to_configured_upstreams_and_metrics_count_answers() {
+    // A stand-in upstream resolver on loopback: answers every query with one A record.
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while let Ok((n, from)) = upstream.recv_from(&mut buf).await {
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut r = Message::response(q.metadata.id, hickory_proto::op::OpCode::Query);
+            r.add_query(q.queries[0].clone());
+            r.add_answer(hickory_proto::rr::Record::from_rdata(
+                q.queries[0].name().clone(),
+                60,
+                RData::A(hickory_proto::rr::rdata::A("192.0.2.44".parse().unwrap())),
+            ));
+            let _ = upstream.send_to(&r.to_vec().unwrap(), from).await;
+        }
+    });
+    let etcd = EtcdCluster::start();
+    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
+        etcd.endpoints(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let stop = CancellationToken::new();
+    server.spawn(stop.clone()).await.unwrap();
+    let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
+    let metrics_port = skiff_testkit::free_port();
+    let mut cfg = skiff_dns::Config::new("127.0.0.1:0".parse().unwrap());
+    cfg.upstreams = vec![up_addr];
+    cfg.metrics_addr = Some(format!("127.0.0.1:{metrics_port}").parse().unwrap());
+    let dns = skiff_dns::Dns::bind(cfg, client).await.unwrap();
+    let dns_addr = dns.local_addr();
+    let s = stop.clone();
+    tokio::spawn(async move { dns.run(s).await.unwrap() });
+
+    let r = udp(dns_addr, "example.org.", RecordType::A).await;
+    assert_eq!(a_records(&r), vec!["192.0.2.44"], "forwarded to the configured upstream");
+    let r = udp(dns_addr, "nope.default.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "cluster names stay local");
+    let metrics = tokio::task::spawn_blocking(move || {
+        skiff_testkit::http_get(format!("127.0.0.1:{metrics_port}").parse().unwrap(), "/metrics").unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(metrics.contains("skiff_dns_queries_total 2"), "{metrics}");
+    assert!(metrics.contains("skiff_dns_responses_total{rcode=\"NXDOMAIN\"} 1"), "{metrics}");
+    stop.cancel();
+}

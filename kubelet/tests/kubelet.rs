@@ -569,3 +569,37 @@ async fn static_pods_run_and_survive_a_containerd_restart() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_volumes_host_paths_security_context_and_pre_stop_hooks() {
+    let n = node().await;
+    // A host directory uid 1000 may write to (the container runs as 1000).
+    let host_dir = n.containerd.dir().join("hostpath");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::set_permissions(&host_dir, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o777))
+        .unwrap();
+    n.create(json!({"metadata": {"name": "vols"}, "spec": {
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 3000},
+        "volumes": [{"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                    {"name": "host", "hostPath": {"path": host_dir.to_string_lossy(), "type": "DirectoryOrCreate"}}],
+        "containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "Never", "workingDir": "/mem",
+            "command": ["sh", "-c", "echo uid=$(id -u) gid=$(id -g) pwd=$(pwd); grep ' /mem ' /proc/mounts | cut -d' ' -f3; \
+                         echo from-pod > /host/out.txt 2>&1 || echo cannot-write; ".to_string() + TERM_OK],
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /mem/x; cp /mem/x /host/prestop.txt"]}}},
+            "volumeMounts": [{"name": "mem", "mountPath": "/mem"}, {"name": "host", "mountPath": "/host"}]}]}}))
+        .await;
+    n.wait_pod("vols", "Running", Duration::from_secs(60), |p| phase(p) == "Running").await;
+    eventually("the container logged", Duration::from_secs(10), || async {
+        logs(&n, "vols", "c").await.contains("pwd=")
+    })
+    .await;
+    let out = logs(&n, "vols", "c").await;
+    assert!(out.contains("uid=1000 gid=3000 pwd=/mem"), "runAsUser/runAsGroup/workingDir: {out}");
+    assert!(out.contains("tmpfs"), "emptyDir medium Memory is a tmpfs: {out}");
+    assert_eq!(std::fs::read_to_string(host_dir.join("out.txt")).unwrap_or_default(), "from-pod\n", "hostPath: {out}");
+    // preStop runs before SIGTERM, inside the grace period.
+    n.delete_and_wait("vols").await;
+    let pre = std::fs::read_to_string(host_dir.join("prestop.txt")).unwrap_or_default();
+    assert_eq!(pre, "stopping\n", "the preStop hook ran and wrote through the hostPath volume");
+}

@@ -2,8 +2,13 @@
 //! every node (a node survives only if all say Success), then the Score plugins rank the
 //! survivors (each plugin's scores normalized to 0..=100, then weighted and summed), and the
 //! best node wins. Plugin names are upstream's.
+//!
+//! Plugins that need the whole cluster (PodTopologySpread, InterPodAffinity) compute it once
+//! per cycle at upstream's PreFilter and PreScore points ([`FilterPlugin::pre_filter`],
+//! [`ScorePlugin::pre_score`]) and keep it in the [`CycleState`] for their per-node calls.
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -51,19 +56,50 @@ pub struct NodeInfo {
     pub allocatable: Resources,
 }
 
-/// Per-cycle scratch space shared by the plugins of one pod's scheduling cycle.
-#[derive(Debug, Default)]
+/// Per-cycle scratch space shared by the plugins of one pod's scheduling cycle: plain strings
+/// in `values`, and typed data (upstream's `StateData`) under a key in `data`, usually what a
+/// plugin's PreFilter or PreScore computed for its Filter or Score.
+#[derive(Default)]
 pub struct CycleState {
     pub values: BTreeMap<String, String>,
+    pub data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+}
+
+impl CycleState {
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn insert<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Box::new(value));
+    }
+
+    /// The value under `key`, if there is one of type `T`.
+    pub fn get<T: Any>(&self, key: &str) -> Option<&T> {
+        self.data.get(key).and_then(|v| v.downcast_ref::<T>())
+    }
+}
+
+impl std::fmt::Debug for CycleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&&str> = self.data.keys().collect();
+        keys.sort();
+        f.debug_struct("CycleState").field("values", &self.values).field("data", &keys).finish()
+    }
 }
 
 pub trait FilterPlugin: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Upstream's PreFilter: called once per cycle with every node, before any `filter`. A
+    /// non-success status fails every node with its reason.
+    fn pre_filter(&self, _state: &mut CycleState, _pod: &Pod, _nodes: &[NodeInfo]) -> Status {
+        Status::Success
+    }
     fn filter(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status;
 }
 
 pub trait ScorePlugin: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Upstream's PreScore: called once per cycle, before any `score`, with every node and
+    /// the ones that passed the filters.
+    fn pre_score(&self, _state: &mut CycleState, _pod: &Pod, _nodes: &[NodeInfo], _feasible: &[&NodeInfo]) {}
     /// A raw score for one node (any range; see `normalize`).
     fn score(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> i64;
     /// Maps the raw scores of all feasible nodes to 0..=100 (default: already in range).

@@ -74,7 +74,14 @@ pub fn decide(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Decision {
     let mut state = CycleState::default();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    'nodes: for n in nodes {
+    // PreFilter: a failure there rejects every node with its reason.
+    let pre_filter_failure =
+        profile.filters.iter().find_map(|f| f.pre_filter(&mut state, pod, nodes).reason().map(str::to_string));
+    let to_filter = if pre_filter_failure.is_some() { &[][..] } else { nodes };
+    if let Some(r) = pre_filter_failure {
+        reasons.insert(r, nodes.len());
+    }
+    'nodes: for n in to_filter {
         for f in &profile.filters {
             let status = f.filter(&mut state, pod, n);
             if let Some(r) = status.reason() {
@@ -96,6 +103,9 @@ pub fn decide(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Decision {
         return Decision::Unschedulable(summary);
     }
     let mut totals = vec![0i64; feasible.len()];
+    for (plugin, _) in &profile.scores {
+        plugin.pre_score(&mut state, pod, nodes, &feasible);
+    }
     for (plugin, weight) in &profile.scores {
         let mut scores: Vec<i64> = feasible.iter().map(|n| plugin.score(&mut state, pod, n)).collect();
         plugin.normalize(&mut scores);
@@ -377,5 +387,103 @@ impl Scheduler {
             .for_each(|_| async {})
             .await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plugins::testutil::{info, node, pod};
+
+    fn zone_node(name: &str, zone: &str, web_pods: usize) -> NodeInfo {
+        let pods = (0..web_pods)
+            .map(|i| {
+                pod(json!({"metadata": {"name": format!("{name}-{i}"), "namespace": "default", "labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}], "nodeName": name}}))
+            })
+            .collect();
+        info(
+            node(json!({"metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone}},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}})),
+            pods,
+        )
+    }
+
+    fn spreading_pod(when: &str) -> Pod {
+        pod(json!({"metadata": {"name": "new", "namespace": "default", "uid": "u-new", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": when,
+                 "labelSelector": {"matchLabels": {"app": "web"}}}]}}))
+    }
+
+    fn three_zones() -> Vec<NodeInfo> {
+        vec![zone_node("node-a", "a", 2), zone_node("node-b", "b", 2), zone_node("node-c", "c", 1)]
+    }
+
+    #[test]
+    fn topology_spread_sends_the_pod_to_the_emptiest_zone() {
+        let profile = Profile::default_profile("default-scheduler");
+        assert_eq!(decide(&profile, &spreading_pod("DoNotSchedule"), &three_zones()), Decision::Bind("node-c".into()));
+        assert_eq!(decide(&profile, &spreading_pod("ScheduleAnyway"), &three_zones()), Decision::Bind("node-c".into()));
+    }
+
+    #[test]
+    fn topology_spread_failure_is_summarized() {
+        let profile = Profile::default_profile("default-scheduler");
+        let mut unlabelled = zone_node("node-x", "x", 0);
+        unlabelled.node.metadata.labels = None;
+        let nodes = vec![zone_node("node-a", "a", 1), zone_node("node-b", "b", 1), unlabelled];
+        let mut p = spreading_pod("DoNotSchedule");
+        // Fewer domains (2) than minDomains (3): the global minimum counts as 0.
+        p.spec.as_mut().unwrap().topology_spread_constraints.as_mut().unwrap()[0].min_domains = Some(3);
+        assert_eq!(
+            decide(&profile, &p, &nodes),
+            Decision::Unschedulable(
+                "0/3 nodes are available: 1 node(s) didn't match pod topology spread constraints (missing required \
+                 label), 2 node(s) didn't match pod topology spread constraints."
+                    .into()
+            )
+        );
+    }
+
+    struct Refuse;
+
+    impl FilterPlugin for Refuse {
+        fn name(&self) -> &'static str {
+            "Refuse"
+        }
+        fn pre_filter(&self, _state: &mut CycleState, _pod: &Pod, _nodes: &[NodeInfo]) -> Status {
+            Status::UnschedulableAndUnresolvable("pre-filter said no".into())
+        }
+        fn filter(&self, _state: &mut CycleState, _pod: &Pod, _node: &NodeInfo) -> Status {
+            unreachable!("filter runs after a failed pre_filter")
+        }
+    }
+
+    #[test]
+    fn a_failed_pre_filter_rejects_every_node() {
+        let profile = Profile { scheduler_name: "s".into(), filters: vec![Box::new(Refuse)], scores: vec![] };
+        let p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}));
+        assert_eq!(
+            decide(&profile, &p, &three_zones()),
+            Decision::Unschedulable("0/3 nodes are available: 3 pre-filter said no.".into())
+        );
+        assert_eq!(
+            decide(&profile, &p, &[]),
+            Decision::Unschedulable("0/0 nodes are available: no nodes available to schedule pods.".into())
+        );
+    }
+
+    #[test]
+    fn cycle_state_holds_typed_values() {
+        let mut state = CycleState::default();
+        state.insert("k", 5u32);
+        assert_eq!(state.get::<u32>("k"), Some(&5));
+        assert_eq!(state.get::<String>("k"), None);
+        assert_eq!(state.get::<u32>("missing"), None);
+        state.values.insert("v".into(), "x".into());
+        assert!(format!("{state:?}").contains("\"k\""));
     }
 }

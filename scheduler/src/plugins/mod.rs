@@ -4,8 +4,12 @@
 //!
 //! - Filters: [`node_unschedulable::NodeUnschedulable`], [`node_name::NodeName`],
 //!   [`taint_toleration::TaintToleration`], [`node_affinity::NodeAffinity`],
-//!   [`node_ports::NodePorts`], [`node_resources_fit::NodeResourcesFit`].
+//!   [`node_ports::NodePorts`], [`node_resources_fit::NodeResourcesFit`],
+//!   [`pod_topology_spread::PodTopologySpread`], [`inter_pod_affinity::InterPodAffinity`]
+//!   (these two with a PreFilter, see [`FilterPlugin::pre_filter`]).
 //! - Scores: [`taint_toleration::TaintToleration`], [`node_affinity::NodeAffinity`],
+//!   [`pod_topology_spread::PodTopologySpread`], [`inter_pod_affinity::InterPodAffinity`]
+//!   (these two with a PreScore, see [`ScorePlugin::pre_score`]),
 //!   [`node_resources_fit::NodeResourcesFit`],
 //!   [`balanced_allocation::NodeResourcesBalancedAllocation`],
 //!   [`image_locality::ImageLocality`], [`simple::LeastPods`], [`simple::RoundRobin`],
@@ -21,11 +25,13 @@ use crate::framework::{FilterPlugin, ScorePlugin};
 
 pub mod balanced_allocation;
 pub mod image_locality;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_resources_fit;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod simple;
 pub mod taint_toleration;
 
@@ -108,6 +114,8 @@ pub const PLUGIN_NAMES: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources_fit::NAME,
+    pod_topology_spread::NAME,
+    inter_pod_affinity::NAME,
     balanced_allocation::NAME,
     image_locality::NAME,
     simple::LEAST_PODS,
@@ -122,11 +130,13 @@ pub const PLUGIN_NAMES: &[&str] = &[
 pub fn by_name(name: &str) -> Option<PluginRef> {
     use balanced_allocation::NodeResourcesBalancedAllocation;
     use image_locality::ImageLocality;
+    use inter_pod_affinity::InterPodAffinity;
     use node_affinity::NodeAffinity;
     use node_name::NodeName;
     use node_ports::NodePorts;
     use node_resources_fit::NodeResourcesFit;
     use node_unschedulable::NodeUnschedulable;
+    use pod_topology_spread::PodTopologySpread;
     use simple::{LeastPods, Random, RoundRobin};
     use taint_toleration::TaintToleration;
 
@@ -139,6 +149,8 @@ pub fn by_name(name: &str) -> Option<PluginRef> {
         node_resources_fit::NAME => {
             PluginRef::Both(Box::new(NodeResourcesFit::default()), Box::new(NodeResourcesFit::default()))
         }
+        pod_topology_spread::NAME => PluginRef::Both(Box::new(PodTopologySpread), Box::new(PodTopologySpread)),
+        inter_pod_affinity::NAME => PluginRef::Both(Box::new(InterPodAffinity), Box::new(InterPodAffinity)),
         balanced_allocation::NAME => PluginRef::Score(Box::new(NodeResourcesBalancedAllocation)),
         image_locality::NAME => PluginRef::Score(Box::new(ImageLocality)),
         simple::LEAST_PODS => PluginRef::Score(Box::new(LeastPods)),
@@ -152,7 +164,7 @@ pub fn by_name(name: &str) -> Option<PluginRef> {
 pub fn default_weight(name: &str) -> Option<i64> {
     match name {
         taint_toleration::NAME => Some(3),
-        node_affinity::NAME => Some(2),
+        node_affinity::NAME | pod_topology_spread::NAME | inter_pod_affinity::NAME => Some(2),
         node_resources_fit::NAME | balanced_allocation::NAME | image_locality::NAME => Some(1),
         _ => None,
     }
@@ -167,6 +179,8 @@ pub fn default_filters() -> Vec<Box<dyn FilterPlugin>> {
         node_affinity::NAME,
         node_ports::NAME,
         node_resources_fit::NAME,
+        pod_topology_spread::NAME,
+        inter_pod_affinity::NAME,
     ]
     .into_iter()
     .filter_map(|name| by_name(name).and_then(PluginRef::filter))
@@ -174,12 +188,14 @@ pub fn default_filters() -> Vec<Box<dyn FilterPlugin>> {
 }
 
 /// Upstream's default score plugins (those implemented here) with upstream's weights:
-/// TaintToleration 3, NodeAffinity 2, NodeResourcesFit 1, NodeResourcesBalancedAllocation 1,
-/// ImageLocality 1.
+/// TaintToleration 3, NodeAffinity 2, PodTopologySpread 2, InterPodAffinity 2,
+/// NodeResourcesFit 1, NodeResourcesBalancedAllocation 1, ImageLocality 1.
 pub fn default_scores() -> Vec<(Box<dyn ScorePlugin>, i64)> {
     [
         taint_toleration::NAME,
         node_affinity::NAME,
+        pod_topology_spread::NAME,
+        inter_pod_affinity::NAME,
         node_resources_fit::NAME,
         balanced_allocation::NAME,
         image_locality::NAME,
@@ -223,7 +239,16 @@ mod tests {
         let names: Vec<&str> = default_filters().iter().map(|p| p.name()).collect();
         assert_eq!(
             names,
-            ["NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity", "NodePorts", "NodeResourcesFit"]
+            [
+                "NodeUnschedulable",
+                "NodeName",
+                "TaintToleration",
+                "NodeAffinity",
+                "NodePorts",
+                "NodeResourcesFit",
+                "PodTopologySpread",
+                "InterPodAffinity"
+            ]
         );
     }
 
@@ -235,6 +260,8 @@ mod tests {
             [
                 ("TaintToleration", 3),
                 ("NodeAffinity", 2),
+                ("PodTopologySpread", 2),
+                ("InterPodAffinity", 2),
                 ("NodeResourcesFit", 1),
                 ("NodeResourcesBalancedAllocation", 1),
                 ("ImageLocality", 1)
@@ -255,7 +282,8 @@ mod tests {
                 assert_eq!(s.name(), *name);
             }
         }
-        assert!(by_name("PodTopologySpread").is_none());
+        assert!(by_name("VolumeBinding").is_none());
+        assert!(by_name("podtopologyspread").is_none());
         assert!(by_name("nodename").is_none());
     }
 
@@ -266,6 +294,8 @@ mod tests {
         assert!(matches!(by_name("TaintToleration"), Some(PluginRef::Both(..))));
         assert!(matches!(by_name("NodeResourcesFit"), Some(PluginRef::Both(..))));
         assert!(matches!(by_name("ImageLocality"), Some(PluginRef::Score(_))));
+        assert_eq!(format!("{:?}", by_name("PodTopologySpread").unwrap()), "Both(PodTopologySpread)");
+        assert_eq!(format!("{:?}", by_name("InterPodAffinity").unwrap()), "Both(InterPodAffinity)");
         assert!(matches!(by_name("RoundRobin"), Some(PluginRef::Score(_))));
         assert_eq!(format!("{:?}", by_name("NodeAffinity").unwrap()), "Both(NodeAffinity)");
         assert!(by_name("NodeName").unwrap().score().is_none());
@@ -275,6 +305,8 @@ mod tests {
     fn default_weights() {
         assert_eq!(default_weight("TaintToleration"), Some(3));
         assert_eq!(default_weight("NodeAffinity"), Some(2));
+        assert_eq!(default_weight("PodTopologySpread"), Some(2));
+        assert_eq!(default_weight("InterPodAffinity"), Some(2));
         assert_eq!(default_weight("ImageLocality"), Some(1));
         assert_eq!(default_weight("LeastPods"), None);
     }
