@@ -212,6 +212,9 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
         let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
         deploys.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        // The write wakes this controller again with the fresh object; going on with the
+        // stale one here could overwrite newer status conditions.
+        return Ok(Action::await_change());
     }
     let old: Vec<ReplicaSet> =
         owned.iter().enumerate().filter(|(i, _)| *i != new_idx).map(|(_, rs)| rs.clone()).collect();
