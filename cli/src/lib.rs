@@ -1,10 +1,14 @@
 //! # skiff-cli
 //!
-//! The `skiff` command. Today: `skiff image load`, which imports OCI image archives into a
-//! node's containerd (the CRI namespace `k8s.io`) so pods can use images without a
-//! registry. `skiff lab` (the multi-node lab) arrives with its issue.
+//! The `skiff` command:
+//! - `skiff lab up|down|status` ([`lab`]): a multi-node cluster on one machine, each node in
+//!   its own network namespace with its own containerd, kubelet and proxy.
+//! - `skiff image load` ([`image::load`]): imports OCI image archives into a node's
+//!   containerd (the CRI namespace `k8s.io`) so pods can use images without a registry.
 //!
-//! Start at `main.rs` (argument parsing) and [`image::load`].
+//! Start at `main.rs` (argument parsing).
+
+pub mod lab;
 
 pub mod image {
     //! Loading images into a node's runtime.

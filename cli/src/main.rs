@@ -11,11 +11,48 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// A multi-node lab cluster on this machine (one network namespace per node).
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+        /// Where the lab keeps its state, logs, PID files and kubeconfig.
+        #[arg(long, global = true, default_value = "/var/lib/skiff-lab")]
+        home: std::path::PathBuf,
+        /// The locally built images (pause.oci.tar, busybox.oci.tar).
+        #[arg(long, global = true)]
+        images: Option<std::path::PathBuf>,
+        /// Prefix of the lab's bridge and namespaces (two labs need two prefixes).
+        #[arg(long, global = true, default_value = "skiff")]
+        prefix: String,
+        /// The lab network is 10.<subnet>.0.0/24.
+        #[arg(long, global = true, default_value_t = 250)]
+        subnet: u8,
+        #[arg(long, global = true, default_value_t = 23790)]
+        etcd_port: u16,
+        #[arg(long, global = true, default_value_t = 8080)]
+        api_port: u16,
+        /// The pod network, split into one podCIDR per node.
+        #[arg(long, global = true, default_value = "10.244.0.0/16")]
+        cluster_cidr: String,
+    },
     /// Images on a node.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Start etcd, the control plane, DNS and N nodes; ends when every node is Ready.
+    Up {
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+    },
+    /// Stop everything the lab started and remove its namespaces, bridge and routes.
+    Down,
+    /// Each component's state and each node's.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,6 +72,25 @@ enum ImageCommand {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.command {
+        Command::Lab { command, home, images, prefix, subnet, etcd_port, api_port, cluster_cidr } => {
+            let exe = std::env::current_exe()?;
+            let bin_dir = exe.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+            // Run from the repository: deploy/ holds the containerd template; images default
+            // to the lab's own images directory (deploy/lab-up.sh builds them there).
+            let repo = std::env::current_dir()?;
+            let lab = skiff_cli::lab::Lab {
+                images: images.unwrap_or_else(|| home.join("images")),
+                home,
+                bin_dir,
+                config_template: repo.join("deploy/containerd-config.toml.in"),
+                net: skiff_cli::lab::LabNet { prefix, subnet, etcd_port, api_port, cluster_cidr },
+            };
+            match command {
+                LabCommand::Up { nodes } => lab.up(nodes)?,
+                LabCommand::Down => lab.down()?,
+                LabCommand::Status => print!("{}", lab.status()),
+            }
+        }
         Command::Image { command: ImageCommand::Load { runtime_endpoint, archives } } => {
             for a in archives {
                 let names = skiff_cli::image::load(&runtime_endpoint, &a)?;

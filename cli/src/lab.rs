@@ -1,0 +1,595 @@
+//! `skiff lab`: a multi-node cluster on one machine, each node in its own network
+//! namespace with its own address on a lab bridge, its own containerd, kubelet and proxy.
+//!
+//! Layout (all under `--home`, default `/var/lib/skiff-lab`; names, subnet and ports are
+//! [`LabNet`]'s defaults):
+//! - host: the bridge `skiff-lab0` (10.250.0.1/24), etcd (127.0.0.1:23790), the apiserver
+//!   (10.250.0.1:8080), controller-manager, scheduler and skiff-dns (10.250.0.1:53, behind
+//!   the `kube-dns` Service).
+//! - node *i* (`skiff-node-i`): network namespace `skiff-n<i>` with `eth0` = 10.250.0.(10+i),
+//!   default route via the bridge; containerd (own root, state and socket), kubelet and proxy
+//!   run inside it. Every node's podCIDR is routed to its address from the host and from
+//!   every other node (host-gw), so pods talk across nodes.
+//!
+//! Every process is recorded in a PID file and stopped by PID; `down` removes the
+//! namespaces, the bridge and the state it made, and nothing else. It builds nothing: the
+//! binaries come from the directory of the `skiff` binary, the images from `--images`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("missing prerequisites:\n{0}")]
+    Prerequisites(String),
+    #[error("{step}: {message}")]
+    Step { step: String, message: String },
+}
+
+type Result<T> = std::result::Result<T, LabError>;
+
+fn step_err(step: &str, message: impl Into<String>) -> LabError {
+    LabError::Step { step: step.into(), message: message.into() }
+}
+
+#[derive(Clone, Debug)]
+pub struct Lab {
+    pub home: PathBuf,
+    pub bin_dir: PathBuf,
+    pub images: PathBuf,
+    pub config_template: PathBuf,
+    pub net: LabNet,
+}
+
+/// The names, addresses and ports a lab uses (two labs with different values can run side
+/// by side, which the tests rely on).
+#[derive(Clone, Debug)]
+pub struct LabNet {
+    /// Prefix of the bridge (`<prefix>-lab0`), namespaces (`<prefix>-n<i>`) and veths.
+    pub prefix: String,
+    /// The lab network is 10.<subnet>.0.0/24: host .1, node i .(10+i).
+    pub subnet: u8,
+    pub etcd_port: u16,
+    pub api_port: u16,
+    /// The pod network the controller-manager splits into node podCIDRs.
+    pub cluster_cidr: String,
+}
+
+impl Default for LabNet {
+    fn default() -> Self {
+        LabNet {
+            prefix: "skiff".into(),
+            subnet: 250,
+            etcd_port: 23790,
+            api_port: 8080,
+            cluster_cidr: "10.244.0.0/16".into(),
+        }
+    }
+}
+
+pub fn node_name(i: usize) -> String {
+    format!("skiff-node-{i}")
+}
+
+fn run(step: &str, cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd).args(args).output().map_err(|e| step_err(step, format!("{cmd}: {e}")))?;
+    if !out.status.success() {
+        return Err(step_err(
+            step,
+            format!("{cmd} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn quiet(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+fn wait(step: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(step_err(step, format!("not ready within {within:?}")))
+}
+
+/// Prints one progress line per step (plain lines: they read well on a terminal and in logs).
+struct Progress {
+    n: usize,
+    total: usize,
+    started: Instant,
+}
+
+impl Progress {
+    fn step<T>(&mut self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.n += 1;
+        print!("[{}/{}] {what} ... ", self.n, self.total);
+        let _ = std::io::stdout().flush();
+        let t = Instant::now();
+        match f() {
+            Ok(v) => {
+                println!("ok ({:.1}s)", t.elapsed().as_secs_f64());
+                Ok(v)
+            }
+            Err(e) => {
+                println!("FAILED");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Lab {
+    pub fn bridge(&self) -> String {
+        format!("{}-lab0", self.net.prefix)
+    }
+
+    pub fn host_ip(&self) -> String {
+        format!("10.{}.0.1", self.net.subnet)
+    }
+
+    pub fn netns(&self, i: usize) -> String {
+        format!("{}-n{i}", self.net.prefix)
+    }
+
+    pub fn node_ip(&self, i: usize) -> String {
+        format!("10.{}.0.{}", self.net.subnet, 10 + i)
+    }
+
+    pub fn master(&self) -> String {
+        format!("http://{}:{}", self.host_ip(), self.net.api_port)
+    }
+
+    fn api_addr(&self) -> SocketAddr {
+        format!("{}:{}", self.host_ip(), self.net.api_port).parse().expect("valid address")
+    }
+
+    fn pid_file(&self, name: &str) -> PathBuf {
+        self.home.join("pids").join(format!("{name}.pid"))
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.home.join("logs").join(format!("{name}.log"))
+    }
+
+    fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    /// Starts a detached process (in `netns` if given), logging to `logs/<name>.log`.
+    fn spawn(&self, name: &str, netns: Option<&str>, program: &Path, args: &[String]) -> Result<u32> {
+        let log = std::fs::File::create(self.log(name)).map_err(|e| step_err(name, e.to_string()))?;
+        let mut cmd = Command::new("setsid");
+        if let Some(ns) = netns {
+            // nsenter switches only the network namespace; `ip netns exec` would also remount
+            // /sys, hiding the cgroup hierarchy runc needs.
+            cmd.arg("nsenter").arg(format!("--net=/var/run/netns/{ns}"));
+        }
+        cmd.arg(program).args(args);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().map_err(|e| step_err(name, e.to_string()))?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| step_err(name, format!("{}: {e}", program.display())))?;
+        std::fs::write(self.pid_file(name), child.id().to_string()).map_err(|e| step_err(name, e.to_string()))?;
+        Ok(child.id())
+    }
+
+    fn alive(&self, name: &str) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file(name)).ok()?.trim().parse().ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    fn stop(&self, name: &str) {
+        if let Some(pid) = self.alive(name) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+        let _ = std::fs::remove_file(self.pid_file(name));
+    }
+
+    /// What is missing on this machine, each with the command that fixes it.
+    pub fn prerequisites(&self) -> Vec<String> {
+        let mut missing = vec![];
+        for (bin, pkg) in [
+            ("etcd", "etcd-server"),
+            ("containerd", "containerd"),
+            ("runc", "runc"),
+            ("ctr", "containerd"),
+            ("nft", "nftables"),
+            ("ip", "iproute2"),
+            ("setsid", "util-linux"),
+            ("nsenter", "util-linux"),
+        ] {
+            if !quiet("sh", &["-c", &format!("command -v {bin}")]) {
+                missing.push(format!("  {bin}: apt-get install -y {pkg}   (or deploy/install.sh)"));
+            }
+        }
+        if !Path::new("/usr/lib/cni/bridge").exists() {
+            missing.push("  CNI plugins: apt-get install -y containernetworking-plugins".into());
+        }
+        for b in [
+            "skiff-apiserver",
+            "skiff-controller-manager",
+            "skiff-scheduler",
+            "skiff-kubelet",
+            "skiff-proxy",
+            "skiff-dns",
+        ] {
+            if !self.bin(b).is_file() {
+                missing.push(format!("  {}: cargo build --release (next to skiff)", self.bin(b).display()));
+            }
+        }
+        for i in ["pause.oci.tar", "busybox.oci.tar"] {
+            if !self.images.join(i).is_file() {
+                missing.push(format!(
+                    "  {}: python3 deploy/images/build-images.py {}",
+                    self.images.join(i).display(),
+                    self.images.display()
+                ));
+            }
+        }
+        if !self.config_template.is_file() {
+            missing.push(format!(
+                "  {}: run from the Skiff repository (deploy/containerd-config.toml.in)",
+                self.config_template.display()
+            ));
+        }
+        let watches: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if watches < 128 {
+            missing.push("  inotify instances too low: sysctl -w fs.inotify.max_user_instances=512".into());
+        }
+        missing
+    }
+
+    pub fn up(&self, nodes: usize) -> Result<()> {
+        let missing = self.prerequisites();
+        if !missing.is_empty() {
+            return Err(LabError::Prerequisites(missing.join("\n")));
+        }
+        if self.alive("apiserver").is_some() {
+            println!("the lab is already up; `skiff lab status` shows it, `skiff lab down` stops it");
+            return Ok(());
+        }
+        for d in ["pids", "logs", "etcd"] {
+            std::fs::create_dir_all(self.home.join(d)).map_err(|e| step_err("state directory", e.to_string()))?;
+        }
+        let mut p = Progress { n: 0, total: 5 + 2 * nodes, started: Instant::now() };
+        p.step(&format!("lab bridge {} ({}/24), IP forwarding", self.bridge(), self.host_ip()), || {
+            if !quiet("ip", &["link", "show", &*self.bridge()]) {
+                run("bridge", "ip", &["link", "add", &*self.bridge(), "type", "bridge"])?;
+            }
+            run("bridge", "ip", &["addr", "replace", &format!("{}/24", self.host_ip()), "dev", &*self.bridge()])?;
+            run("bridge", "ip", &["link", "set", &*self.bridge(), "up"])?;
+            run("forwarding", "sysctl", &["-qw", "net.ipv4.ip_forward=1"]).map(drop)
+        })?;
+        p.step(&format!("etcd on 127.0.0.1:{}", self.net.etcd_port), || {
+            let peer = self.net.etcd_port + 1;
+            let args: Vec<String> = [
+                "--name",
+                "skiff-lab",
+                "--data-dir",
+                &self.home.join("etcd").to_string_lossy(),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{}", self.net.etcd_port),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{}", self.net.etcd_port),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-cluster",
+                &format!("skiff-lab=http://127.0.0.1:{peer}"),
+                "--logger",
+                "zap",
+            ]
+            .map(String::from)
+            .to_vec();
+            self.spawn("etcd", None, Path::new("etcd"), &args)?;
+            let addr: SocketAddr = format!("127.0.0.1:{}", self.net.etcd_port).parse().expect("static");
+            wait("etcd", Duration::from_secs(30), || http_get(addr, "/health").is_some_and(|b| b.contains("true")))
+        })?;
+        let master = self.master();
+        p.step("apiserver, controller-manager, scheduler", || {
+            let args: Vec<String> = [
+                "--etcd-servers",
+                &format!("http://127.0.0.1:{}", self.net.etcd_port),
+                "--bind-address",
+                &*self.host_ip(),
+                "--advertise-address",
+                &*self.host_ip(),
+                "--port",
+                &self.net.api_port.to_string(),
+            ]
+            .map(String::from)
+            .to_vec();
+            self.spawn("apiserver", None, &self.bin("skiff-apiserver"), &args)?;
+            let addr = self.api_addr();
+            wait("apiserver", Duration::from_secs(30), || http_get(addr, "/readyz").is_some())?;
+            self.spawn(
+                "controller-manager",
+                None,
+                &self.bin("skiff-controller-manager"),
+                &["--master".into(), master.clone()],
+            )?;
+            self.spawn("scheduler", None, &self.bin("skiff-scheduler"), &["--master".into(), master.clone()])?;
+            Ok(())
+        })?;
+        p.step(&format!("skiff-dns on {}:53 (kube-dns 10.96.0.10)", self.host_ip()), || {
+            let args: Vec<String> = [
+                "--master",
+                &master,
+                "--listen",
+                &format!("{}:53", self.host_ip()),
+                "--advertise-address",
+                &*self.host_ip(),
+                "--instance",
+                "lab",
+                "--metrics-bind-address",
+                "127.0.0.1:9153",
+            ]
+            .map(String::from)
+            .to_vec();
+            self.spawn("dns", None, &self.bin("skiff-dns"), &args).map(drop)
+        })?;
+        for i in 1..=nodes {
+            p.step(&format!("node {} (netns {}, {})", node_name(i), self.netns(i), self.node_ip(i)), || {
+                self.node_up(i, &master)
+            })?;
+        }
+        for i in 1..=nodes {
+            p.step(&format!("{} Ready, pod routes", node_name(i)), || self.wait_node(i, nodes))?;
+        }
+        p.step("kubeconfig", || {
+            let kc = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff-lab\n  cluster:\n    server: {master}\ncontexts:\n- name: skiff-lab\n  context:\n    cluster: skiff-lab\n    user: admin\nusers:\n- name: admin\n  user: {{}}\ncurrent-context: skiff-lab\n"
+            );
+            std::fs::write(self.home.join("kubeconfig"), kc).map_err(|e| step_err("kubeconfig", e.to_string()))
+        })?;
+        println!(
+            "\nThe lab is up: {nodes} node(s) in {:.1}s. Use it with:\n  export KUBECONFIG={}",
+            p.started.elapsed().as_secs_f64(),
+            self.home.join("kubeconfig").display()
+        );
+        Ok(())
+    }
+
+    fn node_up(&self, i: usize, master: &str) -> Result<()> {
+        let ns = self.netns(i);
+        let step = node_name(i);
+        let veth = format!("{}v{i}", self.net.prefix);
+        if !quiet("ip", &["netns", "exec", &ns, "true"]) {
+            run(&step, "ip", &["netns", "add", &ns])?;
+            run(&step, "ip", &["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        }
+        run(&step, "ip", &["link", "set", &veth, "master", &*self.bridge(), "up"])?;
+        run(&step, "ip", &["-n", &ns, "addr", "replace", &format!("{}/24", self.node_ip(i)), "dev", "eth0"])?;
+        run(&step, "ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+        run(&step, "ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+        let _ = quiet("ip", &["-n", &ns, "route", "replace", "default", "via", &*self.host_ip()]);
+        run(&step, "ip", &["netns", "exec", &ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        // containerd for this node only.
+        let dir = self.home.join("nodes").join(&step);
+        for d in ["root", "state", "cni", "kubelet"] {
+            std::fs::create_dir_all(dir.join(d)).map_err(|e| step_err(&step, e.to_string()))?;
+        }
+        let sock = dir.join("containerd.sock");
+        let template = std::fs::read_to_string(&self.config_template).map_err(|e| step_err(&step, e.to_string()))?;
+        let config = template
+            .replace("@ROOT@", &dir.join("root").to_string_lossy())
+            .replace("@STATE@", &dir.join("state").to_string_lossy())
+            .replace("@SOCKET@", &sock.to_string_lossy())
+            .replace("@CNI_CONF_DIR@", &dir.join("cni").to_string_lossy())
+            .replace("@SANDBOX_IMAGE@", "registry.k8s.io/pause:3.10");
+        std::fs::write(dir.join("containerd.toml"), config).map_err(|e| step_err(&step, e.to_string()))?;
+        self.spawn(
+            &format!("{step}-containerd"),
+            Some(&ns),
+            Path::new("containerd"),
+            &["--config".into(), dir.join("containerd.toml").to_string_lossy().into()],
+        )?;
+        wait(&step, Duration::from_secs(30), || quiet("ctr", &["-a", &sock.to_string_lossy(), "version"]))?;
+        for image in ["pause.oci.tar", "busybox.oci.tar"] {
+            run(
+                &step,
+                "ctr",
+                &[
+                    "-a",
+                    &sock.to_string_lossy(),
+                    "-n",
+                    "k8s.io",
+                    "images",
+                    "import",
+                    &self.images.join(image).to_string_lossy(),
+                ],
+            )?;
+        }
+        let ip = self.node_ip(i);
+        let kubelet_args: Vec<String> = [
+            "--master",
+            master,
+            "--hostname-override",
+            &step,
+            "--node-ip",
+            &ip,
+            "--address",
+            &ip,
+            "--container-runtime-endpoint",
+            &sock.to_string_lossy(),
+            "--root-dir",
+            &dir.join("kubelet").to_string_lossy(),
+            "--cni-conf-dir",
+            &dir.join("cni").to_string_lossy(),
+            "--cni-bridge",
+            "cni0",
+            "--cluster-dns",
+            "10.96.0.10",
+            "--cpus",
+            "2",
+            "--node-labels",
+            &format!("topology.kubernetes.io/zone=zone-{}", (i - 1) % 3 + 1),
+        ]
+        .map(String::from)
+        .to_vec();
+        self.spawn(&format!("{step}-kubelet"), Some(&ns), &self.bin("skiff-kubelet"), &kubelet_args)?;
+        let proxy_args: Vec<String> = [
+            "--master",
+            master,
+            "--hostname-override",
+            &step,
+            "--cluster-cidr",
+            "10.244.0.0/16",
+            "--metrics-bind-address",
+            "127.0.0.1:10256",
+        ]
+        .map(String::from)
+        .to_vec();
+        self.spawn(&format!("{step}-proxy"), Some(&ns), &self.bin("skiff-proxy"), &proxy_args)?;
+        Ok(())
+    }
+
+    /// Nodes as the API sees them: (name, podCIDR, Ready).
+    pub fn nodes(&self) -> Vec<(String, Option<String>, bool)> {
+        let addr = self.api_addr();
+        let Some(body) = http_get(addr, "/api/v1/nodes") else { return vec![] };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let ready = n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                (
+                    n["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    n["spec"]["podCIDR"].as_str().map(String::from),
+                    ready,
+                )
+            })
+            .collect()
+    }
+
+    fn wait_node(&self, i: usize, total: usize) -> Result<()> {
+        let name = node_name(i);
+        let step = format!("{name} Ready");
+        let mut cidr = None;
+        wait(&step, Duration::from_secs(60), || {
+            cidr = self.nodes().into_iter().find(|(n, _, _)| *n == name).and_then(|(_, c, _)| c);
+            cidr.is_some()
+        })?;
+        let cidr = cidr.expect("waited for it");
+        // host-gw: this node's pods are reached through its address, from the host and from
+        // every other node.
+        run(&step, "ip", &["route", "replace", &cidr, "via", &self.node_ip(i)])?;
+        for j in (1..=total).filter(|j| *j != i) {
+            if quiet("ip", &["netns", "exec", &self.netns(j), "true"]) {
+                run(&step, "ip", &["-n", &self.netns(j), "route", "replace", &cidr, "via", &self.node_ip(i)])?;
+            }
+        }
+        wait(&step, Duration::from_secs(60), || self.nodes().iter().any(|(n, _, r)| *n == name && *r))
+    }
+
+    /// Every process, node namespace, route and the bridge the lab made: gone.
+    pub fn down(&self) -> Result<()> {
+        let nodes: Vec<usize> = (1..=64).filter(|i| quiet("ip", &["netns", "exec", &self.netns(*i), "true"])).collect();
+        for i in &nodes {
+            let step = node_name(*i);
+            println!("stopping {step}");
+            self.stop(&format!("{step}-proxy"));
+            let _ = quiet("ip", &["netns", "exec", &self.netns(*i), "nft", "delete", "table", "ip", "skiff-proxy"]);
+            self.stop(&format!("{step}-kubelet"));
+            let sock = self.home.join("nodes").join(&step).join("containerd.sock");
+            if self.alive(&format!("{step}-containerd")).is_some() {
+                let _ = Command::new("nsenter")
+                    .arg(format!("--net=/var/run/netns/{}", self.netns(*i)))
+                    .arg(self.bin("skiff-kubelet"))
+                    .arg("--cleanup")
+                    .arg("--container-runtime-endpoint")
+                    .arg(&sock)
+                    .stdout(Stdio::null())
+                    .status();
+            }
+            self.stop(&format!("{step}-containerd"));
+            let state = self.home.join("nodes").join(&step).to_string_lossy().to_string();
+            if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+                let mut targets: Vec<&str> = mounts
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().nth(1))
+                    .filter(|t| t.starts_with(&state))
+                    .collect();
+                targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+                for t in targets {
+                    let _ = quiet("umount", &["-l", t]);
+                }
+            }
+            let _ = quiet("ip", &["netns", "del", &self.netns(*i)]);
+        }
+        for name in ["dns", "scheduler", "controller-manager", "apiserver", "etcd"] {
+            if self.alive(name).is_some() {
+                println!("stopping {name}");
+            }
+            self.stop(name);
+        }
+        // Routes through the bridge go with it.
+        let _ = quiet("ip", &["link", "del", &*self.bridge()]);
+        println!("the lab is down (state kept in {}; remove it for a fresh start)", self.home.display());
+        Ok(())
+    }
+
+    pub fn status(&self) -> String {
+        let mut out = String::new();
+        for name in ["etcd", "apiserver", "controller-manager", "scheduler", "dns"] {
+            out.push_str(&format!(
+                "{name:<20} {}\n",
+                self.alive(name).map_or("stopped".into(), |p| format!("running (pid {p})"))
+            ));
+        }
+        let api_nodes = self.nodes();
+        for i in (1..=64).filter(|i| self.pid_file(&format!("{}-kubelet", node_name(*i))).exists()) {
+            let name = node_name(i);
+            let parts: Vec<String> = ["containerd", "kubelet", "proxy"]
+                .iter()
+                .map(|c| format!("{c} {}", if self.alive(&format!("{name}-{c}")).is_some() { "up" } else { "down" }))
+                .collect();
+            let ready =
+                api_nodes
+                    .iter()
+                    .find(|(n, _, _)| *n == name)
+                    .map_or("unknown", |(_, _, r)| if *r { "Ready" } else { "NotReady" });
+            out.push_str(&format!("{name:<20} {ready:<9} {} ({})\n", parts.join(", "), self.node_ip(i)));
+        }
+        out
+    }
+}

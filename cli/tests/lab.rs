@@ -1,0 +1,143 @@
+//! `skiff lab` for real: two nodes, each in its own network namespace with its own
+//! containerd, kubelet and proxy; a pod on one node reaches a pod on the other by IP and
+//! through a Service name; `down` leaves nothing behind. Uses its own prefix, subnet, ports
+//! and pod network, so it never touches a lab or cluster-up running on the same machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, LogParams, PostParams};
+use serde_json::json;
+
+struct LabRun {
+    home: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl LabRun {
+    fn skiff(&self, verb: &str) -> std::process::Output {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["lab", verb, "--home"])
+            .arg(self.home.path())
+            .args(&self.args)
+            .current_dir(repo)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for LabRun {
+    fn drop(&mut self) {
+        let _ = self.skiff("down");
+    }
+}
+
+fn exists_netns(name: &str) -> bool {
+    Path::new("/var/run/netns").join(name).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
+    let images: PathBuf = tokio::task::spawn_blocking(skiff_testkit::containerd::images_dir).await.unwrap();
+    let (etcd_port, api_port) = (skiff_testkit::free_port(), skiff_testkit::free_port());
+    let lab = LabRun {
+        home: tempfile::Builder::new().prefix("skiff-labtest-").tempdir().unwrap(),
+        args: [
+            "--images",
+            &images.to_string_lossy(),
+            "--prefix",
+            "sklt",
+            "--subnet",
+            "251",
+            "--etcd-port",
+            &etcd_port.to_string(),
+            "--api-port",
+            &api_port.to_string(),
+            "--cluster-cidr",
+            "10.236.0.0/16",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    let up = tokio::task::spawn_blocking({
+        let lab_args = lab.args.clone();
+        let home = lab.home.path().to_path_buf();
+        move || {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+            Command::new(env!("CARGO_BIN_EXE_skiff"))
+                .args(["lab", "up", "--nodes", "2", "--home"])
+                .arg(home)
+                .args(lab_args)
+                .current_dir(repo)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(up.status.success(), "lab up failed:\n{stdout}\n{}", String::from_utf8_lossy(&up.stderr));
+    assert!(stdout.contains("The lab is up: 2 node(s)"), "{stdout}");
+    assert!(exists_netns("sklt-n1") && exists_netns("sklt-n2"));
+
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://10.251.0.1:{api_port}").parse().unwrap())).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let server: Pod = serde_json::from_value(json!({"metadata": {"name": "server", "labels": {"app": "server"}},
+        "spec": {"nodeName": "skiff-node-2", "terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36",
+            "command": ["sh", "-c", "echo hello-from-node-2 > /tmp/index.html; httpd -p 80 -h /tmp; trap 'exit 0' TERM; while true; do sleep 0.1; done"]}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &server).await.unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "server"},
+        "spec": {"selector": {"app": "server"}, "ports": [{"port": 80}]}}))
+    .unwrap();
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let server_ip = loop {
+        let p = pods.get("server").await.unwrap();
+        let st = p.status.unwrap_or_default();
+        if st.phase.as_deref() == Some("Running") {
+            break st.pod_ip.unwrap();
+        }
+        assert!(Instant::now() < deadline, "the server pod never ran: {st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let client_pod: Pod = serde_json::from_value(json!({"metadata": {"name": "client"},
+        "spec": {"nodeName": "skiff-node-1", "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36",
+            "command": ["sh", "-c", format!("sleep 2; wget -qO- http://{server_ip}/; wget -qO- http://server/")]}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &client_pod).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let phase = pods.get("client").await.unwrap().status.and_then(|s| s.phase);
+        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the client pod never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = pods.logs("client", &LogParams::default()).await.unwrap();
+    assert_eq!(log, "hello-from-node-2\nhello-from-node-2\n", "node 1 reaches node 2's pod by IP and by Service name");
+
+    let status = tokio::task::spawn_blocking(move || {
+        let out = lab.skiff("status");
+        let down = lab.skiff("down");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), down, lab)
+    })
+    .await
+    .unwrap();
+    let (status, down, lab) = status;
+    assert!(status.contains("skiff-node-2") && status.contains("Ready"), "{status}");
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(!exists_netns("sklt-n1") && !exists_netns("sklt-n2"), "namespaces removed");
+    assert!(
+        !Command::new("ip").args(["link", "show", "sklt-lab0"]).output().unwrap().status.success(),
+        "bridge removed"
+    );
+    let pids = std::fs::read_dir(lab.home.path().join("pids")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(pids, 0, "every process stopped");
+}
