@@ -101,6 +101,14 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
         .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
 }
 
+/// Whether a process runs (a zombie waiting for its reaper does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| st.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
 fn wait(step: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -197,17 +205,17 @@ impl Lab {
 
     fn alive(&self, name: &str) -> Option<u32> {
         let pid: u32 = std::fs::read_to_string(self.pid_file(name)).ok()?.trim().parse().ok()?;
-        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+        running(pid).then_some(pid)
     }
 
     fn stop(&self, name: &str) {
         if let Some(pid) = self.alive(name) {
             let _ = Command::new("kill").arg(pid.to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            while running(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            if Path::new(&format!("/proc/{pid}")).exists() {
+            if running(pid) {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             }
         }
@@ -566,6 +574,97 @@ impl Lab {
         let _ = quiet("ip", &["link", "del", &*self.bridge()]);
         println!("the lab is down (state kept in {}; remove it for a fresh start)", self.home.display());
         Ok(())
+    }
+
+    /// Stops every process but keeps the namespaces, the bridge and all state: `start`
+    /// (the same as `up`) brings the same objects and pods back on the same nodes.
+    pub fn stop_all(&self) -> Result<()> {
+        for i in self.node_indices() {
+            let step = node_name(i);
+            for c in ["proxy", "kubelet", "containerd"] {
+                self.stop(&format!("{step}-{c}"));
+            }
+        }
+        for name in ["dns", "scheduler", "controller-manager", "apiserver", "etcd"] {
+            self.stop(name);
+        }
+        println!("the lab is stopped; `skiff lab start` brings it back");
+        Ok(())
+    }
+
+    fn node_indices(&self) -> Vec<usize> {
+        (1..=64).filter(|i| self.home.join("nodes").join(node_name(*i)).is_dir()).collect()
+    }
+
+    /// The node index of `skiff-node-<i>` (or `<i>`).
+    fn node_index(&self, node: &str) -> Result<usize> {
+        let i: usize = node
+            .strip_prefix("skiff-node-")
+            .unwrap_or(node)
+            .parse()
+            .map_err(|_| step_err("node", format!("{node:?} is not a lab node (skiff-node-<i>)")))?;
+        if !self.node_indices().contains(&i) {
+            return Err(step_err("node", format!("{node} is not part of this lab")));
+        }
+        Ok(i)
+    }
+
+    /// SIGKILLs a component (`etcd`, `apiserver`, `controller-manager`, `scheduler`, `dns`)
+    /// or every agent of a node (its kubelet, proxy and containerd; its pods' processes keep
+    /// running, as on a machine whose agents crashed).
+    pub fn kill(&self, target: &str) -> Result<()> {
+        let names: Vec<String> = if target.starts_with("skiff-node-") {
+            let i = self.node_index(target)?;
+            ["kubelet", "proxy", "containerd"].iter().map(|c| format!("{}-{c}", node_name(i))).collect()
+        } else {
+            vec![target.to_string()]
+        };
+        let mut killed = 0;
+        for n in names {
+            if let Some(pid) = self.alive(&n) {
+                run(&n, "kill", &["-9", &pid.to_string()])?;
+                println!("killed {n} (pid {pid})");
+                killed += 1;
+            }
+        }
+        if killed == 0 {
+            return Err(step_err(target, "nothing of that name is running"));
+        }
+        Ok(())
+    }
+
+    /// Cuts a node off the control plane and the other nodes (its link to the lab bridge
+    /// goes down); `heal` brings it back.
+    pub fn partition(&self, node: &str, cut: bool) -> Result<()> {
+        let i = self.node_index(node)?;
+        let veth = format!("{}v{i}", self.net.prefix);
+        run(node, "ip", &["link", "set", &veth, if cut { "down" } else { "up" }])?;
+        if !cut {
+            run(node, "ip", &["link", "set", &veth, "master", &self.bridge()])?;
+        }
+        println!("{} {}", node_name(i), if cut { "partitioned" } else { "healed" });
+        Ok(())
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) etcd: the API stalls as with a hung store.
+    pub fn pause_store(&self, pause: bool) -> Result<()> {
+        let pid = self.alive("etcd").ok_or_else(|| step_err("etcd", "not running"))?;
+        run("etcd", "kill", &[if pause { "-STOP" } else { "-CONT" }, &pid.to_string()])?;
+        println!("etcd {}", if pause { "paused" } else { "resumed" });
+        Ok(())
+    }
+
+    /// The log of a component, or of a node's kubelet (`skiff-node-<i>`), or a node agent
+    /// (`skiff-node-<i>-proxy`).
+    pub fn logs(&self, target: &str) -> Result<String> {
+        let name =
+            if target.starts_with("skiff-node-") && !target.ends_with("-proxy") && !target.ends_with("-containerd") {
+                format!("{target}-kubelet")
+            } else {
+                target.to_string()
+            };
+        std::fs::read_to_string(self.log(&name))
+            .map_err(|e| step_err(target, format!("{}: {e}", self.log(&name).display())))
     }
 
     pub fn status(&self) -> String {

@@ -53,6 +53,25 @@ enum LabCommand {
     Down,
     /// Each component's state and each node's.
     Status,
+    /// Stop every process, keeping all state (namespaces, objects, pods' data).
+    Stop,
+    /// Start a stopped lab again (same objects, pods back on the same nodes).
+    Start {
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+    },
+    /// SIGKILL a component (etcd, apiserver, controller-manager, scheduler, dns) or a node's agents.
+    Kill { target: String },
+    /// Cut a node off the control plane and the other nodes.
+    Partition { node: String },
+    /// Undo `partition`.
+    Heal { node: String },
+    /// Freeze etcd (SIGSTOP).
+    PauseStore,
+    /// Thaw etcd (SIGCONT).
+    ResumeStore,
+    /// Print a component's or a node's log.
+    Logs { target: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +108,14 @@ fn main() -> anyhow::Result<()> {
                 LabCommand::Up { nodes } => lab.up(nodes)?,
                 LabCommand::Down => lab.down()?,
                 LabCommand::Status => print!("{}", lab.status()),
+                LabCommand::Stop => lab.stop_all()?,
+                LabCommand::Start { nodes } => lab.up(nodes)?,
+                LabCommand::Kill { target } => lab.kill(&target)?,
+                LabCommand::Partition { node } => lab.partition(&node, true)?,
+                LabCommand::Heal { node } => lab.partition(&node, false)?,
+                LabCommand::PauseStore => lab.pause_store(true)?,
+                LabCommand::ResumeStore => lab.pause_store(false)?,
+                LabCommand::Logs { target } => print!("{}", lab.logs(&target)?),
             }
         }
         Command::Image { command: ImageCommand::Load { runtime_endpoint, archives } } => {

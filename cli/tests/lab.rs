@@ -18,9 +18,15 @@ struct LabRun {
 
 impl LabRun {
     fn skiff(&self, verb: &str) -> std::process::Output {
+        self.skiff_with(&[verb])
+    }
+
+    fn skiff_with(&self, verb_and_args: &[&str]) -> std::process::Output {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
         Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["lab", verb, "--home"])
+            .arg("lab")
+            .args(verb_and_args)
+            .arg("--home")
             .arg(self.home.path())
             .args(&self.args)
             .current_dir(repo)
@@ -122,6 +128,104 @@ async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
     }
     let log = pods.logs("client", &LogParams::default()).await.unwrap();
     assert_eq!(log, "hello-from-node-2\nhello-from-node-2\n", "node 1 reaches node 2's pod by IP and by Service name");
+
+    // Fault injection. A partitioned node's pods are cut off; healing restores them.
+    let target: std::net::SocketAddr = format!("{server_ip}:80").parse().unwrap();
+    let reach = || async move {
+        matches!(tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(target)).await, Ok(Ok(_)))
+    };
+    assert!(reach().await, "the host reaches node 2's pod");
+    let lab = tokio::task::spawn_blocking(move || {
+        let out = lab.skiff_with(&["partition", "skiff-node-2"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        lab
+    })
+    .await
+    .unwrap();
+    assert!(!reach().await, "partitioned: unreachable");
+    let lab = tokio::task::spawn_blocking(move || {
+        assert!(lab.skiff_with(&["heal", "skiff-node-2"]).status.success());
+        lab
+    })
+    .await
+    .unwrap();
+    let mut healed = false;
+    for _ in 0..20 {
+        if reach().await {
+            healed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(healed, "healed: reachable again");
+    // A paused store stalls writes; resuming lets them through.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = |n: &str| -> k8s_openapi::api::core::v1::ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": n}})).unwrap()
+    };
+    let lab = tokio::task::spawn_blocking(move || {
+        assert!(lab.skiff_with(&["pause-store"]).status.success());
+        lab
+    })
+    .await
+    .unwrap();
+    let stalled = tokio::time::timeout(Duration::from_secs(2), cms.create(&PostParams::default(), &cm("during"))).await;
+    assert!(!matches!(stalled, Ok(Ok(_))), "no write completes while etcd is frozen");
+    let lab = tokio::task::spawn_blocking(move || {
+        assert!(lab.skiff_with(&["resume-store"]).status.success());
+        lab
+    })
+    .await
+    .unwrap();
+    let mut wrote = false;
+    for _ in 0..40 {
+        if tokio::time::timeout(Duration::from_secs(2), cms.create(&PostParams::default(), &cm("after")))
+            .await
+            .is_ok_and(|r| r.is_ok())
+            || cms.get_opt("after").await.ok().flatten().is_some()
+        {
+            wrote = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(wrote, "writes work again after resume-store");
+    // kill a component; logs of a component.
+    let lab = tokio::task::spawn_blocking(move || {
+        assert!(lab.skiff_with(&["kill", "scheduler"]).status.success());
+        let logs = lab.skiff_with(&["logs", "apiserver"]);
+        assert!(logs.status.success() && !logs.stdout.is_empty());
+        let status = String::from_utf8_lossy(&lab.skiff("status").stdout).into_owned();
+        assert!(status.lines().any(|l| l.starts_with("scheduler") && l.contains("stopped")), "{status}");
+        lab
+    })
+    .await
+    .unwrap();
+
+    // stop + start: every process goes and comes back; the objects and the running pod stay.
+    let before = pods.get("server").await.unwrap().status.unwrap().container_statuses.unwrap()[0].container_id.clone();
+    let lab = tokio::task::spawn_blocking(move || {
+        assert!(lab.skiff("stop").status.success());
+        let status = String::from_utf8_lossy(&lab.skiff("status").stdout).into_owned();
+        assert!(status.lines().all(|l| !l.contains("running") && !l.contains(" up")), "{status}");
+        let out = lab.skiff_with(&["start", "--nodes", "2"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        lab
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = pods.get("server").await.unwrap();
+        let st = p.status.unwrap_or_default();
+        let id = st.container_statuses.as_ref().and_then(|c| c[0].container_id.clone());
+        if st.phase.as_deref() == Some("Running") && id == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server pod did not come back as it was: {st:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(reach().await, "the pod answers after the restart");
 
     let status = tokio::task::spawn_blocking(move || {
         let out = lab.skiff("status");
