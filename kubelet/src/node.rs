@@ -336,14 +336,19 @@ pub async fn lease_loop(
 /// Writes the node status every 10 s when it changed, and at least once a minute.
 pub async fn status_loop(client: kube::Client, cfg: Config, cri: Cri, shutdown: tokio_util::sync::CancellationToken) {
     let nodes: Api<Node> = Api::all(client);
-    let mut tick = tokio::time::interval(cfg.node_status_update_frequency);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<(serde_json::Value, std::time::Instant)> = None;
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+        // While the node is not Ready (e.g. waiting for its CNI config), look every second
+        // so it turns Ready promptly; then at the configured frequency.
+        let ready = last.as_ref().is_some_and(|(st, _)| {
+            st["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        wait = if ready { cfg.node_status_update_frequency } else { Duration::from_secs(1) };
         let old = match nodes.get(&cfg.node_name).await {
             Ok(n) => n,
             Err(kube::Error::Api(e)) if e.code == 404 => {
