@@ -9,7 +9,7 @@
 #   deploy/cluster-up.sh down     stop what this script started (by PID); pods' sandboxes and
 #                                 networks are removed, their API objects stay in etcd
 #
-# State lives in $SKIFF_HOME (default /var/lib/skiff-lab): etcd data, containerd's root,
+# State lives in $SKIFF_HOME (default /var/lib/skiff-node): etcd data, containerd's root,
 # the kubelet's pod dirs, logs, PID files and a kubeconfig. The apiserver listens on
 # 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP until the security issue lands. Pods get
 # addresses from the node's podCIDR (10.244.0.0/24) on the bridge `skiff0`; Services are
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SKIFF_HOME=${SKIFF_HOME:-/var/lib/skiff-lab}
+SKIFF_HOME=${SKIFF_HOME:-/var/lib/skiff-node}
 PORT=${SKIFF_PORT:-8080}
 ETCD_CLIENT=${SKIFF_ETCD_PORT:-23790}
 ETCD_PEER=$((ETCD_CLIENT + 1))

@@ -80,7 +80,7 @@ enum ImageCommand {
     /// use them without a registry.
     Load {
         /// The node's containerd socket.
-        #[arg(long, default_value = "/var/lib/skiff-lab/containerd/containerd.sock")]
+        #[arg(long, default_value = "/var/lib/skiff-lab/nodes/skiff-node-1/containerd.sock")]
         runtime_endpoint: std::path::PathBuf,
         /// OCI image-layout archives (.tar).
         #[arg(required = true)]
