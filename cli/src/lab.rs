@@ -529,40 +529,42 @@ impl Lab {
         wait(&step, Duration::from_secs(60), || self.nodes().iter().any(|(n, _, r)| *n == name && *r))
     }
 
+    /// Stops a node's agents, removes its pods' sandboxes and its network namespace.
+    fn node_down(&self, i: usize) {
+        let step = node_name(i);
+        println!("stopping {step}");
+        self.stop(&format!("{step}-proxy"));
+        let _ = quiet("ip", &["netns", "exec", &self.netns(i), "nft", "delete", "table", "ip", "skiff-proxy"]);
+        self.stop(&format!("{step}-kubelet"));
+        let sock = self.home.join("nodes").join(&step).join("containerd.sock");
+        if self.alive(&format!("{step}-containerd")).is_some() {
+            let _ = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", self.netns(i)))
+                .arg(self.bin("skiff-kubelet"))
+                .arg("--cleanup")
+                .arg("--container-runtime-endpoint")
+                .arg(&sock)
+                .stdout(Stdio::null())
+                .status();
+        }
+        self.stop(&format!("{step}-containerd"));
+        let state = self.home.join("nodes").join(&step).to_string_lossy().to_string();
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let mut targets: Vec<&str> =
+                mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|t| t.starts_with(&state)).collect();
+            targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+            for t in targets {
+                let _ = quiet("umount", &["-l", t]);
+            }
+        }
+        let _ = quiet("ip", &["netns", "del", &self.netns(i)]);
+    }
+
     /// Every process, node namespace, route and the bridge the lab made: gone.
     pub fn down(&self) -> Result<()> {
         let nodes: Vec<usize> = (1..=64).filter(|i| quiet("ip", &["netns", "exec", &self.netns(*i), "true"])).collect();
         for i in &nodes {
-            let step = node_name(*i);
-            println!("stopping {step}");
-            self.stop(&format!("{step}-proxy"));
-            let _ = quiet("ip", &["netns", "exec", &self.netns(*i), "nft", "delete", "table", "ip", "skiff-proxy"]);
-            self.stop(&format!("{step}-kubelet"));
-            let sock = self.home.join("nodes").join(&step).join("containerd.sock");
-            if self.alive(&format!("{step}-containerd")).is_some() {
-                let _ = Command::new("nsenter")
-                    .arg(format!("--net=/var/run/netns/{}", self.netns(*i)))
-                    .arg(self.bin("skiff-kubelet"))
-                    .arg("--cleanup")
-                    .arg("--container-runtime-endpoint")
-                    .arg(&sock)
-                    .stdout(Stdio::null())
-                    .status();
-            }
-            self.stop(&format!("{step}-containerd"));
-            let state = self.home.join("nodes").join(&step).to_string_lossy().to_string();
-            if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
-                let mut targets: Vec<&str> = mounts
-                    .lines()
-                    .filter_map(|l| l.split_whitespace().nth(1))
-                    .filter(|t| t.starts_with(&state))
-                    .collect();
-                targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-                for t in targets {
-                    let _ = quiet("umount", &["-l", t]);
-                }
-            }
-            let _ = quiet("ip", &["netns", "del", &self.netns(*i)]);
+            self.node_down(*i);
         }
         for name in ["dns", "scheduler", "controller-manager", "apiserver", "etcd"] {
             if self.alive(name).is_some() {
@@ -665,6 +667,54 @@ impl Lab {
             };
         std::fs::read_to_string(self.log(&name))
             .map_err(|e| step_err(target, format!("{}: {e}", self.log(&name).display())))
+    }
+
+    /// Adds the next node (`skiff-node-<n+1>`) to a running lab; returns its name.
+    pub fn add_node(&self) -> Result<String> {
+        if self.alive("apiserver").is_none() {
+            return Err(step_err("add-node", "the lab is not up (skiff lab up)"));
+        }
+        let i = self.node_indices().into_iter().max().unwrap_or(0) + 1;
+        let mut p = Progress { n: 0, total: 2, started: Instant::now() };
+        p.step(&format!("node {} (netns {}, {})", node_name(i), self.netns(i), self.node_ip(i)), || {
+            self.node_up(i, &self.master())
+        })?;
+        p.step(&format!("{} Ready, pod routes", node_name(i)), || {
+            self.wait_node(i, i)?;
+            // The new node reaches the others' pods too.
+            for (name, cidr, _) in self.nodes() {
+                let Some(j) = name.strip_prefix("skiff-node-").and_then(|j| j.parse::<usize>().ok()) else { continue };
+                if let (Some(cidr), true) = (cidr, j != i) {
+                    run("routes", "ip", &["-n", &self.netns(i), "route", "replace", &cidr, "via", &self.node_ip(j)])?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(node_name(i))
+    }
+
+    /// Removes a node: its agents and pods' sandboxes stop, its namespace and route go, and
+    /// its Node object is deleted from the API.
+    pub fn remove_node(&self, node: &str) -> Result<()> {
+        let i = self.node_index(node)?;
+        let name = node_name(i);
+        let cidr = self.nodes().into_iter().find(|(n, _, _)| *n == name).and_then(|(_, c, _)| c);
+        self.node_down(i);
+        if let Some(cidr) = cidr {
+            let _ = quiet("ip", &["route", "del", &cidr]);
+            for j in self.node_indices().into_iter().filter(|j| *j != i) {
+                let _ = quiet("ip", &["-n", &self.netns(j), "route", "del", &cidr]);
+            }
+        }
+        let mut s = TcpStream::connect_timeout(&self.api_addr(), Duration::from_secs(2))
+            .map_err(|e| step_err("remove-node", format!("apiserver: {e}")))?;
+        write!(s, "DELETE /api/v1/nodes/{name} HTTP/1.0\r\nHost: {}\r\n\r\n", self.api_addr())
+            .map_err(|e| step_err("remove-node", e.to_string()))?;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let _ = std::fs::remove_dir_all(self.home.join("nodes").join(&name));
+        println!("{name} removed");
+        Ok(())
     }
 
     pub fn status(&self) -> String {

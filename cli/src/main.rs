@@ -72,6 +72,10 @@ enum LabCommand {
     ResumeStore,
     /// Print a component's or a node's log.
     Logs { target: String },
+    /// Add one node to a running lab.
+    AddNode,
+    /// Remove a node (its agents, pods, namespace and Node object).
+    RemoveNode { node: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,6 +120,8 @@ fn main() -> anyhow::Result<()> {
                 LabCommand::PauseStore => lab.pause_store(true)?,
                 LabCommand::ResumeStore => lab.pause_store(false)?,
                 LabCommand::Logs { target } => print!("{}", lab.logs(&target)?),
+                LabCommand::AddNode => println!("{} joined", lab.add_node()?),
+                LabCommand::RemoveNode { node } => lab.remove_node(&node)?,
             }
         }
         Command::Image { command: ImageCommand::Load { runtime_endpoint, archives } } => {

@@ -227,6 +227,32 @@ async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
     }
     assert!(reach().await, "the pod answers after the restart");
 
+    // A node joins and leaves.
+    let lab = tokio::task::spawn_blocking(move || {
+        let out = lab.skiff_with(&["add-node"]);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(exists_netns("sklt-n3"));
+        lab
+    })
+    .await
+    .unwrap();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    assert!(nodes.get_opt("skiff-node-3").await.unwrap().is_some());
+    let lab = tokio::task::spawn_blocking(move || {
+        let out = lab.skiff_with(&["remove-node", "skiff-node-3"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!exists_netns("sklt-n3"));
+        lab
+    })
+    .await
+    .unwrap();
+    assert!(nodes.get_opt("skiff-node-3").await.unwrap().is_none(), "the Node object is deleted");
+
     let status = tokio::task::spawn_blocking(move || {
         let out = lab.skiff("status");
         let down = lab.skiff("down");
