@@ -56,6 +56,9 @@ pub struct LabNet {
     pub api_port: u16,
     /// The pod network the controller-manager splits into node podCIDRs.
     pub cluster_cidr: String,
+    /// How long a silent node stays Ready (the controller-manager's
+    /// `--node-monitor-grace-period`, seconds).
+    pub node_grace_seconds: u64,
 }
 
 impl Default for LabNet {
@@ -66,6 +69,7 @@ impl Default for LabNet {
             etcd_port: 23790,
             api_port: 8080,
             cluster_cidr: "10.244.0.0/16".into(),
+            node_grace_seconds: 50,
         }
     }
 }
@@ -347,12 +351,21 @@ impl Lab {
                 "controller-manager",
                 None,
                 &self.bin("skiff-controller-manager"),
-                &["--master".into(), master.clone()],
+                &[
+                    "--master".into(),
+                    master.clone(),
+                    "--cluster-cidr".into(),
+                    self.net.cluster_cidr.clone(),
+                    "--node-monitor-grace-period".into(),
+                    self.net.node_grace_seconds.to_string(),
+                ],
             )?;
             self.spawn("scheduler", None, &self.bin("skiff-scheduler"), &["--master".into(), master.clone()])?;
             Ok(())
         })?;
         p.step(&format!("skiff-dns on {}:53 (kube-dns 10.96.0.10)", self.host_ip()), || {
+            // Metrics on the lab's own address, so two labs never collide on a port.
+            let metrics = format!("{}:9153", self.host_ip());
             let args: Vec<String> = [
                 "--master",
                 &master,
@@ -363,7 +376,7 @@ impl Lab {
                 "--instance",
                 "lab",
                 "--metrics-bind-address",
-                "127.0.0.1:9153",
+                &metrics,
             ]
             .map(String::from)
             .to_vec();
@@ -419,13 +432,7 @@ impl Lab {
             .replace("@CNI_CONF_DIR@", &dir.join("cni").to_string_lossy())
             .replace("@SANDBOX_IMAGE@", "registry.k8s.io/pause:3.10");
         std::fs::write(dir.join("containerd.toml"), config).map_err(|e| step_err(&step, e.to_string()))?;
-        self.spawn(
-            &format!("{step}-containerd"),
-            Some(&ns),
-            Path::new("containerd"),
-            &["--config".into(), dir.join("containerd.toml").to_string_lossy().into()],
-        )?;
-        wait(&step, Duration::from_secs(30), || quiet("ctr", &["-a", &sock.to_string_lossy(), "version"]))?;
+        self.start_containerd(i)?;
         for image in ["pause.oci.tar", "busybox.oci.tar"] {
             run(
                 &step,
@@ -475,7 +482,7 @@ impl Lab {
             "--hostname-override",
             &step,
             "--cluster-cidr",
-            "10.244.0.0/16",
+            &self.net.cluster_cidr,
             "--metrics-bind-address",
             "127.0.0.1:10256",
         ]
@@ -529,6 +536,20 @@ impl Lab {
         wait(&step, Duration::from_secs(60), || self.nodes().iter().any(|(n, _, r)| *n == name && *r))
     }
 
+    /// Starts node `i`'s containerd (config written by `node_up`) and waits for its socket.
+    fn start_containerd(&self, i: usize) -> Result<()> {
+        let step = node_name(i);
+        let dir = self.home.join("nodes").join(&step);
+        let sock = dir.join("containerd.sock");
+        self.spawn(
+            &format!("{step}-containerd"),
+            Some(&self.netns(i)),
+            Path::new("containerd"),
+            &["--config".into(), dir.join("containerd.toml").to_string_lossy().into()],
+        )?;
+        wait(&step, Duration::from_secs(30), || quiet("ctr", &["-a", &sock.to_string_lossy(), "version"]))
+    }
+
     /// Stops a node's agents, removes its pods' sandboxes and its network namespace.
     fn node_down(&self, i: usize) {
         let step = node_name(i);
@@ -537,6 +558,13 @@ impl Lab {
         let _ = quiet("ip", &["netns", "exec", &self.netns(i), "nft", "delete", "table", "ip", "skiff-proxy"]);
         self.stop(&format!("{step}-kubelet"));
         let sock = self.home.join("nodes").join(&step).join("containerd.sock");
+        // Pods outlive a killed containerd (their shims keep running): start it again so
+        // their sandboxes can be removed properly.
+        if self.alive(&format!("{step}-containerd")).is_none()
+            && self.home.join("nodes").join(&step).join("containerd.toml").exists()
+        {
+            let _ = self.start_containerd(i);
+        }
         if self.alive(&format!("{step}-containerd")).is_some() {
             let _ = Command::new("nsenter")
                 .arg(format!("--net=/var/run/netns/{}", self.netns(i)))

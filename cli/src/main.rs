@@ -34,6 +34,9 @@ enum Command {
         /// The pod network, split into one podCIDR per node.
         #[arg(long, global = true, default_value = "10.244.0.0/16")]
         cluster_cidr: String,
+        /// Seconds a silent node stays Ready before it is marked unreachable.
+        #[arg(long, global = true, default_value_t = 50)]
+        node_grace_seconds: u64,
     },
     /// Images on a node.
     Image {
@@ -95,7 +98,17 @@ enum ImageCommand {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.command {
-        Command::Lab { command, home, images, prefix, subnet, etcd_port, api_port, cluster_cidr } => {
+        Command::Lab {
+            command,
+            home,
+            images,
+            prefix,
+            subnet,
+            etcd_port,
+            api_port,
+            cluster_cidr,
+            node_grace_seconds,
+        } => {
             let exe = std::env::current_exe()?;
             let bin_dir = exe.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
             // Run from the repository: deploy/ holds the containerd template; images default
@@ -106,7 +119,7 @@ fn main() -> anyhow::Result<()> {
                 home,
                 bin_dir,
                 config_template: repo.join("deploy/containerd-config.toml.in"),
-                net: skiff_cli::lab::LabNet { prefix, subnet, etcd_port, api_port, cluster_cidr },
+                net: skiff_cli::lab::LabNet { prefix, subnet, etcd_port, api_port, cluster_cidr, node_grace_seconds },
             };
             match command {
                 LabCommand::Up { nodes } => lab.up(nodes)?,

@@ -253,6 +253,63 @@ async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
     .unwrap();
     assert!(nodes.get_opt("skiff-node-3").await.unwrap().is_none(), "the Node object is deleted");
 
+    // A node dies: it goes NotReady and its pods are replaced on the other node.
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "default");
+    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "spread"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "spread"}}, "template": {
+            "metadata": {"labels": {"app": "spread"}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1},
+                                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}],
+                "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+                    "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "spread"}}}}]}},
+                "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]}]}}}}))
+    .unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let running_on = |pods: Vec<Pod>, node: &str| {
+        pods.iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .count()
+    };
+    let lp = kube::api::ListParams::default().labels("app=spread");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = pods.list(&lp).await.unwrap().items;
+        if running_on(all.clone(), "skiff-node-1") == 1 && running_on(all, "skiff-node-2") == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the two replicas did not spread over the two nodes");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lab = tokio::task::spawn_blocking(move || {
+        assert!(lab.skiff_with(&["kill", "skiff-node-2"]).status.success());
+        lab
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = nodes
+            .get("skiff-node-2")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let on_1 = running_on(pods.list(&lp).await.unwrap().items, "skiff-node-1");
+        if !ready && on_1 == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 did not go NotReady with its pod replaced on node 1 (ready={ready}, on node 1: {on_1})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     let status = tokio::task::spawn_blocking(move || {
         let out = lab.skiff("status");
         let down = lab.skiff("down");
@@ -261,7 +318,7 @@ async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
     .await
     .unwrap();
     let (status, down, lab) = status;
-    assert!(status.contains("skiff-node-2") && status.contains("Ready"), "{status}");
+    assert!(status.contains("skiff-node-1") && status.contains("Ready"), "{status}");
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert!(!exists_netns("sklt-n1") && !exists_netns("sklt-n2"), "namespaces removed");
     assert!(

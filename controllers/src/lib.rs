@@ -92,14 +92,26 @@ pub struct ControllerManager {
     client: Client,
     cluster_cidr: nodeipam::ClusterCidr,
     leader_election: Option<leader::LeaseConfig>,
+    node_lifecycle: nodelifecycle::Config,
 }
 
 impl ControllerManager {
     pub fn new(client: Client) -> Self {
-        Self { client, cluster_cidr: nodeipam::ClusterCidr::default(), leader_election: None }
+        Self {
+            client,
+            cluster_cidr: nodeipam::ClusterCidr::default(),
+            leader_election: None,
+            node_lifecycle: nodelifecycle::Config::default(),
+        }
     }
 
     /// The pod network nodes get their `podCIDR`s from (`--cluster-cidr`).
+    /// Node-lifecycle timing (`--node-monitor-grace-period`).
+    pub fn with_node_lifecycle(mut self, cfg: nodelifecycle::Config) -> Self {
+        self.node_lifecycle = cfg;
+        self
+    }
+
     pub fn with_cluster_cidr(mut self, cidr: nodeipam::ClusterCidr) -> Self {
         self.cluster_cidr = cidr;
         self
@@ -132,7 +144,7 @@ impl ControllerManager {
         tasks.spawn(endpoints::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(job::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(daemonset::run(self.client.clone(), shutdown.clone()));
-        tasks.spawn(nodelifecycle::run(self.client.clone(), nodelifecycle::Config::default(), shutdown.clone()));
+        tasks.spawn(nodelifecycle::run(self.client.clone(), self.node_lifecycle.clone(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {
             match done {

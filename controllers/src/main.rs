@@ -21,6 +21,9 @@ struct Args {
     /// This replica's identity in leader election (default: hostname + pid).
     #[arg(long)]
     leader_elect_identity: Option<String>,
+    /// How long a node may go without a heartbeat before it is marked unreachable (seconds).
+    #[arg(long, default_value_t = 50)]
+    node_monitor_grace_period: u64,
     /// The prefix length of each node's pod range.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -60,7 +63,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let cidr = skiff_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr, args.node_cidr_mask_size)
         .map_err(anyhow::Error::msg)?;
-    let mut manager = skiff_controllers::ControllerManager::new(client).with_cluster_cidr(cidr);
+    let lifecycle = skiff_controllers::nodelifecycle::Config {
+        grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        ..Default::default()
+    };
+    let mut manager =
+        skiff_controllers::ControllerManager::new(client).with_cluster_cidr(cidr).with_node_lifecycle(lifecycle);
     if args.leader_elect {
         let identity = args.leader_elect_identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
