@@ -3,7 +3,7 @@
 //!
 //! Layout (all under `--home`, default `/var/lib/skiff-lab`; names, subnet and ports are
 //! [`LabNet`]'s defaults):
-//! - host: the bridge `skiff-lab0` (10.250.0.1/24), etcd (127.0.0.1:23790), the apiserver
+//! - host: the bridge `skiff-lab0` (10.250.0.1/24), etcd (10.250.0.1:23790), the apiserver
 //!   (10.250.0.1:8080), controller-manager, scheduler and skiff-dns (10.250.0.1:53, behind
 //!   the `kube-dns` Service).
 //! - node *i* (`skiff-node-i`): network namespace `skiff-n<i>` with `eth0` = 10.250.0.(10+i),
@@ -50,7 +50,9 @@ pub struct Lab {
 pub struct LabNet {
     /// Prefix of the bridge (`<prefix>-lab0`), namespaces (`<prefix>-n<i>`) and veths.
     pub prefix: String,
-    /// The lab network is 10.<subnet>.0.0/24: host .1, node i .(10+i).
+    /// The lab network is 10.<subnet>.0.0/24: host .1, node i .(10+i). etcd and the
+    /// apiserver listen on the host address, so two labs on different subnets never share a
+    /// port.
     pub subnet: u8,
     pub etcd_port: u16,
     pub api_port: u16,
@@ -173,6 +175,14 @@ impl Lab {
 
     fn api_addr(&self) -> SocketAddr {
         format!("{}:{}", self.host_ip(), self.net.api_port).parse().expect("valid address")
+    }
+
+    /// An error with the last lines of a component's log, so a failed start explains itself.
+    fn with_log_tail(&self, e: LabError, name: &str) -> LabError {
+        let log = std::fs::read_to_string(self.log(name)).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        step_err(&e.to_string(), format!("last lines of {}:\n{}", self.log(name).display(), tail.join("\n")))
     }
 
     fn pid_file(&self, name: &str) -> PathBuf {
@@ -304,7 +314,7 @@ impl Lab {
             run("bridge", "ip", &["link", "set", &*self.bridge(), "up"])?;
             run("forwarding", "sysctl", &["-qw", "net.ipv4.ip_forward=1"]).map(drop)
         })?;
-        p.step(&format!("etcd on 127.0.0.1:{}", self.net.etcd_port), || {
+        p.step(&format!("etcd on {}:{}", self.host_ip(), self.net.etcd_port), || {
             let peer = self.net.etcd_port + 1;
             let args: Vec<String> = [
                 "--name",
@@ -312,29 +322,30 @@ impl Lab {
                 "--data-dir",
                 &self.home.join("etcd").to_string_lossy(),
                 "--listen-client-urls",
-                &format!("http://127.0.0.1:{}", self.net.etcd_port),
+                &format!("http://{}:{}", self.host_ip(), self.net.etcd_port),
                 "--advertise-client-urls",
-                &format!("http://127.0.0.1:{}", self.net.etcd_port),
+                &format!("http://{}:{}", self.host_ip(), self.net.etcd_port),
                 "--listen-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
+                &format!("http://{}:{peer}", self.host_ip()),
                 "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
+                &format!("http://{}:{peer}", self.host_ip()),
                 "--initial-cluster",
-                &format!("skiff-lab=http://127.0.0.1:{peer}"),
+                &format!("skiff-lab=http://{}:{peer}", self.host_ip()),
                 "--logger",
                 "zap",
             ]
             .map(String::from)
             .to_vec();
             self.spawn("etcd", None, Path::new("etcd"), &args)?;
-            let addr: SocketAddr = format!("127.0.0.1:{}", self.net.etcd_port).parse().expect("static");
+            let addr: SocketAddr = format!("{}:{}", self.host_ip(), self.net.etcd_port).parse().expect("valid address");
             wait("etcd", Duration::from_secs(30), || http_get(addr, "/health").is_some_and(|b| b.contains("true")))
+                .map_err(|e| self.with_log_tail(e, "etcd"))
         })?;
         let master = self.master();
         p.step("apiserver, controller-manager, scheduler", || {
             let args: Vec<String> = [
                 "--etcd-servers",
-                &format!("http://127.0.0.1:{}", self.net.etcd_port),
+                &format!("http://{}:{}", self.host_ip(), self.net.etcd_port),
                 "--bind-address",
                 &*self.host_ip(),
                 "--advertise-address",
@@ -346,7 +357,8 @@ impl Lab {
             .to_vec();
             self.spawn("apiserver", None, &self.bin("skiff-apiserver"), &args)?;
             let addr = self.api_addr();
-            wait("apiserver", Duration::from_secs(30), || http_get(addr, "/readyz").is_some())?;
+            wait("apiserver", Duration::from_secs(30), || http_get(addr, "/readyz").is_some())
+                .map_err(|e| self.with_log_tail(e, "apiserver"))?;
             self.spawn(
                 "controller-manager",
                 None,

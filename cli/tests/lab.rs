@@ -48,7 +48,9 @@ fn exists_netns(name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
     let images: PathBuf = tokio::task::spawn_blocking(skiff_testkit::containerd::images_dir).await.unwrap();
-    let (etcd_port, api_port) = (skiff_testkit::free_port(), skiff_testkit::free_port());
+    // Its own subnet: etcd and the apiserver listen on 10.251.0.1 with the default ports,
+    // next to (never on) anything on loopback or another lab.
+    let api_port = 8080;
     let lab = LabRun {
         home: tempfile::Builder::new().prefix("skiff-labtest-").tempdir().unwrap(),
         args: [
@@ -58,12 +60,10 @@ async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
             "sklt",
             "--subnet",
             "251",
-            "--etcd-port",
-            &etcd_port.to_string(),
-            "--api-port",
-            &api_port.to_string(),
             "--cluster-cidr",
             "10.236.0.0/16",
+            "--node-grace-seconds",
+            "4",
         ]
         .map(String::from)
         .to_vec(),
