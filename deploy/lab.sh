@@ -7,8 +7,8 @@
 #   deploy/lab.sh status           each component and node
 #   deploy/lab.sh down             stop everything by PID; remove namespaces, bridge, routes
 #
-# State lives in $SKIFF_HOME (default /var/lib/skiff-lab). It uses the same ports as
-# deploy/cluster-up.sh (etcd 23790, apiserver 8080): run one or the other.
+# State lives in $SKIFF_HOME (default /var/lib/skiff-lab). It uses the same pod network as
+# deploy/cluster-up.sh (10.244.0.0/16): run one or the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SKIFF_HOME=${SKIFF_HOME:-/var/lib/skiff-lab}
