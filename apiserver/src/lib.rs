@@ -152,6 +152,17 @@ impl ApiServer {
         }
     }
 
+    /// An apiserver on a free loopback port against `etcd_servers`, ready when this returns;
+    /// it serves until the returned token is cancelled. What tests, benchmarks and
+    /// in-process clusters start.
+    pub async fn start_local(etcd_servers: Vec<String>) -> Result<(SocketAddr, CancellationToken), Error> {
+        let server = Self::bind(Config::new(etcd_servers, SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
+        let addr = server.local_addr();
+        let stop = CancellationToken::new();
+        server.spawn(stop.clone()).await?;
+        Ok((addr, stop))
+    }
+
     /// Serves until `shutdown` is cancelled, then drains: stops accepting, ends watches,
     /// and waits (bounded) for background tasks.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {

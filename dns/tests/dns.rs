@@ -29,15 +29,7 @@ impl Drop for Fixture {
 
 async fn fixture() -> Fixture {
     let etcd = EtcdCluster::start();
-    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
-        etcd.endpoints(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await.unwrap();
+    let (addr, stop) = skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.unwrap();
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
     let mut cfg = skiff_dns::Config::new("127.0.0.1:0".parse().unwrap());
     cfg.advertise_address = Some("10.255.0.53".parse().unwrap());
@@ -235,15 +227,7 @@ async fn outside_names_go_to_configured_upstreams_and_metrics_count_answers() {
         }
     });
     let etcd = EtcdCluster::start();
-    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
-        etcd.endpoints(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await.unwrap();
+    let (addr, stop) = skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.unwrap();
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
     let metrics_port = skiff_testkit::free_port();
     let mut cfg = skiff_dns::Config::new("127.0.0.1:0".parse().unwrap());

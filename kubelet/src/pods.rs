@@ -298,8 +298,10 @@ impl Worker {
         let terminal = phase == "Succeeded" || phase == "Failed";
         if terminal || pod_is_finished(pod, &rt) {
             // Nothing will run again: release the sandbox (its IP), keep the containers for logs.
-            for s in rt.sandboxes.iter().filter(|s| s.ready) {
+            if rt.sandboxes.iter().any(|s| s.ready) {
                 self.stop_all_containers(pod, &rt, Duration::from_secs(0)).await;
+            }
+            for s in rt.sandboxes.iter().filter(|s| s.ready) {
                 sh.cri.stop_pod_sandbox(&s.id).await?;
             }
             if !terminal {
@@ -363,7 +365,9 @@ impl Worker {
                 }
                 let _ = sh.cri.remove_pod_sandbox(&s.id).await;
             }
-            rt = runtime_pod(&sh.cri, &self.uid).await?;
+            if rt.sandboxes.len() > 1 {
+                rt = runtime_pod(&sh.cri, &self.uid).await?;
+            }
         }
 
         let mut backing_off: HashMap<String, Nanos> = actions.backing_off.iter().cloned().collect();

@@ -121,11 +121,19 @@ fn files_of(v: &Volume, pod: &Pod, src: &Sources) -> Result<BTreeMap<String, (Ve
     let mut files = BTreeMap::new();
     if let Some(c) = &v.config_map {
         let mode = c.default_mode.unwrap_or(0o644) as u32;
-        config_map_files(&mut files, &c.name, c.optional, c.items.as_deref(), mode, src)?;
+        object_files(
+            &mut files,
+            "configmap",
+            &c.name,
+            config_map_data(src, &c.name),
+            c.optional,
+            c.items.as_deref(),
+            mode,
+        )?;
     } else if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let mode = s.default_mode.unwrap_or(0o644) as u32;
-        secret_files(&mut files, &name, s.optional, s.items.as_deref(), mode, src)?;
+        object_files(&mut files, "secret", &name, secret_data(src, &name), s.optional, s.items.as_deref(), mode)?;
     } else if let Some(d) = &v.downward_api {
         let mode = d.default_mode.unwrap_or(0o644) as u32;
         downward_files(&mut files, d.items.as_deref().unwrap_or_default(), mode, pod)?;
@@ -133,10 +141,12 @@ fn files_of(v: &Volume, pod: &Pod, src: &Sources) -> Result<BTreeMap<String, (Ve
         let mode = p.default_mode.unwrap_or(0o644) as u32;
         for s in p.sources.iter().flatten() {
             if let Some(c) = &s.config_map {
-                config_map_files(&mut files, &c.name, c.optional, c.items.as_deref(), mode, src)?;
+                let data = config_map_data(src, &c.name);
+                object_files(&mut files, "configmap", &c.name, data, c.optional, c.items.as_deref(), mode)?;
             }
             if let Some(c) = &s.secret {
-                secret_files(&mut files, &c.name, c.optional, c.items.as_deref(), mode, src)?;
+                let data = secret_data(src, &c.name);
+                object_files(&mut files, "secret", &c.name, data, c.optional, c.items.as_deref(), mode)?;
             }
             if let Some(d) = &s.downward_api {
                 downward_files(&mut files, d.items.as_deref().unwrap_or_default(), mode, pod)?;
@@ -174,43 +184,39 @@ fn select(
     Ok(())
 }
 
-fn config_map_files(
-    files: &mut BTreeMap<String, (Vec<u8>, u32)>,
-    name: &str,
-    optional: Option<bool>,
-    items: Option<&[KeyToPath]>,
-    mode: u32,
-    src: &Sources,
-) -> Result<(), VolumeError> {
-    let Some(cm) = src.config_maps.get(name) else {
-        if optional.unwrap_or(false) {
-            return Ok(());
-        }
-        return Err(VolumeError::Missing(format!("configmap \"{name}\" not found")));
-    };
+/// The data of a configMap (data + binaryData), by key; None when it does not exist.
+fn config_map_data(src: &Sources, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    let cm = src.config_maps.get(name)?;
     let mut data: BTreeMap<String, Vec<u8>> =
         cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
     data.extend(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
-    select(files, data, items, mode, &format!("configmap {name}"))
+    Some(data)
 }
 
-fn secret_files(
+/// The data of a secret, by key; None when it does not exist.
+fn secret_data(src: &Sources, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    let s = src.secrets.get(name)?;
+    let mut data: BTreeMap<String, Vec<u8>> = s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    data.extend(s.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
+    Some(data)
+}
+
+/// Adds the files of a configMap or secret (`kind` names it in errors), honouring
+/// `optional` and `items`.
+fn object_files(
     files: &mut BTreeMap<String, (Vec<u8>, u32)>,
+    kind: &str,
     name: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
     optional: Option<bool>,
     items: Option<&[KeyToPath]>,
     mode: u32,
-    src: &Sources,
 ) -> Result<(), VolumeError> {
-    let Some(s) = src.secrets.get(name) else {
-        if optional.unwrap_or(false) {
-            return Ok(());
-        }
-        return Err(VolumeError::Missing(format!("secret \"{name}\" not found")));
-    };
-    let mut data: BTreeMap<String, Vec<u8>> = s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-    data.extend(s.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
-    select(files, data, items, mode, &format!("secret {name}"))
+    match data {
+        Some(data) => select(files, data, items, mode, &format!("{kind} {name}")),
+        None if optional.unwrap_or(false) => Ok(()),
+        None => Err(VolumeError::Missing(format!("{kind} \"{name}\" not found"))),
+    }
 }
 
 fn downward_files(

@@ -40,15 +40,8 @@ async fn node() -> Node1 {
         .with_test_writer()
         .try_init();
     let etcd = EtcdCluster::start();
-    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
-        etcd.endpoints(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let api_addr = server.local_addr();
-    let api_stop = CancellationToken::new();
-    server.spawn(api_stop.clone()).await.expect("apiserver becomes ready");
+    let (api_addr, api_stop) =
+        skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.expect("apiserver becomes ready");
     let client = kube::Client::try_from(kube::Config::new(format!("http://{api_addr}").parse().unwrap())).unwrap();
     let bridge = format!("sktest{}", n % 1000);
     let containerd = tokio::task::spawn_blocking(move || Containerd::start("n1", &bridge)).await.unwrap();

@@ -316,6 +316,8 @@ impl Syncer {
         };
         let mut script = String::new();
         let mut pending = vec![];
+        // A Service seen for the first time diffs against no rules at all.
+        let empty = render::render_service(&[], &self.cfg);
         let mut removed = vec![];
         for (key, ports) in changed {
             let old = applied.get(&key);
@@ -323,7 +325,6 @@ impl Syncer {
                 continue;
             }
             let new_frag = render::render_service(&ports, &self.cfg);
-            let empty = render::render_service(&[], &self.cfg);
             let old_frag = old.map(|(_, f)| f).unwrap_or(&empty);
             script.push_str(&nft::diff_script(&self.nft.table, old_frag, &new_frag));
             removed.extend(removed_udp(old.map(|(p, _)| p.as_slice()).unwrap_or(&[]), &ports));

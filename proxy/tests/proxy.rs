@@ -35,15 +35,7 @@ async fn cluster() -> Cluster {
         .with_test_writer()
         .try_init();
     let etcd = EtcdCluster::start();
-    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
-        etcd.endpoints(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await.unwrap();
+    let (addr, stop) = skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.unwrap();
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
     Cluster { _etcd: etcd, client, stop }
 }

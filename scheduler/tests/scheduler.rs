@@ -24,15 +24,8 @@ impl Drop for Cluster {
 
 async fn cluster() -> Cluster {
     let etcd = EtcdCluster::start();
-    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
-        etcd.endpoints(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await.expect("apiserver becomes ready");
+    let (addr, stop) =
+        skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.expect("apiserver becomes ready");
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
     Cluster { _etcd: etcd, client, stop }
 }

@@ -43,15 +43,7 @@ async fn http_get(addr: std::net::SocketAddr) -> Option<String> {
 /// etcd, the apiserver, the controller-manager and the scheduler, in-process.
 async fn control_plane() -> (skiff_testkit::EtcdCluster, std::net::SocketAddr, kube::Client, CancellationToken) {
     let etcd = skiff_testkit::EtcdCluster::start();
-    let server = skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(
-        etcd.endpoints(),
-        "127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await.unwrap();
+    let (addr, stop) = skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.unwrap();
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
     tokio::spawn(skiff_controllers::ControllerManager::new(client.clone()).run(stop.clone()));
     tokio::spawn(skiff_scheduler::Scheduler::new(client.clone()).run(stop.clone()));

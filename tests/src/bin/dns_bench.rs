@@ -15,7 +15,6 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
-use tokio_util::sync::CancellationToken;
 
 const SERVICES: usize = 1000;
 const CLIENTS: usize = 64;
@@ -82,12 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let unbound = which("unbound")
         .ok_or_else(|| anyhow::anyhow!("unbound is missing: run deploy/install.sh (apt package unbound)"))?;
     let etcd = skiff_testkit::EtcdCluster::start();
-    let server =
-        skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(etcd.endpoints(), "127.0.0.1:0".parse()?))
-            .await?;
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await?;
+    let (addr, stop) = skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await?;
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse()?))?;
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     let mut local_data = String::new();

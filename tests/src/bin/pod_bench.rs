@@ -20,7 +20,6 @@ use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use skiff_proto::cri;
 use skiff_testkit::containerd::Containerd;
-use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -136,12 +135,7 @@ async fn remove_sandbox(c: &mut Cri, id: &str) {
 async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(50);
     let etcd = skiff_testkit::EtcdCluster::start();
-    let server =
-        skiff_apiserver::ApiServer::bind(skiff_apiserver::Config::new(etcd.endpoints(), "127.0.0.1:0".parse()?))
-            .await?;
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    server.spawn(stop.clone()).await?;
+    let (addr, stop) = skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await?;
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse()?))?;
     let containerd = tokio::task::spawn_blocking(|| Containerd::start("bench", "skbench0")).await?;
     let mut cfg = skiff_kubelet::Config::new("bench", containerd.socket(), containerd.dir().join("kubelet"));
