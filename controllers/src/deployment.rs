@@ -341,6 +341,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Beyond upstream (opt-in, like ECS's circuit breaker and Nomad's auto_revert): a rollout
     // that exceeds its deadline goes back to the previous revision's template.
     let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    // The status below is computed from this version of the Deployment; writing it only if
+    // the Deployment is still at that version keeps a pass over a stale cache from
+    // overwriting newer conditions (e.g. a RolledBack just written).
+    let mut resource_version = d.metadata.resource_version.clone();
     let auto = d.annotations().get(AUTO_ROLLBACK).map(String::as_str) == Some("true");
     if stalled && auto {
         let current_rev = revision_of(&new_rs);
@@ -353,9 +357,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 "Rolled back to revision {} after revision {current_rev} exceeded its progress deadline of {deadline}s",
                 revision_of(prev)
             );
-            deploys
+            let rolled = deploys
                 .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": template}})))
                 .await?;
+            resource_version = rolled.metadata.resource_version;
             conditions.push(
                 json!({"type": ROLLED_BACK, "status": "True", "reason": "ProgressDeadlineExceeded", "message": message,
                 "lastUpdateTime": now, "lastTransitionTime": now}),
@@ -380,12 +385,17 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .map(|c| c.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone())).collect::<Vec<_>>())
             != Some(conditions.iter().map(key).collect());
     if changed {
-        let status = json!({"status": {
+        let status = json!({"metadata": {"resourceVersion": resource_version}, "status": {
             "replicas": status_replicas, "updatedReplicas": updated, "readyReplicas": ready,
             "availableReplicas": available, "unavailableReplicas": (replicas - available).max(0),
             "observedGeneration": d.metadata.generation, "conditions": conditions,
         }});
-        deploys.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+        match deploys.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
+            Ok(_) => {}
+            // Stale: a newer version is on its way through the watch; decide again on it.
+            Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::from_millis(200))),
+            Err(e) => return Err(e.into()),
+        }
     }
     if !complete && !stalled && spec.paused != Some(true) {
         // Nothing may happen before the deadline passes: look again then.

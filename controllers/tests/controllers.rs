@@ -811,6 +811,19 @@ async fn stalled_rollouts_are_reported_and_rolled_back_when_asked() {
         async move { image(d).await == "busybox:1.36" }
     })
     .await;
+    // The template and the status are two writes: the condition follows the template.
+    eventually("the RolledBack condition is reported", || {
+        let d = deploys.clone();
+        async move {
+            d.get("web")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "RolledBack"))
+        }
+    })
+    .await;
     let status = deploys.get("web").await.unwrap().status.unwrap();
     let rolled =
         status.conditions.unwrap().into_iter().find(|c| c.type_ == "RolledBack").expect("RolledBack condition");
