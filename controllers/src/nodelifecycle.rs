@@ -4,8 +4,10 @@
 //! A node's heartbeat is the newest of its Lease's `renewTime` (in `kube-node-lease`), its
 //! Ready condition's `lastHeartbeatTime`, and its creation. When the heartbeat is older than
 //! `node_monitor_grace_period` (default 50 s) the node becomes `Ready=Unknown` and gets the
-//! `node.kubernetes.io/unreachable:NoExecute` taint; a kubelet that reports `Ready=False`
-//! gets `node.kubernetes.io/not-ready:NoExecute`; a healthy node loses both. Pods on a node
+//! `node.kubernetes.io/unreachable` taint; a kubelet that reports `Ready=False` gets
+//! `node.kubernetes.io/not-ready`; a healthy node loses both. Each comes with both effects,
+//! as upstream: `NoSchedule` (taint-nodes-by-condition: no new pods land there, even pods
+//! that tolerate the eviction for a while) and `NoExecute` (eviction). Pods on a node
 //! with a NoExecute taint they do not tolerate are evicted at once; pods that tolerate it
 //! for `tolerationSeconds` (the apiserver adds 300 s by default) are evicted when that time
 //! has passed since the taint was added. Evictions are rate limited.
@@ -94,8 +96,8 @@ pub fn eviction_time(pod: &Pod, taints: &[Taint]) -> Option<i64> {
     at
 }
 
-fn taint_json(key: &str, now: &str) -> serde_json::Value {
-    json!({"key": key, "effect": "NoExecute", "timeAdded": now})
+fn taint_json(key: &str, effect: &str, now: &str) -> serde_json::Value {
+    json!({"key": key, "effect": effect, "timeAdded": now})
 }
 
 /// One pass: update node conditions and taints, evict pods that must go.
@@ -127,12 +129,16 @@ pub async fn pass(client: &Client, cfg: &Config) -> Result<(), Error> {
             .map(|t| serde_json::to_value(t).unwrap_or_default())
             .collect();
         if let Some(w) = want {
-            if !taints.iter().any(|t| t.key == w && t.effect == "NoExecute") {
-                new_taints.push(taint_json(w, &now_str));
-                info!(node = name, taint = w, "tainting node");
+            for effect in ["NoSchedule", "NoExecute"] {
+                if !taints.iter().any(|t| t.key == w && t.effect == effect) {
+                    new_taints.push(taint_json(w, effect, &now_str));
+                    info!(node = name, taint = w, effect, "tainting node");
+                }
             }
         }
-        if new_taints.len() != taints.len() || want.is_some_and(|w| !taints.iter().any(|t| t.key == w)) {
+        let old_taints: Vec<serde_json::Value> =
+            taints.iter().map(|t| serde_json::to_value(t).unwrap_or_default()).collect();
+        if new_taints != old_taints {
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"taints": new_taints}}))).await?;
         }
         if stale && ready != Some("Unknown") {

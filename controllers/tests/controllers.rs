@@ -569,7 +569,9 @@ async fn quiet_nodes_are_tainted_and_drained() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     pass(&c.client, &cfg).await.unwrap();
     let n = nodes.get("n1").await.unwrap();
-    assert!(n.spec.unwrap().taints.unwrap().iter().any(|t| t.key == UNREACHABLE && t.effect == "NoExecute"));
+    let taints = n.spec.unwrap().taints.unwrap();
+    assert!(taints.iter().any(|t| t.key == UNREACHABLE && t.effect == "NoExecute"));
+    assert!(taints.iter().any(|t| t.key == UNREACHABLE && t.effect == "NoSchedule"), "no new pods land there");
     assert_eq!(n.status.unwrap().conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status, "Unknown");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     pass(&c.client, &cfg).await.unwrap();
