@@ -97,8 +97,18 @@ fn kubelet_path(sub: &str, ns: &str, pod: &str, container: Option<&str>, query: 
         "attach" => format!("/attach/{ns}/{pod}/{}", container.unwrap_or("")),
         _ => format!("/portForward/{ns}/{pod}"),
     };
-    // `container` is in the path now; everything else (command, follow, tailLines, ...) stays.
-    let rest: Vec<&str> = query.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("container=")).collect();
+    // `container` is in the path now; everything else (command, follow, tailLines, ...) stays,
+    // except that the API's `ports=80,81` is the kubelet's `port=80&port=81`, as upstream's
+    // apiserver rewrites it (the WebSocket port-forward protocol reads the ports from there).
+    let mut rest: Vec<String> = vec![];
+    for kv in query.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("container=")) {
+        match kv.strip_prefix("ports=") {
+            Some(ports) if sub == "portforward" => {
+                rest.extend(ports.split("%2C").flat_map(|p| p.split(',')).map(|p| format!("port={p}")))
+            }
+            _ => rest.push(kv.to_string()),
+        }
+    }
     if rest.is_empty() {
         base
     } else {
@@ -374,6 +384,10 @@ mod tests {
             "/exec/ns/p/c?command=ls&command=-l&stdout=true"
         );
         assert_eq!(kubelet_path("portforward", "ns", "p", None, ""), "/portForward/ns/p");
+        assert_eq!(
+            kubelet_path("portforward", "ns", "p", None, "ports=80%2C81&ports=82"),
+            "/portForward/ns/p?port=80&port=81&port=82"
+        );
     }
 
     #[test]

@@ -257,7 +257,14 @@ async fn port_forward(
     else {
         return status(StatusCode::BAD_REQUEST, "BadRequest", format!("pod {pod} has no running sandbox"));
     };
-    match sh.cri.port_forward(&s.id, vec![]).await {
+    // The ports (`?port=80&port=81`, as the apiserver passes them) go both in the CRI request
+    // and, on the stream URL, to the runtime's WebSocket port-forward handler, which reads
+    // them from its query (SPDY clients name them per stream instead).
+    let query = req.uri().query().unwrap_or("").to_string();
+    let ports: Vec<i32> =
+        query.split('&').filter_map(|kv| kv.strip_prefix("port=")).filter_map(|p| p.parse().ok()).collect();
+    match sh.cri.port_forward(&s.id, ports).await {
+        Ok(url) if !query.is_empty() && !url.contains('?') => relay(&format!("{url}?{query}"), req).await,
         Ok(url) => relay(&url, req).await,
         Err(e) => status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()),
     }
