@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 422 with field causes.
     #[error("{kind} \"{name}\" is invalid: {}", join_causes(.causes))]
     Invalid { kind: String, group: String, name: String, causes: Vec<FieldError> },
+    /// 401: no valid credentials (see `authn`).
+    #[error("Unauthorized")]
+    Unauthorized,
     /// 403 (namespace terminating, forbidden operations).
     #[error("{message}")]
     Forbidden { resource: String, kind: String, name: String, message: String },
@@ -151,6 +154,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -170,6 +174,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid { .. } => "Invalid",
+            ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::TooManyRequests(_) => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",

@@ -36,9 +36,12 @@ pub struct AppState {
     /// Cancelled at shutdown: ends every open watch so the server can drain.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub ready: tokio::sync::watch::Receiver<bool>,
+    /// Who may call (`--token-auth-file`, `--anonymous-auth`); see [`crate::authn`].
+    pub authn: Arc<crate::authn::Authenticator>,
 }
 
 pub fn router(state: AppState) -> Router {
+    let authn = state.authn.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
@@ -51,7 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(resource_handler)
-        .layer(axum::middleware::from_fn(crate::authn::identify))
+        .layer(axum::middleware::from_fn_with_state(authn, crate::authn::identify))
         .with_state(state)
 }
 

@@ -17,9 +17,9 @@
 //!
 //! Start reading at [`ApiServer::run`], then [`http::router`], then [`registry`].
 //!
-//! Not yet here (see the issues): Table output and OpenAPI (kubectl issue), TLS and
-//! authentication (security issue; the listener is plain HTTP on `--bind-address`, and
-//! [`authn::identify`] is the hook where authentication plugs in).
+//! Not yet here (see the issues): TLS and authorization (security issue; the listener is
+//! plain HTTP on `--bind-address`). Authentication is static bearer tokens and anonymous
+//! requests ([`authn::identify`], `--token-auth-file`, `--anonymous-auth`).
 
 pub mod allocator;
 pub mod authn;
@@ -68,6 +68,8 @@ pub struct Config {
     /// `--advertise-address`: the IP other members of the cluster reach this apiserver at
     /// (the `kubernetes` Service's endpoint); defaults to the bind address.
     pub advertise_address: Option<std::net::IpAddr>,
+    /// `--token-auth-file` and `--anonymous-auth` (default: everyone is anonymous).
+    pub authentication: authn::Authenticator,
 }
 
 impl Config {
@@ -80,6 +82,7 @@ impl Config {
             etcd_request_timeout: Duration::from_secs(10),
             service_ranges: allocator::ServiceRanges::default(),
             advertise_address: None,
+            authentication: authn::Authenticator::default(),
         }
     }
 }
@@ -221,8 +224,10 @@ impl ApiServer {
             registry: self.registry.clone(),
             ready: self.ready.subscribe(),
             shutdown: shutdown.clone(),
+            authn: Arc::new(self.config.authentication.clone()),
         };
-        let app = http::router(state);
+        // With the peer's address (`ConnectInfo`), so refused requests can be logged with it.
+        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
         info!(addr = %self.local_addr(), "serving the Kubernetes API over HTTP");
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown({

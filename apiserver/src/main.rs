@@ -42,6 +42,14 @@ struct Args {
     /// Interval between etcd compactions, in seconds (0 disables).
     #[arg(long = "etcd-compaction-interval", default_value_t = 300)]
     etcd_compaction_interval_secs: u64,
+    /// Static bearer tokens, upstream's CSV: `token,user,uid,"group1,group2"` per line
+    /// (`#` starts a comment line). A bearer token not in the file gets 401.
+    #[arg(long)]
+    token_auth_file: Option<std::path::PathBuf>,
+    /// Serve requests without credentials as `system:anonymous`; with `--anonymous-auth=false`
+    /// they get 401, except /healthz, /livez, /readyz and /version.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
 }
 
 #[tokio::main]
@@ -57,6 +65,12 @@ async fn main() -> anyhow::Result<()> {
         skiff_apiserver::allocator::ServiceRanges::parse(&args.service_cluster_ip_range, &args.service_node_port_range)
             .map_err(anyhow::Error::msg)?;
     config.compaction_interval = Duration::from_secs(args.etcd_compaction_interval_secs);
+    config.authentication.anonymous = args.anonymous_auth;
+    if let Some(path) = &args.token_auth_file {
+        let tokens = skiff_apiserver::authn::TokenFile::load(path)?;
+        tracing::info!(file = %path.display(), tokens = tokens.len(), "static token authentication");
+        config.authentication.tokens = Some(tokens);
+    }
 
     let shutdown = CancellationToken::new();
     {

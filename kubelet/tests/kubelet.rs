@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use skiff_testkit::containerd::Containerd;
+use skiff_testkit::eventually;
 use skiff_testkit::EtcdCluster;
 use tokio_util::sync::CancellationToken;
 
@@ -135,21 +136,6 @@ impl Node1 {
         .await;
         t.elapsed()
     }
-}
-
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 fn phase(p: &Pod) -> &str {

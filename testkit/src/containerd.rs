@@ -217,15 +217,7 @@ impl Drop for Containerd {
         self.remove_all_pods();
         self.stop();
         // Whatever is still mounted under our directories (netns, shm, rootfs) goes.
-        let prefix = self.dir.path().to_string_lossy().to_string();
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
-            let mut targets: Vec<&str> =
-                mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|t| t.starts_with(&prefix)).collect();
-            targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-            for t in targets {
-                let _ = Command::new("umount").arg("-l").arg(t).status();
-            }
-        }
+        crate::unmount_under(self.dir.path());
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
     }
 }

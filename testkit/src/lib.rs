@@ -222,6 +222,36 @@ impl Drop for EtcdCluster {
     }
 }
 
+/// Polls `check` every 100 ms until it holds; panics naming `what` after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {within:?} waiting until {what}");
+}
+
+/// Lazily unmounts everything mounted under `dir` (deepest first): what a test's private
+/// containerd or kubelet left (rootfs, shm, netns, volumes) must not outlive its temp dir.
+pub fn unmount_under(dir: &std::path::Path) {
+    let prefix = dir.to_string_lossy().to_string();
+    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+        let mut targets: Vec<&str> =
+            mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|t| t.starts_with(&prefix)).collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = std::process::Command::new("umount").arg("-l").arg(t).status();
+        }
+    }
+}
+
 /// A minimal blocking HTTP/1.0 GET, enough for health checks of local processes.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;

@@ -1,5 +1,10 @@
 //! # skiff-e2e: end-to-end tests (DESIGN.md section 8, layer 4)
 //!
-//! Whole clusters of real processes. The first ones arrive with the scheduler and kubelet;
-//! until then the apiserver's own integration tests (`apiserver/tests/`) drive real
-//! `skiff-apiserver` processes and real etcd.
+//! Whole clusters of real processes: `tests/e2e.rs` (a one-node cluster in one process) and
+//! `tests/join.rs` (the systemd units of `deploy/systemd/` run as systemd would run them: the
+//! server on the host, a node machine in a network namespace joining with a token). The
+//! benchmarks live in `src/bin/`.
+//!
+//! [`systemd`] reads unit files, environment files and `ExecStart=` lines for `join.rs`.
+
+pub mod systemd;

@@ -5,31 +5,17 @@
 //! another pod by IP, by `web` and by `web.default.svc.cluster.local`.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use serde_json::json;
 use skiff_testkit::containerd::Containerd;
+use skiff_testkit::eventually;
 use tokio_util::sync::CancellationToken;
 
 const TERM_OK: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
-
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
 
 async fn http_get(addr: std::net::SocketAddr) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

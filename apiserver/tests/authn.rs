@@ -1,0 +1,160 @@
+//! Static token authentication (`--token-auth-file`) and `--anonymous-auth=false`, against
+//! the apiserver in-process on a real etcd: a listed token is served, an unlisted one gets
+//! upstream's 401 `Status`, a request without credentials gets 401 except on the health and
+//! version endpoints. Driven with raw HTTP, kube-rs (token from a kubeconfig's
+//! `users[].user.token`, as the node agents read it) and the real kubectl.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::Server;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use serde_json::{json, Value};
+use skiff_apiserver::authn::TokenFile;
+use skiff_testkit::EtcdCluster;
+
+const GOOD: &str = "0123456789abcdef0123456789abcdef";
+
+/// One request with an optional bearer token: (status code, JSON body or the raw text).
+async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (code, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.into())))
+}
+
+fn kubeconfig(addr: SocketAddr, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: node\nusers:\n- name: node\n  user:\n    token: {token}\ncurrent-context: skiff\n"
+    )
+}
+
+async fn client(path: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(path).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// The real kubectl with `kubeconfig` and `args`: (success, stdout, stderr).
+async fn kubectl(kubeconfig: PathBuf, home: PathBuf, args: &[&str]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("/usr/bin/kubectl")
+            .args(&args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", &home)
+            .output()
+            .expect("kubectl is part of the machine image (/usr/bin/kubectl)");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_the_token_file_are_served_others_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("tokens.csv");
+    std::fs::write(
+        &token_file,
+        format!("# token,user,uid,groups\n{GOOD},system:node:n1,uid-n1,\"system:nodes\"\nadmintoken,admin,1,system:masters\n"),
+    )
+    .unwrap();
+    let tokens = TokenFile::load(&token_file).unwrap();
+    assert_eq!(tokens.len(), 2);
+    let etcd = EtcdCluster::start();
+    let server = Server::start_with(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap(), |c| {
+        c.authentication.tokens = Some(tokens);
+        c.authentication.anonymous = false;
+    })
+    .await;
+    let addr = server.addr;
+
+    // A listed token: served (read and write).
+    let (code, body) = request(addr, "GET", "/api/v1/namespaces", Some(GOOD), "").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["kind"], "NamespaceList");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "joined"}, "data": {"a": "b"}});
+    let (code, body) =
+        request(addr, "POST", "/api/v1/namespaces/default/configmaps", Some(GOOD), &cm.to_string()).await;
+    assert_eq!(code, 201, "{body}");
+
+    // An unlisted token: upstream's 401 Status, on resources and health endpoints alike.
+    for path in ["/api/v1/namespaces", "/healthz", "/api"] {
+        let (code, body) = request(addr, "GET", path, Some("not-a-token"), "").await;
+        assert_eq!(code, 401, "{path}: {body}");
+        assert_eq!(
+            body,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
+            "{path}"
+        );
+    }
+    // Nothing was written by a refused request.
+    let (code, _) =
+        request(addr, "POST", "/api/v1/namespaces/default/configmaps", Some("not-a-token"), &cm.to_string()).await;
+    assert_eq!(code, 401);
+
+    // No credentials with --anonymous-auth=false: 401, except health and version.
+    let (code, body) = request(addr, "GET", "/api/v1/namespaces", None, "").await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("Unauthorized")), "{body}");
+    for path in ["/healthz", "/livez", "/readyz", "/version"] {
+        let (code, body) = request(addr, "GET", path, None, "").await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+
+    // kube-rs with the token in a kubeconfig (as the node agents' node.kubeconfig).
+    let good_kc = dir.path().join("good.kubeconfig");
+    std::fs::write(&good_kc, kubeconfig(addr, GOOD)).unwrap();
+    let bad_kc = dir.path().join("bad.kubeconfig");
+    std::fs::write(&bad_kc, kubeconfig(addr, "wrong")).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client(&good_kc).await, "default");
+    assert_eq!(cms.get("joined").await.unwrap().data.unwrap()["a"], "b");
+    let mut other: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap();
+    other = cms.create(&PostParams::default(), &other).await.unwrap();
+    assert!(other.metadata.uid.is_some());
+    let bad: Api<ConfigMap> = Api::namespaced(client(&bad_kc).await, "default");
+    match bad.get("joined").await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (401, "Unauthorized")),
+        other => panic!("expected 401, got {other:?}"),
+    }
+
+    // The real kubectl, reading the token from the kubeconfig.
+    // The real kubectl: client-go sends a kubeconfig's credentials only over TLS, so on
+    // this plain-HTTP server it is anonymous whatever the kubeconfig says (what deploy/JOIN.md
+    // explains): refused with --anonymous-auth=false, except on the health endpoints.
+    let home = dir.path().to_path_buf();
+    let (ok, _, stderr) = kubectl(good_kc.clone(), home.clone(), &["get", "configmap", "joined"]).await;
+    assert!(!ok && stderr.contains("provide credentials"), "kubectl over plain HTTP: {stderr}");
+    let (ok, stdout, stderr) = kubectl(good_kc, home, &["get", "--raw", "/readyz"]).await;
+    assert!(ok && stdout == "ok", "kubectl get --raw /readyz: {stdout} {stderr}");
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_file_everyone_is_anonymous_as_before() {
+    let etcd = EtcdCluster::start();
+    let server = Server::start(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap()).await;
+    for token in [None, Some("anything")] {
+        let (code, body) = request(server.addr, "GET", "/api/v1/namespaces", token, "").await;
+        assert_eq!(code, 200, "{token:?}: {body}");
+    }
+    server.stop().await;
+}
