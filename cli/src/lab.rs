@@ -54,6 +54,7 @@ pub struct LabNet {
     /// apiserver listen on the host address, so two labs on different subnets never share a
     /// port.
     pub subnet: u8,
+    /// etcd's client port (member m of several: `etcd_port + 2m`, peer port one above).
     pub etcd_port: u16,
     pub api_port: u16,
     /// The pod network the controller-manager splits into node podCIDRs.
@@ -126,7 +127,8 @@ fn wait(step: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Result<()
     Err(step_err(step, format!("not ready within {within:?}")))
 }
 
-/// Prints one progress line per step (plain lines: they read well on a terminal and in logs).
+/// Step-by-step progress: a spinner per step on a terminal, plain lines otherwise (pipes,
+/// logs and tests read those).
 struct Progress {
     n: usize,
     total: usize,
@@ -135,20 +137,30 @@ struct Progress {
 
 impl Progress {
     fn step<T>(&mut self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        use std::io::IsTerminal;
         self.n += 1;
-        print!("[{}/{}] {what} ... ", self.n, self.total);
-        let _ = std::io::stdout().flush();
-        let t = Instant::now();
-        match f() {
-            Ok(v) => {
-                println!("ok ({:.1}s)", t.elapsed().as_secs_f64());
-                Ok(v)
-            }
-            Err(e) => {
-                println!("FAILED");
-                Err(e)
-            }
+        let label = format!("[{}/{}] {what}", self.n, self.total);
+        let spinner = std::io::stdout().is_terminal().then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.set_message(format!("{label} ..."));
+            pb.enable_steady_tick(Duration::from_millis(100));
+            pb
+        });
+        if spinner.is_none() {
+            print!("{label} ... ");
+            let _ = std::io::stdout().flush();
         }
+        let t = Instant::now();
+        let result = f();
+        let outcome = match &result {
+            Ok(_) => format!("ok ({:.1}s)", t.elapsed().as_secs_f64()),
+            Err(_) => "FAILED".to_string(),
+        };
+        match spinner {
+            Some(pb) => pb.finish_with_message(format!("{label} ... {outcome}")),
+            None => println!("{outcome}"),
+        }
+        result
     }
 }
 
@@ -167,6 +179,38 @@ impl Lab {
 
     pub fn node_ip(&self, i: usize) -> String {
         format!("10.{}.0.{}", self.net.subnet, 10 + i)
+    }
+
+    /// How many etcd members this lab runs: fixed by its first `up` (recorded in
+    /// `etcd-members`), so `start` brings back the same store.
+    pub fn etcd_members(&self, asked: usize) -> usize {
+        std::fs::read_to_string(self.home.join("etcd-members"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(asked)
+    }
+
+    /// The etcd processes' names: `etcd` alone, or `etcd-1`..`etcd-N`.
+    pub fn etcd_names(&self) -> Vec<String> {
+        match self.etcd_members(1) {
+            1 => vec!["etcd".into()],
+            n => (1..=n).map(|m| format!("etcd-{m}")).collect(),
+        }
+    }
+
+    fn etcd_client_url(&self, m: usize) -> String {
+        format!("http://{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16)
+    }
+
+    fn etcd_peer_url(&self, m: usize) -> String {
+        format!("http://{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16 + 1)
+    }
+
+    /// Every control-plane process name, in start order.
+    fn control_plane(&self) -> Vec<String> {
+        let mut names = self.etcd_names();
+        names.extend(["apiserver", "controller-manager", "scheduler", "dns"].map(String::from));
+        names
     }
 
     pub fn master(&self) -> String {
@@ -293,7 +337,9 @@ impl Lab {
         missing
     }
 
-    pub fn up(&self, nodes: usize) -> Result<()> {
+    /// Starts the lab (or a stopped one again). `etcd_members` (1 or 3) applies to a new
+    /// lab; `None` keeps the recorded count (or 1).
+    pub fn up(&self, nodes: usize, etcd_members: Option<usize>) -> Result<()> {
         let missing = self.prerequisites();
         if !missing.is_empty() {
             return Err(LabError::Prerequisites(missing.join("\n")));
@@ -314,38 +360,66 @@ impl Lab {
             run("bridge", "ip", &["link", "set", &*self.bridge(), "up"])?;
             run("forwarding", "sysctl", &["-qw", "net.ipv4.ip_forward=1"]).map(drop)
         })?;
-        p.step(&format!("etcd on {}:{}", self.host_ip(), self.net.etcd_port), || {
-            let peer = self.net.etcd_port + 1;
-            let args: Vec<String> = [
-                "--name",
-                "skiff-lab",
-                "--data-dir",
-                &self.home.join("etcd").to_string_lossy(),
-                "--listen-client-urls",
-                &format!("http://{}:{}", self.host_ip(), self.net.etcd_port),
-                "--advertise-client-urls",
-                &format!("http://{}:{}", self.host_ip(), self.net.etcd_port),
-                "--listen-peer-urls",
-                &format!("http://{}:{peer}", self.host_ip()),
-                "--initial-advertise-peer-urls",
-                &format!("http://{}:{peer}", self.host_ip()),
-                "--initial-cluster",
-                &format!("skiff-lab=http://{}:{peer}", self.host_ip()),
-                "--logger",
-                "zap",
-            ]
-            .map(String::from)
-            .to_vec();
-            self.spawn("etcd", None, Path::new("etcd"), &args)?;
-            let addr: SocketAddr = format!("{}:{}", self.host_ip(), self.net.etcd_port).parse().expect("valid address");
-            wait("etcd", Duration::from_secs(30), || http_get(addr, "/health").is_some_and(|b| b.contains("true")))
-                .map_err(|e| self.with_log_tail(e, "etcd"))
+        let members = self.etcd_members(etcd_members.unwrap_or(1));
+        if etcd_members.is_some_and(|asked| asked != members) {
+            println!(
+                "note: this lab's store has {members} etcd member(s), fixed at its first `up`; remove {} for a fresh lab",
+                self.home.display()
+            );
+        }
+        if ![1, 3].contains(&members) {
+            return Err(step_err("etcd", format!("--etcd-members must be 1 or 3, not {members}")));
+        }
+        std::fs::write(self.home.join("etcd-members"), members.to_string())
+            .map_err(|e| step_err("state directory", e.to_string()))?;
+        let names = self.etcd_names();
+        p.step(&format!("etcd ({members} member(s)) on {}", self.host_ip()), || {
+            let cluster: Vec<String> =
+                names.iter().enumerate().map(|(m, n)| format!("{n}={}", self.etcd_peer_url(m))).collect();
+            for (m, name) in names.iter().enumerate() {
+                let data = if members == 1 { self.home.join("etcd") } else { self.home.join("etcd").join(name) };
+                let args: Vec<String> = [
+                    "--name",
+                    if members == 1 { "skiff-lab" } else { name },
+                    "--data-dir",
+                    &data.to_string_lossy(),
+                    "--listen-client-urls",
+                    &self.etcd_client_url(m),
+                    "--advertise-client-urls",
+                    &self.etcd_client_url(m),
+                    "--listen-peer-urls",
+                    &self.etcd_peer_url(m),
+                    "--initial-advertise-peer-urls",
+                    &self.etcd_peer_url(m),
+                    "--initial-cluster",
+                    &if members == 1 { format!("skiff-lab={}", self.etcd_peer_url(0)) } else { cluster.join(",") },
+                    "--initial-cluster-token",
+                    &format!("{}-lab", self.net.prefix),
+                    "--logger",
+                    "zap",
+                    // Progress notifications let the apiserver's watch cache advance on quiet
+                    // resources (kubeadm sets the same).
+                    "--experimental-watch-progress-notify-interval",
+                    "5s",
+                ]
+                .map(String::from)
+                .to_vec();
+                self.spawn(name, None, Path::new("etcd"), &args)?;
+            }
+            // A member reports healthy once the cluster has a leader (all members started).
+            for (m, name) in names.iter().enumerate() {
+                let addr: SocketAddr =
+                    format!("{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16).parse().expect("valid address");
+                wait(name, Duration::from_secs(30), || http_get(addr, "/health").is_some_and(|b| b.contains("true")))
+                    .map_err(|e| self.with_log_tail(e, name))?;
+            }
+            Ok(())
         })?;
         let master = self.master();
         p.step("apiserver, controller-manager, scheduler", || {
             let args: Vec<String> = [
                 "--etcd-servers",
-                &format!("http://{}:{}", self.host_ip(), self.net.etcd_port),
+                &(0..members).map(|m| self.etcd_client_url(m)).collect::<Vec<_>>().join(","),
                 "--bind-address",
                 &*self.host_ip(),
                 "--advertise-address",
@@ -421,6 +495,9 @@ impl Lab {
         let step = node_name(i);
         let veth = format!("{}v{i}", self.net.prefix);
         if !quiet("ip", &["netns", "exec", &ns, "true"]) {
+            // A host end left from a namespace the kernel has not freed yet (orphaned TCP
+            // sockets keep a deleted namespace alive for a while) would block the new pair.
+            let _ = quiet("ip", &["link", "del", &veth]);
             run(&step, "ip", &["netns", "add", &ns])?;
             run(&step, "ip", &["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
         }
@@ -598,6 +675,9 @@ impl Lab {
             }
         }
         let _ = quiet("ip", &["netns", "del", &self.netns(i)]);
+        // The host end of the node's link goes now, even if the kernel keeps the deleted
+        // namespace (and so the pair) alive a while longer for orphaned sockets.
+        let _ = quiet("ip", &["link", "del", &format!("{}v{i}", self.net.prefix)]);
     }
 
     /// Every process, node namespace, route and the bridge the lab made: gone.
@@ -606,7 +686,7 @@ impl Lab {
         for i in &nodes {
             self.node_down(*i);
         }
-        for name in ["dns", "scheduler", "controller-manager", "apiserver", "etcd"] {
+        for name in self.control_plane().iter().rev() {
             if self.alive(name).is_some() {
                 println!("stopping {name}");
             }
@@ -627,7 +707,7 @@ impl Lab {
                 self.stop(&format!("{step}-{c}"));
             }
         }
-        for name in ["dns", "scheduler", "controller-manager", "apiserver", "etcd"] {
+        for name in self.control_plane().iter().rev() {
             self.stop(name);
         }
         println!("the lab is stopped; `skiff lab start` brings it back");
@@ -651,13 +731,16 @@ impl Lab {
         Ok(i)
     }
 
-    /// SIGKILLs a component (`etcd`, `apiserver`, `controller-manager`, `scheduler`, `dns`)
+    /// SIGKILLs a component (`etcd` (every member) or one member `etcd-<m>`, `apiserver`,
+    /// `controller-manager`, `scheduler`, `dns`)
     /// or every agent of a node (its kubelet, proxy and containerd; its pods' processes keep
     /// running, as on a machine whose agents crashed).
     pub fn kill(&self, target: &str) -> Result<()> {
         let names: Vec<String> = if target.starts_with("skiff-node-") {
             let i = self.node_index(target)?;
             ["kubelet", "proxy", "containerd"].iter().map(|c| format!("{}-{c}", node_name(i))).collect()
+        } else if target == "etcd" {
+            self.etcd_names()
         } else {
             vec![target.to_string()]
         };
@@ -690,9 +773,17 @@ impl Lab {
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) etcd: the API stalls as with a hung store.
     pub fn pause_store(&self, pause: bool) -> Result<()> {
-        let pid = self.alive("etcd").ok_or_else(|| step_err("etcd", "not running"))?;
-        run("etcd", "kill", &[if pause { "-STOP" } else { "-CONT" }, &pid.to_string()])?;
-        println!("etcd {}", if pause { "paused" } else { "resumed" });
+        let mut any = false;
+        for name in self.etcd_names() {
+            if let Some(pid) = self.alive(&name) {
+                run(&name, "kill", &[if pause { "-STOP" } else { "-CONT" }, &pid.to_string()])?;
+                println!("{name} {}", if pause { "paused" } else { "resumed" });
+                any = true;
+            }
+        }
+        if !any {
+            return Err(step_err("etcd", "not running"));
+        }
         Ok(())
     }
 
@@ -759,7 +850,7 @@ impl Lab {
 
     pub fn status(&self) -> String {
         let mut out = String::new();
-        for name in ["etcd", "apiserver", "controller-manager", "scheduler", "dns"] {
+        for name in &self.control_plane() {
             out.push_str(&format!(
                 "{name:<20} {}\n",
                 self.alive(name).map_or("stopped".into(), |p| format!("running (pid {p})"))

@@ -1,6 +1,9 @@
 //! # skiff-cli
 //!
 //! The `skiff` command:
+//! - kubectl-like verbs ([`verbs`]: get, describe, apply, create, delete, logs, exec,
+//!   port-forward, scale, rollout, cordon, drain, wait, explain) on kube-rs, reading the same
+//!   kubeconfig as kubectl.
 //! - `skiff lab up|down|status` ([`lab`]): a multi-node cluster on one machine, each node in
 //!   its own network namespace with its own containerd, kubelet and proxy.
 //! - `skiff image load` ([`image::load`]): imports OCI image archives into a node's
@@ -9,6 +12,7 @@
 //! Start at `main.rs` (argument parsing).
 
 pub mod lab;
+pub mod verbs;
 
 pub mod image {
     //! Loading images into a node's runtime.

@@ -1,16 +1,78 @@
-//! `skiff`: the user CLI.
+//! `skiff`: the user CLI. The kubectl-like verbs live in `skiff_cli::verbs`, the lab in
+//! `skiff_cli::lab`; this file only parses arguments and dispatches.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use skiff_cli::verbs::{self, ConnectArgs, Ctx};
 
 #[derive(Parser, Debug)]
-#[command(name = "skiff", version, about = "Skiff's command line")]
+#[command(name = "skiff", version, about = "Skiff's command line: kubectl-like verbs, the lab, images")]
 struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// List objects (server-side tables: upstream's columns for every kind).
+    Get(verbs::get::GetArgs),
+    /// Show an object in detail, with its Events.
+    Describe {
+        /// TYPE [NAME...] or TYPE/NAME...
+        #[arg(required = true)]
+        targets: Vec<String>,
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+    },
+    /// Create or update objects from files with server-side apply.
+    Apply(verbs::objects::ApplyArgs),
+    /// Create objects from files (`-f`), or a namespace.
+    Create {
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// `namespace NAME`
+        what: Vec<String>,
+    },
+    /// Delete objects by name, file, label selector or --all.
+    Delete(verbs::objects::DeleteArgs),
+    /// Print (or follow) a container's log.
+    Logs(verbs::pods::LogsArgs),
+    /// Run a command in a container.
+    Exec(verbs::pods::ExecArgs),
+    /// Forward local ports to a pod.
+    PortForward(verbs::pods::PortForwardArgs),
+    /// Set the replicas of a Deployment, ReplicaSet or other scalable resource.
+    Scale {
+        /// TYPE NAME or TYPE/NAME
+        #[arg(required = true)]
+        targets: Vec<String>,
+        #[arg(long)]
+        replicas: i32,
+    },
+    /// Manage a rollout: status, history, undo, restart, pause, resume.
+    Rollout {
+        #[command(subcommand)]
+        command: verbs::workloads::RolloutCommand,
+    },
+    /// Mark a node unschedulable.
+    Cordon { node: String },
+    /// Mark a node schedulable again.
+    Uncordon { node: String },
+    /// Cordon a node and evict its pods.
+    Drain(verbs::nodes::DrainArgs),
+    /// Wait for a condition on objects (or their deletion).
+    Wait(verbs::wait::WaitArgs),
+    /// Documentation of a resource's fields (TYPE[.field.path]).
+    Explain {
+        what: String,
+        #[arg(long)]
+        recursive: bool,
+    },
+    /// The resources the server serves.
+    ApiResources,
+    /// Print a shell completion script (`source <(skiff completion bash)`).
+    Completion { shell: clap_complete::Shell },
     /// A multi-node lab cluster on this machine (one network namespace per node).
     Lab {
         #[command(subcommand)]
@@ -51,6 +113,9 @@ enum LabCommand {
     Up {
         #[arg(long, default_value_t = 2)]
         nodes: usize,
+        /// etcd members: 1, or 3 (a real quorum; `skiff lab kill etcd-2` loses one member).
+        #[arg(long)]
+        etcd_members: Option<usize>,
     },
     /// Stop everything the lab started and remove its namespaces, bridge and routes.
     Down,
@@ -63,7 +128,7 @@ enum LabCommand {
         #[arg(long, default_value_t = 2)]
         nodes: usize,
     },
-    /// SIGKILL a component (etcd, apiserver, controller-manager, scheduler, dns) or a node's agents.
+    /// SIGKILL a component (etcd or etcd-<m>, apiserver, controller-manager, scheduler, dns) or a node's agents.
     Kill { target: String },
     /// Cut a node off the control plane and the other nodes.
     Partition { node: String },
@@ -97,7 +162,69 @@ enum ImageCommand {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    match args.command {
+    if matches!(args.command, Command::Lab { .. } | Command::Image { .. } | Command::Completion { .. }) {
+        return local(args.command);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match rt.block_on(remote(&args.connect, args.command)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The verbs that talk to the API server; returns the process exit code.
+async fn remote(connect: &ConnectArgs, command: Command) -> verbs::Result<i32> {
+    let ctx = Ctx::connect(connect).await?;
+    match command {
+        Command::Get(a) => verbs::get::run(&ctx, &a).await?,
+        Command::Describe { targets, selector } => verbs::describe::run(&ctx, &targets, selector.as_deref()).await?,
+        Command::Apply(a) => verbs::objects::apply(&ctx, &a).await?,
+        Command::Create { files, what } => match (files.is_empty(), what.as_slice()) {
+            (false, []) => verbs::objects::create(&ctx, &files).await?,
+            (true, [kind, name]) if matches!(kind.as_str(), "namespace" | "ns") => {
+                verbs::objects::create_namespace(&ctx, name).await?
+            }
+            _ => return Err(verbs::usage("use skiff create -f FILE, or skiff create namespace NAME")),
+        },
+        Command::Delete(a) => verbs::objects::delete(&ctx, &a).await?,
+        Command::Logs(a) => verbs::pods::logs(&ctx, &a).await?,
+        Command::Exec(a) => return verbs::pods::exec(&ctx, &a).await,
+        Command::PortForward(a) => verbs::pods::port_forward(&ctx, &a).await?,
+        Command::Scale { targets, replicas } => verbs::workloads::scale(&ctx, &targets, replicas).await?,
+        Command::Rollout { command } => verbs::workloads::rollout(&ctx, &command).await?,
+        Command::Cordon { node } => verbs::nodes::cordon(&ctx, &node, true).await?,
+        Command::Uncordon { node } => verbs::nodes::cordon(&ctx, &node, false).await?,
+        Command::Drain(a) => verbs::nodes::drain(&ctx, &a).await?,
+        Command::Wait(a) => verbs::wait::run(&ctx, &a).await?,
+        Command::Explain { what, recursive } => verbs::explain::run(&ctx, &what, recursive).await?,
+        Command::ApiResources => {
+            let catalog = ctx.catalog().await?;
+            println!("{:<28} {:<11} {:<30} {:<11} KIND", "NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED");
+            for r in &catalog.resources {
+                println!(
+                    "{:<28} {:<11} {:<30} {:<11} {}",
+                    r.ar.plural,
+                    r.short_names.join(","),
+                    r.ar.api_version,
+                    r.namespaced,
+                    r.ar.kind
+                );
+            }
+        }
+        Command::Lab { .. } | Command::Image { .. } | Command::Completion { .. } => unreachable!("handled locally"),
+    }
+    Ok(0)
+}
+
+/// The verbs that work on this machine (the lab, images, completion).
+fn local(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Args::command(), "skiff", &mut std::io::stdout());
+        }
         Command::Lab {
             command,
             home,
@@ -122,11 +249,11 @@ fn main() -> anyhow::Result<()> {
                 net: skiff_cli::lab::LabNet { prefix, subnet, etcd_port, api_port, cluster_cidr, node_grace_seconds },
             };
             match command {
-                LabCommand::Up { nodes } => lab.up(nodes)?,
+                LabCommand::Up { nodes, etcd_members } => lab.up(nodes, etcd_members)?,
                 LabCommand::Down => lab.down()?,
                 LabCommand::Status => print!("{}", lab.status()),
                 LabCommand::Stop => lab.stop_all()?,
-                LabCommand::Start { nodes } => lab.up(nodes)?,
+                LabCommand::Start { nodes } => lab.up(nodes, None)?,
                 LabCommand::Kill { target } => lab.kill(&target)?,
                 LabCommand::Partition { node } => lab.partition(&node, true)?,
                 LabCommand::Heal { node } => lab.partition(&node, false)?,
@@ -145,6 +272,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        _ => unreachable!("remote verbs are dispatched by main"),
     }
     Ok(())
 }

@@ -1,330 +1,490 @@
-//! `skiff lab` for real: two nodes, each in its own network namespace with its own
-//! containerd, kubelet and proxy; a pod on one node reaches a pod on the other by IP and
-//! through a Service name; `down` leaves nothing behind. Uses its own prefix, subnet, ports
-//! and pod network, so it never touches a lab or cluster-up running on the same machine.
+//! `skiff lab` for real, the issue's end-to-end scenario, driven once with `skiff` and once
+//! with the real kubectl: three nodes, each in its own network namespace with its own
+//! containerd, kubelet and proxy; a 6-replica Deployment spreads over them; its Service
+//! answers through a NodePort on every node and through its ClusterIP from a pod on another
+//! node; a killed node goes NotReady and its pods are replaced; `stop` + `start` keeps the
+//! objects and the pods; `partition` + `heal`; `down` leaves nothing behind.
+//!
+//! Each run has its own prefix, subnet and pod network, so it never touches a lab or
+//! cluster-up running on the same machine; the two runs take turns (two labs at once would
+//! only compete for the two cores).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, LogParams, PostParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
+
+static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Driver {
+    Skiff,
+    Kubectl,
+}
 
 struct LabRun {
     home: tempfile::TempDir,
+    prefix: String,
+    subnet: u8,
     args: Vec<String>,
 }
 
+const NODE_PORT: u16 = 30080;
+
+const WEB: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 6
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 1}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 1}
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: ScheduleAnyway
+        labelSelector:
+          matchLabels: {app: web}
+      containers:
+      - name: web
+        image: busybox:1.36
+        command: [sh, -c, "echo serving on $(hostname); hostname > /tmp/index.html; httpd -p 80 -h /tmp; trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+        readinessProbe:
+          tcpSocket: {port: 80}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - {port: 80, nodePort: 30080}
+"#;
+
 impl LabRun {
-    fn skiff(&self, verb: &str) -> std::process::Output {
-        self.skiff_with(&[verb])
+    fn new(prefix: &str, subnet: u8, cluster_cidr: &str) -> LabRun {
+        let images = skiff_testkit::containerd::images_dir();
+        LabRun {
+            home: tempfile::Builder::new().prefix("skiff-labtest-").tempdir().unwrap(),
+            prefix: prefix.into(),
+            subnet,
+            args: [
+                "--images",
+                &images.to_string_lossy(),
+                "--prefix",
+                prefix,
+                "--subnet",
+                &subnet.to_string(),
+                "--cluster-cidr",
+                cluster_cidr,
+                "--node-grace-seconds",
+                "4",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
     }
 
-    fn skiff_with(&self, verb_and_args: &[&str]) -> std::process::Output {
+    /// `skiff lab VERB ARGS` with this lab's options (blocking; the runtime lends the thread).
+    fn lab(&self, verb_and_args: &[&str]) -> Output {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-        Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .arg("lab")
-            .args(verb_and_args)
-            .arg("--home")
-            .arg(self.home.path())
-            .args(&self.args)
-            .current_dir(repo)
-            .output()
-            .unwrap()
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.arg("lab").args(verb_and_args).arg("--home").arg(self.home.path()).args(&self.args).current_dir(repo);
+        tokio::task::block_in_place(|| cmd.output().unwrap())
+    }
+
+    fn lab_ok(&self, verb_and_args: &[&str]) -> String {
+        let out = self.lab(verb_and_args);
+        assert!(
+            out.status.success(),
+            "skiff lab {verb_and_args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self.home.path().join("kubeconfig")
+    }
+
+    /// The user's tool (`skiff` or `kubectl`) with the kubeconfig `lab up` wrote.
+    fn ctl_cmd(&self, driver: Driver, args: &[&str]) -> Command {
+        let mut cmd = Command::new(match driver {
+            Driver::Skiff => env!("CARGO_BIN_EXE_skiff"),
+            Driver::Kubectl => "kubectl",
+        });
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).current_dir(self.home.path());
+        cmd
+    }
+
+    fn ctl(&self, driver: Driver, args: &[&str]) -> String {
+        let mut cmd = self.ctl_cmd(driver, args);
+        let out = tokio::task::block_in_place(|| cmd.output().unwrap());
+        assert!(
+            out.status.success(),
+            "{driver:?} {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn node_ip(&self, i: usize) -> String {
+        format!("10.{}.0.{}", self.subnet, 10 + i)
     }
 }
 
 impl Drop for LabRun {
     fn drop(&mut self) {
-        let _ = self.skiff("down");
+        let _ = tokio::task::block_in_place(|| self.lab(&["down"]));
     }
 }
 
-fn exists_netns(name: &str) -> bool {
-    Path::new("/var/run/netns").join(name).exists()
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match check().await {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out waiting until {what}: {last}");
+}
+
+/// The body of `GET http://addr/` (HTTP/1.0), or None. Reads up to the Content-Length
+/// (busybox httpd sends one), not to the close: a port-forward's close comes later.
+async fn http_body(addr: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect(addr);
+    let mut s = tokio::time::timeout(Duration::from_secs(2), connect).await.ok()?.ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                return Some(body.trim().to_string());
+            }
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await.ok()?.ok()? {
+            0 => return text.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()),
+            n => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// (pod name, node) per row of `get pods -o wide`, read by column position (RESTARTS may
+/// hold spaces: "1 (5s ago)"), the same for kubectl's and skiff's output.
+fn pods_by_node(table: &str) -> Vec<(String, String)> {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or("");
+    let at = header.find(" NODE ").map(|i| i + 1).expect("a NODE column");
+    lines
+        .filter(|l| l.len() > at)
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap().to_string();
+            let node = l[at..].split_whitespace().next().unwrap_or("").to_string();
+            (name, node)
+        })
+        .collect()
+}
+
+fn running_pods(pods: &[Pod]) -> BTreeMap<String, (String, String)> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .map(|p| {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+            let id = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.container_id.clone())
+                .unwrap_or_default();
+            (p.metadata.name.clone().unwrap_or_default(), (node, id))
+        })
+        .collect()
+}
+
+fn ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, etcd_members: usize) {
+    let lab = LabRun::new(prefix, subnet, cluster_cidr);
+    let up = lab.lab_ok(&["up", "--nodes", "3", "--etcd-members", &etcd_members.to_string()]);
+    assert!(up.contains("The lab is up: 3 node(s)") && up.contains("export KUBECONFIG="), "{up}");
+    for i in 1..=3 {
+        assert!(Path::new("/var/run/netns").join(format!("{prefix}-n{i}")).exists());
+    }
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://10.{subnet}.0.1:8080").parse().unwrap())).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let web_pods = ListParams::default().labels("app=web");
+    let nodes_table = lab.ctl(driver, &["get", "nodes"]);
+    assert_eq!(nodes_table.lines().filter(|l| l.contains(" Ready ")).count(), 3, "{nodes_table}");
+
+    // A 6-replica Deployment spreads over the three nodes.
+    std::fs::write(lab.home.path().join("web.yaml"), WEB).unwrap();
+    lab.ctl(driver, &["apply", "-f", "web.yaml"]);
+    let status = lab.ctl(driver, &["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let wide = lab.ctl(driver, &["get", "pods", "-o", "wide", "-l", "app=web"]);
+    let placed = pods_by_node(&wide);
+    assert_eq!(placed.len(), 6, "{wide}");
+    let per_node: BTreeSet<&str> = placed.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(per_node.len(), 3, "every node runs replicas:\n{wide}");
+
+    // The Service answers through the NodePort of every node...
+    let all_names: BTreeSet<String> = placed.iter().map(|(p, _)| p.clone()).collect();
+    for i in 1..=3 {
+        let addr = format!("{}:{NODE_PORT}", lab.node_ip(i));
+        let body = http_body(&addr).await;
+        assert!(body.as_ref().is_some_and(|b| all_names.contains(b)), "NodePort on {addr}: {body:?}");
+    }
+    // ...and through its ClusterIP from a pod on another node (exec'd into by the driver).
+    let cluster_ip = Api::<Service>::namespaced(client.clone(), "default")
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap();
+    let (local_pod, local_node) = placed.iter().find(|(_, n)| n.ends_with("-1")).cloned().unwrap();
+    let fetch = format!("for i in $(seq 12); do wget -qO- http://{cluster_ip}/; done");
+    let answers = lab.ctl(driver, &["exec", &local_pod, "--", "sh", "-c", &fetch]);
+    let remote: Vec<&str> =
+        answers.lines().filter(|a| placed.iter().any(|(p, n)| p == a && *n != local_node)).collect();
+    assert!(!remote.is_empty(), "a pod on another node answered through the ClusterIP: {answers}");
+    let by_name = lab.ctl(driver, &["exec", &local_pod, "--", "wget", "-qO-", "http://web.default.svc.cluster.local/"]);
+    assert!(all_names.contains(by_name.trim()), "{by_name}");
+    let log = lab.ctl(driver, &["logs", &local_pod]);
+    assert_eq!(log.trim(), format!("serving on {local_pod}"));
+    // port-forward to the pod from this machine's loopback.
+    let mut pf = lab.ctl_cmd(driver, &["port-forward", &format!("pod/{local_pod}"), ":80"]);
+    let pf_log = lab.home.path().join("port-forward.err");
+    let mut child = pf.stdout(Stdio::piped()).stderr(std::fs::File::create(&pf_log).unwrap()).spawn().unwrap();
+    let first_line = {
+        let stdout = child.stdout.take().unwrap();
+        tokio::task::block_in_place(|| {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            // Keep reading, as a terminal would, until the process ends.
+            std::thread::spawn(move || lines.for_each(drop));
+            first
+        })
+    };
+    let local = first_line
+        .strip_prefix("Forwarding from ")
+        .and_then(|l| l.split(" -> ").next())
+        .unwrap_or_else(|| panic!("unexpected port-forward output {first_line:?}"))
+        .to_string();
+    let forwarded = http_body(&local).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        forwarded.as_deref(),
+        Some(local_pod.as_str()),
+        "port-forward reaches the pod via {local}: {}",
+        std::fs::read_to_string(&pf_log).unwrap_or_default()
+    );
+
+    // With three etcd members, losing one keeps the store writable.
+    if etcd_members == 3 {
+        lab.lab_ok(&["kill", "etcd-2"]);
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "quorum"}})).unwrap();
+        eventually("a write with one etcd member down", Duration::from_secs(30), || async {
+            match cms.create(&PostParams::default(), &cm).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+    }
+
+    // A node dies: it goes NotReady and its pods are replaced on the others.
+    lab.lab_ok(&["kill", "skiff-node-3"]);
+    eventually("node 3 NotReady, its replicas replaced on nodes 1 and 2", Duration::from_secs(90), || async {
+        let n3 = nodes.get("skiff-node-3").await.map_err(|e| e.to_string())?;
+        let running = running_pods(&pods.list(&web_pods).await.map_err(|e| e.to_string())?.items);
+        let elsewhere = running.values().filter(|(n, _)| n != "skiff-node-3").count();
+        if !ready(&n3) && elsewhere == 6 {
+            Ok(())
+        } else {
+            Err(format!("ready={}, running elsewhere={elsewhere}", ready(&n3)))
+        }
+    })
+    .await;
+
+    // stop + start: every process goes and comes back; objects and running pods stay.
+    let before = running_pods(&pods.list(&web_pods).await.unwrap().items);
+    let before: BTreeMap<String, (String, String)> =
+        before.into_iter().filter(|(_, (n, _))| n != "skiff-node-3").collect();
+    let deploy_uid = Api::<Deployment>::namespaced(client.clone(), "default").get("web").await.unwrap().metadata.uid;
+    lab.lab_ok(&["stop"]);
+    let status = lab.lab_ok(&["status"]);
+    assert!(status.lines().all(|l| !l.contains("running") && !l.contains(" up")), "{status}");
+    lab.lab_ok(&["start", "--nodes", "3"]);
+    eventually("the same pods Running with the same containers", Duration::from_secs(90), || async {
+        let now = running_pods(&pods.list(&web_pods).await.map_err(|e| e.to_string())?.items);
+        let same = before.iter().all(|(p, v)| now.get(p) == Some(v));
+        if same {
+            Ok(())
+        } else {
+            Err(format!("before {before:?}\nnow {now:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        Api::<Deployment>::namespaced(client.clone(), "default").get("web").await.unwrap().metadata.uid,
+        deploy_uid
+    );
+    let listed = lab.ctl(driver, &["get", "deploy", "web", "-o", "name"]);
+    assert_eq!(listed.trim(), "deployment.apps/web");
+
+    // partition + heal: a pod on node 2 is cut off, then back.
+    let (_, (_, _)) = before.iter().find(|(_, (n, _))| n == "skiff-node-2").expect("a pod on node 2");
+    let target = pods
+        .list(&web_pods)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("skiff-node-2"))
+        .and_then(|p| p.status.and_then(|s| s.pod_ip))
+        .unwrap();
+    let addr = format!("{target}:80");
+    eventually("the host reaches node 2's pod", Duration::from_secs(20), || async {
+        http_body(&addr).await.map(drop).ok_or_else(|| "no answer".to_string())
+    })
+    .await;
+    lab.lab_ok(&["partition", "skiff-node-2"]);
+    assert!(http_body(&addr).await.is_none(), "partitioned: unreachable");
+    lab.lab_ok(&["heal", "skiff-node-2"]);
+    eventually("healed: reachable again", Duration::from_secs(20), || async {
+        http_body(&addr).await.map(drop).ok_or_else(|| "no answer".to_string())
+    })
+    .await;
+
+    if driver == Driver::Skiff {
+        more_lab_verbs(&lab, &client).await;
+    }
+
+    // down: nothing of the lab is left.
+    let home = lab.home.path().to_path_buf();
+    let down = lab.lab_ok(&["down"]);
+    assert!(down.contains("the lab is down"), "{down}");
+    let netns = std::fs::read_dir("/var/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(!netns.iter().any(|n| n.starts_with(&format!("{prefix}-"))), "namespaces left: {netns:?}");
+    let links =
+        String::from_utf8_lossy(&Command::new("ip").args(["-o", "link", "show"]).output().unwrap().stdout).into_owned();
+    assert!(!links.contains(&format!(" {prefix}")), "links left:\n{links}");
+    let routes =
+        String::from_utf8_lossy(&Command::new("ip").args(["route", "show"]).output().unwrap().stdout).into_owned();
+    assert!(!routes.contains(&format!("10.{subnet}.0.")), "routes left:\n{routes}");
+    let tables =
+        String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).into_owned();
+    assert!(!tables.contains(prefix), "nftables tables left:\n{tables}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&*home.to_string_lossy()), "mounts left under {}", home.display());
+    let procs: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&*home.to_string_lossy()) && !c.contains("lab down"))
+        .collect();
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}
+
+/// The rest of `skiff lab`: status, logs, killing a component, freezing the store, and a
+/// node joining and leaving.
+async fn more_lab_verbs(lab: &LabRun, client: &kube::Client) {
+    let logs = lab.lab_ok(&["logs", "apiserver"]);
+    assert!(!logs.is_empty());
+    lab.lab_ok(&["kill", "scheduler"]);
+    let status = lab.lab_ok(&["status"]);
+    assert!(status.lines().any(|l| l.starts_with("scheduler") && l.contains("stopped")), "{status}");
+    assert!(status.contains("skiff-node-1") && status.contains("Ready"), "{status}");
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = |n: &str| -> ConfigMap { serde_json::from_value(json!({"metadata": {"name": n}})).unwrap() };
+    lab.lab_ok(&["pause-store"]);
+    let stalled = tokio::time::timeout(Duration::from_secs(2), cms.create(&PostParams::default(), &cm("during"))).await;
+    assert!(!matches!(stalled, Ok(Ok(_))), "no write completes while etcd is frozen");
+    lab.lab_ok(&["resume-store"]);
+    eventually("writes work again after resume-store", Duration::from_secs(20), || async {
+        match tokio::time::timeout(Duration::from_secs(2), cms.create(&PostParams::default(), &cm("after"))).await {
+            Ok(Ok(_)) => Ok(()),
+            _ if cms.get_opt("after").await.ok().flatten().is_some() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let added = lab.lab_ok(&["add-node"]);
+    assert!(added.contains("skiff-node-4 joined"), "{added}");
+    let nodes: Api<Node> = Api::all(client.clone());
+    assert!(nodes.get("skiff-node-4").await.map(|n| ready(&n)).unwrap_or(false));
+    lab.lab_ok(&["remove-node", "skiff-node-4"]);
+    assert!(!Path::new("/var/run/netns").join(format!("{}-n4", lab.prefix)).exists());
+    assert!(nodes.get_opt("skiff-node-4").await.unwrap().is_none(), "the Node object is deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_node_lab_routes_pods_across_nodes_and_comes_down_clean() {
-    let images: PathBuf = tokio::task::spawn_blocking(skiff_testkit::containerd::images_dir).await.unwrap();
-    // Its own subnet: etcd and the apiserver listen on 10.251.0.1 with the default ports,
-    // next to (never on) anything on loopback or another lab.
-    let api_port = 8080;
-    let lab = LabRun {
-        home: tempfile::Builder::new().prefix("skiff-labtest-").tempdir().unwrap(),
-        args: [
-            "--images",
-            &images.to_string_lossy(),
-            "--prefix",
-            "sklt",
-            "--subnet",
-            "251",
-            "--cluster-cidr",
-            "10.236.0.0/16",
-            "--node-grace-seconds",
-            "4",
-        ]
-        .map(String::from)
-        .to_vec(),
-    };
-    let up = tokio::task::spawn_blocking({
-        let lab_args = lab.args.clone();
-        let home = lab.home.path().to_path_buf();
-        move || {
-            let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-            Command::new(env!("CARGO_BIN_EXE_skiff"))
-                .args(["lab", "up", "--nodes", "2", "--home"])
-                .arg(home)
-                .args(lab_args)
-                .current_dir(repo)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&up.stdout);
-    assert!(up.status.success(), "lab up failed:\n{stdout}\n{}", String::from_utf8_lossy(&up.stderr));
-    assert!(stdout.contains("The lab is up: 2 node(s)"), "{stdout}");
-    assert!(exists_netns("sklt-n1") && exists_netns("sklt-n2"));
+async fn three_node_lab_scenario_driven_by_skiff() {
+    let _turn = ONE_LAB_AT_A_TIME.lock().await;
+    scenario(Driver::Skiff, "sklt", 251, "10.236.0.0/16", 1).await;
+}
 
-    let client =
-        kube::Client::try_from(kube::Config::new(format!("http://10.251.0.1:{api_port}").parse().unwrap())).unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let server: Pod = serde_json::from_value(json!({"metadata": {"name": "server", "labels": {"app": "server"}},
-        "spec": {"nodeName": "skiff-node-2", "terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:1.36",
-            "command": ["sh", "-c", "echo hello-from-node-2 > /tmp/index.html; httpd -p 80 -h /tmp; trap 'exit 0' TERM; while true; do sleep 0.1; done"]}]}}))
-    .unwrap();
-    pods.create(&PostParams::default(), &server).await.unwrap();
-    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
-    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "server"},
-        "spec": {"selector": {"app": "server"}, "ports": [{"port": 80}]}}))
-    .unwrap();
-    svcs.create(&PostParams::default(), &svc).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let server_ip = loop {
-        let p = pods.get("server").await.unwrap();
-        let st = p.status.unwrap_or_default();
-        if st.phase.as_deref() == Some("Running") {
-            break st.pod_ip.unwrap();
-        }
-        assert!(Instant::now() < deadline, "the server pod never ran: {st:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let client_pod: Pod = serde_json::from_value(json!({"metadata": {"name": "client"},
-        "spec": {"nodeName": "skiff-node-1", "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36",
-            "command": ["sh", "-c", format!("sleep 2; wget -qO- http://{server_ip}/; wget -qO- http://server/")]}]}}))
-    .unwrap();
-    pods.create(&PostParams::default(), &client_pod).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let phase = pods.get("client").await.unwrap().status.and_then(|s| s.phase);
-        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the client pod never finished");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let log = pods.logs("client", &LogParams::default()).await.unwrap();
-    assert_eq!(log, "hello-from-node-2\nhello-from-node-2\n", "node 1 reaches node 2's pod by IP and by Service name");
-
-    // Fault injection. A partitioned node's pods are cut off; healing restores them.
-    let target: std::net::SocketAddr = format!("{server_ip}:80").parse().unwrap();
-    let reach = || async move {
-        matches!(tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(target)).await, Ok(Ok(_)))
-    };
-    assert!(reach().await, "the host reaches node 2's pod");
-    let lab = tokio::task::spawn_blocking(move || {
-        let out = lab.skiff_with(&["partition", "skiff-node-2"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        lab
-    })
-    .await
-    .unwrap();
-    assert!(!reach().await, "partitioned: unreachable");
-    let lab = tokio::task::spawn_blocking(move || {
-        assert!(lab.skiff_with(&["heal", "skiff-node-2"]).status.success());
-        lab
-    })
-    .await
-    .unwrap();
-    let mut healed = false;
-    for _ in 0..20 {
-        if reach().await {
-            healed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(healed, "healed: reachable again");
-    // A paused store stalls writes; resuming lets them through.
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
-    let cm = |n: &str| -> k8s_openapi::api::core::v1::ConfigMap {
-        serde_json::from_value(json!({"metadata": {"name": n}})).unwrap()
-    };
-    let lab = tokio::task::spawn_blocking(move || {
-        assert!(lab.skiff_with(&["pause-store"]).status.success());
-        lab
-    })
-    .await
-    .unwrap();
-    let stalled = tokio::time::timeout(Duration::from_secs(2), cms.create(&PostParams::default(), &cm("during"))).await;
-    assert!(!matches!(stalled, Ok(Ok(_))), "no write completes while etcd is frozen");
-    let lab = tokio::task::spawn_blocking(move || {
-        assert!(lab.skiff_with(&["resume-store"]).status.success());
-        lab
-    })
-    .await
-    .unwrap();
-    let mut wrote = false;
-    for _ in 0..40 {
-        if tokio::time::timeout(Duration::from_secs(2), cms.create(&PostParams::default(), &cm("after")))
-            .await
-            .is_ok_and(|r| r.is_ok())
-            || cms.get_opt("after").await.ok().flatten().is_some()
-        {
-            wrote = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(wrote, "writes work again after resume-store");
-    // kill a component; logs of a component.
-    let lab = tokio::task::spawn_blocking(move || {
-        assert!(lab.skiff_with(&["kill", "scheduler"]).status.success());
-        let logs = lab.skiff_with(&["logs", "apiserver"]);
-        assert!(logs.status.success() && !logs.stdout.is_empty());
-        let status = String::from_utf8_lossy(&lab.skiff("status").stdout).into_owned();
-        assert!(status.lines().any(|l| l.starts_with("scheduler") && l.contains("stopped")), "{status}");
-        lab
-    })
-    .await
-    .unwrap();
-
-    // stop + start: every process goes and comes back; the objects and the running pod stay.
-    let before = pods.get("server").await.unwrap().status.unwrap().container_statuses.unwrap()[0].container_id.clone();
-    let lab = tokio::task::spawn_blocking(move || {
-        assert!(lab.skiff("stop").status.success());
-        let status = String::from_utf8_lossy(&lab.skiff("status").stdout).into_owned();
-        assert!(status.lines().all(|l| !l.contains("running") && !l.contains(" up")), "{status}");
-        let out = lab.skiff_with(&["start", "--nodes", "2"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-        lab
-    })
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let p = pods.get("server").await.unwrap();
-        let st = p.status.unwrap_or_default();
-        let id = st.container_statuses.as_ref().and_then(|c| c[0].container_id.clone());
-        if st.phase.as_deref() == Some("Running") && id == before {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the server pod did not come back as it was: {st:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(reach().await, "the pod answers after the restart");
-
-    // A node joins and leaves.
-    let lab = tokio::task::spawn_blocking(move || {
-        let out = lab.skiff_with(&["add-node"]);
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(exists_netns("sklt-n3"));
-        lab
-    })
-    .await
-    .unwrap();
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    assert!(nodes.get_opt("skiff-node-3").await.unwrap().is_some());
-    let lab = tokio::task::spawn_blocking(move || {
-        let out = lab.skiff_with(&["remove-node", "skiff-node-3"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(!exists_netns("sklt-n3"));
-        lab
-    })
-    .await
-    .unwrap();
-    assert!(nodes.get_opt("skiff-node-3").await.unwrap().is_none(), "the Node object is deleted");
-
-    // A node dies: it goes NotReady and its pods are replaced on the other node.
-    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "default");
-    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "spread"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "spread"}}, "template": {
-            "metadata": {"labels": {"app": "spread"}},
-            "spec": {"terminationGracePeriodSeconds": 1,
-                "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1},
-                                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}],
-                "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
-                    "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "spread"}}}}]}},
-                "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]}]}}}}))
-    .unwrap();
-    deploys.create(&PostParams::default(), &d).await.unwrap();
-    let running_on = |pods: Vec<Pod>, node: &str| {
-        pods.iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .count()
-    };
-    let lp = kube::api::ListParams::default().labels("app=spread");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let all = pods.list(&lp).await.unwrap().items;
-        if running_on(all.clone(), "skiff-node-1") == 1 && running_on(all, "skiff-node-2") == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the two replicas did not spread over the two nodes");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let lab = tokio::task::spawn_blocking(move || {
-        assert!(lab.skiff_with(&["kill", "skiff-node-2"]).status.success());
-        lab
-    })
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = nodes
-            .get("skiff-node-2")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.conditions)
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let on_1 = running_on(pods.list(&lp).await.unwrap().items, "skiff-node-1");
-        if !ready && on_1 == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 2 did not go NotReady with its pod replaced on node 1 (ready={ready}, on node 1: {on_1})"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-
-    let status = tokio::task::spawn_blocking(move || {
-        let out = lab.skiff("status");
-        let down = lab.skiff("down");
-        (String::from_utf8_lossy(&out.stdout).into_owned(), down, lab)
-    })
-    .await
-    .unwrap();
-    let (status, down, lab) = status;
-    assert!(status.contains("skiff-node-1") && status.contains("Ready"), "{status}");
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
-    assert!(!exists_netns("sklt-n1") && !exists_netns("sklt-n2"), "namespaces removed");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_lab_scenario_driven_by_kubectl_with_three_etcd_members() {
+    let _turn = ONE_LAB_AT_A_TIME.lock().await;
+    let kubectl = Command::new("kubectl").args(["version", "--client"]).output();
     assert!(
-        !Command::new("ip").args(["link", "show", "sklt-lab0"]).output().unwrap().status.success(),
-        "bridge removed"
+        kubectl.as_ref().is_ok_and(|o| o.status.success()),
+        "the real kubectl is part of this machine image and this test needs it: {kubectl:?}"
     );
-    let pids = std::fs::read_dir(lab.home.path().join("pids")).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(pids, 0, "every process stopped");
+    scenario(Driver::Kubectl, "skkt", 252, "10.235.0.0/16", 3).await;
 }
