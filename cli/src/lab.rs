@@ -334,6 +334,30 @@ impl Lab {
         if watches < 128 {
             missing.push("  inotify instances too low: sysctl -w fs.inotify.max_user_instances=512".into());
         }
+        let watch_limit: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if watch_limit < 8192 {
+            missing.push("  inotify watches too low: sysctl -w fs.inotify.max_user_watches=524288".into());
+        }
+        // Kernel features: the lab needs network namespaces, nftables (every node's proxy)
+        // and a cgroup hierarchy (runc), and turns IP forwarding on itself.
+        if !Path::new("/proc/self/ns/net").exists() {
+            missing.push("  network namespaces: a kernel with CONFIG_NET_NS (every node runs in one)".into());
+        }
+        if quiet("sh", &["-c", "command -v nft"]) && !quiet("nft", &["list", "tables"]) {
+            missing.push("  nftables in the kernel: modprobe nf_tables (and run as root)".into());
+        }
+        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() && !Path::new("/sys/fs/cgroup/memory").exists() {
+            missing.push("  cgroups: mount the cgroup hierarchy at /sys/fs/cgroup (runc needs it)".into());
+        }
+        let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+        if forwarding.trim() != "1" && !quiet("sysctl", &["-qw", "net.ipv4.ip_forward=1"]) {
+            missing.push(
+                "  IP forwarding is off and cannot be turned on: sysctl -w net.ipv4.ip_forward=1 (as root)".into(),
+            );
+        }
         missing
     }
 

@@ -293,6 +293,18 @@ async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, 
     assert!(!remote.is_empty(), "a pod on another node answered through the ClusterIP: {answers}");
     let by_name = lab.ctl(driver, &["exec", &local_pod, "--", "wget", "-qO-", "http://web.default.svc.cluster.local/"]);
     assert!(all_names.contains(by_name.trim()), "{by_name}");
+    // exec -it: a terminal on both ends (script(1) gives the tool a pseudo-terminal here).
+    let exe = match driver {
+        Driver::Skiff => env!("CARGO_BIN_EXE_skiff"),
+        Driver::Kubectl => "kubectl",
+    };
+    let mut tty = Command::new("script");
+    tty.args(["-qec", &format!("{exe} exec -it {local_pod} -- sh -c 'tty; echo rows=$(stty size)'"), "/dev/null"])
+        .env("KUBECONFIG", lab.kubeconfig())
+        .stdin(Stdio::null());
+    let out = tokio::task::block_in_place(|| tty.output().unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/") && text.contains("rows="), "exec -it runs on a terminal: {text:?}");
     let log = lab.ctl(driver, &["logs", &local_pod]);
     assert_eq!(log.trim(), format!("serving on {local_pod}"));
     // port-forward to the pod from this machine's loopback.
