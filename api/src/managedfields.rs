@@ -35,7 +35,8 @@
 //!   (`spec.selector` of the workloads, Services, ReplicationControllers and
 //!   PodDisruptionBudgets, `labelSelector`, `namespaceSelector`, `podSelector`,
 //!   `nodeSelector`, `configMapKeyRef`, `secretKeyRef`, `fieldRef`, `resourceFieldRef`,
-//!   `involvedObject`); `metadata.ownerReferences` elements are atomic.
+//!   `involvedObject`, the `roleRef` of RoleBindings and ClusterRoleBindings);
+//!   `metadata.ownerReferences` elements are atomic.
 //!
 //! The fields a set holds are upstream's: scalars, `null`s, empty objects and lists,
 //! atomic values, and every element of a granular list (the `"."` of a `k:` entry). A
@@ -680,6 +681,7 @@ impl Schema<'_> {
             }
             "labelSelector" | "namespaceSelector" | "podSelector" | "nodeSelector" | "configMapKeyRef"
             | "secretKeyRef" | "fieldRef" | "resourceFieldRef" | "involvedObject" => self.is_builtin(),
+            "roleRef" => parents.is_empty() && matches!(self.kind, "RoleBinding" | "ClusterRoleBinding"),
             _ => false,
         }
     }
@@ -2265,6 +2267,11 @@ mod tests {
                 ".spec.ports[port=80,protocol=\"TCP\"].targetPort",
             ]
         );
+        // A binding's roleRef and subjects are atomic (rbac/v1's map-type and list-type).
+        let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                        "subjects": [{"kind": "User", "name": "jane"}]});
+        assert_eq!(FieldSet::from_object("RoleBinding", &rb).paths(), vec![".roleRef", ".subjects"]);
         // A custom resource keeps its status and has atomic lists.
         let cr = json!({"apiVersion": "x/v1", "kind": "Widget", "metadata": {"name": "w"},
                         "spec": {"items": [{"name": "a"}]}, "status": {"ok": true}});

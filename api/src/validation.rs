@@ -2,7 +2,7 @@
 //!
 //! This is a port of the parts of `k8s.io/apimachinery/pkg/util/validation`,
 //! `k8s.io/apimachinery/pkg/api/validation` and `k8s.io/kubernetes/pkg/apis/{core,apps,
-//! batch,discovery,coordination}/validation` (v1.33) that Skiff's resources use.
+//! batch,discovery,coordination,rbac}/validation` (v1.33) that Skiff's resources use.
 //!
 //! Start reading at the per-kind entry points the apiserver's strategies call:
 //! `validate_<kind>(&obj)` on create and `validate_<kind>_update(&new, &old)` on update
@@ -93,6 +93,7 @@ use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::api::rbac::v1 as rbac;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -3373,6 +3374,204 @@ pub fn validate_endpoint_slice_update(new: &discovery::EndpointSlice, old: &disc
 }
 
 // ===========================================================================
+// RBAC (rbac.authorization.k8s.io: pkg/apis/rbac/validation)
+// ===========================================================================
+
+/// The API group of Roles, ClusterRoles and their bindings (`rbac.GroupName`).
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Upstream's `path.IsValidPathSegmentName`: a name that can be one segment of a URL path
+/// (not `.` or `..`, no `/` or `%`). Names of Roles, ClusterRoles and their bindings (and
+/// `roleRef.name`) are checked with it (upstream's `ValidateRBACName`).
+pub fn is_valid_path_segment_name(name: &str) -> Vec<String> {
+    for illegal in [".", ".."] {
+        if name == illegal {
+            return vec![format!("may not be '{illegal}'")];
+        }
+    }
+    ["/", "%"].iter().filter(|c| name.contains(**c)).map(|c| format!("may not contain '{c}'")).collect()
+}
+
+/// Upstream's `ValidatePolicyRule`: at least one verb; a rule with `nonResourceURLs` is
+/// only valid in a ClusterRole (`namespaced` = false) and then names no API groups,
+/// resources or resource names; any other rule needs API groups and resources.
+fn validate_policy_rule(errs: &mut FieldErrors, rule: &rbac::PolicyRule, namespaced: bool, path: &str) {
+    if rule.verbs.is_empty() {
+        errs.push(required(child(path, "verbs"), "verbs must contain at least one value"));
+    }
+    let urls = sl(&rule.non_resource_urls);
+    if !urls.is_empty() {
+        let p = child(path, "nonResourceURLs");
+        if namespaced {
+            errs.push(invalid(&p, &go_strings(urls), "namespaced rules cannot apply to non-resource URLs"));
+        }
+        if !sl(&rule.api_groups).is_empty() || !sl(&rule.resources).is_empty() || !sl(&rule.resource_names).is_empty() {
+            errs.push(invalid(
+                &p,
+                &go_strings(urls),
+                "rules cannot apply to both regular resources and non-resource URLs",
+            ));
+        }
+        return;
+    }
+    if sl(&rule.api_groups).is_empty() {
+        errs.push(required(child(path, "apiGroups"), "resource rules must supply at least one api group"));
+    }
+    if sl(&rule.resources).is_empty() {
+        errs.push(required(child(path, "resources"), "resource rules must supply at least one resource"));
+    }
+}
+
+fn validate_policy_rules(errs: &mut FieldErrors, rules: &[rbac::PolicyRule], namespaced: bool) {
+    for (i, rule) in rules.iter().enumerate() {
+        validate_policy_rule(errs, rule, namespaced, &index("rules", i));
+    }
+}
+
+/// Upstream's `ValidateRoleBindingSubject`: `kind` is `ServiceAccount` (name a DNS
+/// subdomain, no `apiGroup`, and, in a ClusterRoleBinding, a `namespace`), `User` or
+/// `Group` (`apiGroup` `rbac.authorization.k8s.io`); every subject has a name.
+fn validate_subject(errs: &mut FieldErrors, subject: &rbac::Subject, namespaced: bool, path: &str) {
+    let name = subject.name.as_str();
+    if name.is_empty() {
+        errs.push(required(child(path, "name"), ""));
+    }
+    let api_group = s(&subject.api_group);
+    match subject.kind.as_str() {
+        "ServiceAccount" => {
+            if !name.is_empty() {
+                invalid_each(errs, &child(path, "name"), name, is_dns1123_subdomain(name));
+            }
+            if !api_group.is_empty() {
+                errs.push(not_supported(child(path, "apiGroup"), &q(api_group), &[""]));
+            }
+            if !namespaced && s(&subject.namespace).is_empty() {
+                errs.push(required(child(path, "namespace"), ""));
+            }
+        }
+        "User" | "Group" => {
+            if api_group != RBAC_GROUP {
+                errs.push(not_supported(child(path, "apiGroup"), &q(api_group), &[RBAC_GROUP]));
+            }
+        }
+        kind => errs.push(not_supported(child(path, "kind"), &q(kind), &["ServiceAccount", "User", "Group"])),
+    }
+}
+
+/// `roleRef` and `subjects` of a RoleBinding (`namespaced`) or ClusterRoleBinding.
+fn validate_binding(errs: &mut FieldErrors, role_ref: &rbac::RoleRef, subjects: &[rbac::Subject], namespaced: bool) {
+    if role_ref.api_group != RBAC_GROUP {
+        errs.push(not_supported("roleRef.apiGroup", &q(&role_ref.api_group), &[RBAC_GROUP]));
+    }
+    let kinds: &[&str] = if namespaced { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
+    if !kinds.contains(&role_ref.kind.as_str()) {
+        errs.push(not_supported("roleRef.kind", &q(&role_ref.kind), kinds));
+    }
+    if role_ref.name.is_empty() {
+        errs.push(required("roleRef.name", ""));
+    } else {
+        invalid_each(errs, "roleRef.name", &role_ref.name, is_valid_path_segment_name(&role_ref.name));
+    }
+    for (i, subject) in subjects.iter().enumerate() {
+        validate_subject(errs, subject, namespaced, &index("subjects", i));
+    }
+}
+
+/// Upstream's "cannot change roleRef": a binding's `roleRef` is immutable. The bad value
+/// reads as Go's `%#v` of the struct, as upstream prints it.
+fn validate_role_ref_unchanged(errs: &mut FieldErrors, new: &rbac::RoleRef, old: &rbac::RoleRef) {
+    if new != old {
+        let bad =
+            format!("rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}", q(&new.api_group), q(&new.kind), q(&new.name));
+        errs.push(invalid("roleRef", &bad, "cannot change roleRef"));
+    }
+}
+
+/// Validates a Role on create: name a path segment, namespaced; every rule with a verb and
+/// with API groups and resources (non-resource URLs are for ClusterRoles only).
+pub fn validate_role(role: &rbac::Role) -> FieldErrors {
+    let mut errs = validate_object_meta(&role.metadata, true, is_valid_path_segment_name);
+    validate_policy_rules(&mut errs, sl(&role.rules), true);
+    errs
+}
+
+/// Validates a Role update: metadata immutability plus the create checks.
+pub fn validate_role_update(new: &rbac::Role, old: &rbac::Role) -> FieldErrors {
+    let mut errs = validate_role(new);
+    errs.extend(validate_object_meta_update(&new.metadata, &old.metadata));
+    errs
+}
+
+/// Validates a ClusterRole on create: name a path segment, cluster-scoped; the rules as a
+/// Role's, except that non-resource URL rules are allowed; an `aggregationRule` has at
+/// least one valid `clusterRoleSelectors` entry.
+pub fn validate_cluster_role(role: &rbac::ClusterRole) -> FieldErrors {
+    let mut errs = validate_object_meta(&role.metadata, false, is_valid_path_segment_name);
+    validate_policy_rules(&mut errs, sl(&role.rules), false);
+    if let Some(agg) = &role.aggregation_rule {
+        let path = "aggregationRule.clusterRoleSelectors";
+        let selectors = sl(&agg.cluster_role_selectors);
+        if selectors.is_empty() {
+            errs.push(required(path, "at least one clusterRoleSelector required if aggregationRule is non-nil"));
+        }
+        for (i, sel) in selectors.iter().enumerate() {
+            let p = index(path, i);
+            validate_label_selector(&mut errs, &p, sel);
+            if !selector_convertible(sel) {
+                // Upstream prints the nil selector LabelSelectorAsSelector returned.
+                errs.push(invalid(&p, &q("null"), "invalid label selector."));
+            }
+        }
+    }
+    errs
+}
+
+/// Validates a ClusterRole update: metadata immutability plus the create checks.
+pub fn validate_cluster_role_update(new: &rbac::ClusterRole, old: &rbac::ClusterRole) -> FieldErrors {
+    let mut errs = validate_cluster_role(new);
+    errs.extend(validate_object_meta_update(&new.metadata, &old.metadata));
+    errs
+}
+
+/// Validates a RoleBinding on create: name a path segment, namespaced; `roleRef` names a
+/// Role or ClusterRole of `rbac.authorization.k8s.io`; valid subjects (a ServiceAccount
+/// subject may leave its namespace empty: the binding's namespace).
+pub fn validate_role_binding(rb: &rbac::RoleBinding) -> FieldErrors {
+    let mut errs = validate_object_meta(&rb.metadata, true, is_valid_path_segment_name);
+    validate_binding(&mut errs, &rb.role_ref, sl(&rb.subjects), true);
+    errs
+}
+
+/// Validates a RoleBinding update: the create checks, metadata immutability, and
+/// `roleRef` is immutable ("cannot change roleRef").
+pub fn validate_role_binding_update(new: &rbac::RoleBinding, old: &rbac::RoleBinding) -> FieldErrors {
+    let mut errs = validate_role_binding(new);
+    errs.extend(validate_object_meta_update(&new.metadata, &old.metadata));
+    validate_role_ref_unchanged(&mut errs, &new.role_ref, &old.role_ref);
+    errs
+}
+
+/// Validates a ClusterRoleBinding on create: name a path segment, cluster-scoped;
+/// `roleRef` names a ClusterRole; valid subjects (ServiceAccount subjects need a namespace).
+pub fn validate_cluster_role_binding(crb: &rbac::ClusterRoleBinding) -> FieldErrors {
+    let mut errs = validate_object_meta(&crb.metadata, false, is_valid_path_segment_name);
+    validate_binding(&mut errs, &crb.role_ref, sl(&crb.subjects), false);
+    errs
+}
+
+/// Validates a ClusterRoleBinding update: the create checks, metadata immutability, and
+/// `roleRef` is immutable ("cannot change roleRef").
+pub fn validate_cluster_role_binding_update(
+    new: &rbac::ClusterRoleBinding,
+    old: &rbac::ClusterRoleBinding,
+) -> FieldErrors {
+    let mut errs = validate_cluster_role_binding(new);
+    errs.extend(validate_object_meta_update(&new.metadata, &old.metadata));
+    validate_role_ref_unchanged(&mut errs, &new.role_ref, &old.role_ref);
+    errs
+}
+
+// ===========================================================================
 // Tests
 // ===========================================================================
 
@@ -4261,6 +4460,218 @@ mod tests {
         assert!(find(&validate_endpoint_slice_update(&v6, &slice), "addressType")
             .message
             .ends_with("field is immutable"));
+    }
+
+    // --- rbac ----------------------------------------------------------------
+
+    #[test]
+    fn rbac_names_are_path_segments() {
+        assert!(is_valid_path_segment_name("system:controller:job-controller").is_empty());
+        assert!(is_valid_path_segment_name("Admin_Role").is_empty());
+        assert_eq!(is_valid_path_segment_name("."), vec!["may not be '.'"]);
+        assert_eq!(is_valid_path_segment_name(".."), vec!["may not be '..'"]);
+        assert_eq!(is_valid_path_segment_name("a/b%c"), vec!["may not contain '/'", "may not contain '%'"]);
+        let role: rbac::Role = obj(json!({"metadata": {"name": "a/b", "namespace": "default"}}));
+        assert_eq!(find(&validate_role(&role), "metadata.name").message, "Invalid value: \"a/b\": may not contain '/'");
+        let unnamed: rbac::ClusterRole = obj(json!({"metadata": {}}));
+        assert_eq!(find(&validate_cluster_role(&unnamed), "metadata.name").kind, FieldErrorType::Required);
+        let no_ns: rbac::Role = obj(json!({"metadata": {"name": "r"}}));
+        assert_eq!(find(&validate_role(&no_ns), "metadata.namespace").kind, FieldErrorType::Required);
+        let with_ns: rbac::ClusterRoleBinding = obj(json!({"metadata": {"name": "b", "namespace": "default"},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "view"}}));
+        assert_eq!(
+            find(&validate_cluster_role_binding(&with_ns), "metadata.namespace").kind,
+            FieldErrorType::Forbidden
+        );
+    }
+
+    #[test]
+    fn role_rules_need_verbs_groups_and_resources() {
+        let good: rbac::Role = obj(json!({"metadata": {"name": "pod-reader", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
+                      {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"], "verbs": ["*"]}]}));
+        assert_ok(&validate_role(&good));
+        assert_ok(&validate_role_update(&good, &good));
+        let no_rules: rbac::Role = obj(json!({"metadata": {"name": "empty", "namespace": "default"}}));
+        assert_ok(&validate_role(&no_rules));
+
+        let bad: rbac::Role = obj(json!({"metadata": {"name": "r", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": []}, {"verbs": ["get"]}]}));
+        let errs = validate_role(&bad);
+        let e = find(&errs, "rules[0].verbs");
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (FieldErrorType::Required, "Required value: verbs must contain at least one value")
+        );
+        assert_eq!(
+            find(&errs, "rules[1].apiGroups").message,
+            "Required value: resource rules must supply at least one api group"
+        );
+        assert_eq!(
+            find(&errs, "rules[1].resources").message,
+            "Required value: resource rules must supply at least one resource"
+        );
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+    }
+
+    #[test]
+    fn non_resource_urls_only_in_cluster_roles() {
+        let urls = json!([{"nonResourceURLs": ["/healthz", "/version"], "verbs": ["get"]}]);
+        let role: rbac::Role = obj(json!({"metadata": {"name": "r", "namespace": "default"}, "rules": urls}));
+        let errs = validate_role(&role);
+        assert_eq!(
+            find(&errs, "rules[0].nonResourceURLs").message,
+            "Invalid value: []string{\"/healthz\", \"/version\"}: namespaced rules cannot apply to non-resource URLs"
+        );
+        assert_eq!(errs.len(), 1, "no apiGroups/resources required for a URL rule: {errs:#?}");
+
+        let cr: rbac::ClusterRole = obj(json!({"metadata": {"name": "health"}, "rules": urls}));
+        assert_ok(&validate_cluster_role(&cr));
+        assert_ok(&validate_cluster_role_update(&cr, &cr));
+        let mixed: rbac::ClusterRole = obj(json!({"metadata": {"name": "mixed"},
+            "rules": [{"nonResourceURLs": ["/metrics"], "resources": ["pods"], "verbs": ["get"]}]}));
+        assert_eq!(
+            find(&validate_cluster_role(&mixed), "rules[0].nonResourceURLs").message,
+            "Invalid value: []string{\"/metrics\"}: rules cannot apply to both regular resources and non-resource URLs"
+        );
+        let verbless: rbac::ClusterRole =
+            obj(json!({"metadata": {"name": "v"}, "rules": [{"nonResourceURLs": ["/metrics"], "verbs": []}]}));
+        assert_eq!(find(&validate_cluster_role(&verbless), "rules[0].verbs").kind, FieldErrorType::Required);
+    }
+
+    #[test]
+    fn cluster_role_aggregation_rule() {
+        let agg: rbac::ClusterRole = obj(json!({"metadata": {"name": "monitoring"},
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.example.com/aggregate-to-monitoring": "true"}}]}}));
+        assert_ok(&validate_cluster_role(&agg));
+        let empty: rbac::ClusterRole = obj(json!({"metadata": {"name": "m"}, "aggregationRule": {}}));
+        assert_eq!(
+            find(&validate_cluster_role(&empty), "aggregationRule.clusterRoleSelectors").message,
+            "Required value: at least one clusterRoleSelector required if aggregationRule is non-nil"
+        );
+        let bad: rbac::ClusterRole = obj(json!({"metadata": {"name": "m"},
+            "aggregationRule": {"clusterRoleSelectors": [{"matchExpressions": [{"key": "a", "operator": "In"}]}]}}));
+        let errs = validate_cluster_role(&bad);
+        assert_eq!(
+            find(&errs, "aggregationRule.clusterRoleSelectors[0].matchExpressions[0].values").kind,
+            FieldErrorType::Required
+        );
+        assert_eq!(
+            find(&errs, "aggregationRule.clusterRoleSelectors[0]").message,
+            "Invalid value: \"null\": invalid label selector."
+        );
+    }
+
+    fn role_binding_json() -> Value {
+        json!({"metadata": {"name": "read-pods", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+        "subjects": [
+            {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"},
+            {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:authenticated"},
+            {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"},
+            {"kind": "ServiceAccount", "name": "builder"}
+        ]})
+    }
+
+    #[test]
+    fn role_binding_role_ref() {
+        let rb: rbac::RoleBinding = obj(role_binding_json());
+        assert_ok(&validate_role_binding(&rb));
+        assert_ok(&validate_role_binding_update(&rb, &rb));
+        let to_cluster_role: rbac::RoleBinding =
+            obj(with(role_binding_json(), &["roleRef", "kind"], json!("ClusterRole")));
+        assert_ok(&validate_role_binding(&to_cluster_role));
+
+        let bad: rbac::RoleBinding = obj(with(
+            role_binding_json(),
+            &["roleRef"],
+            json!({"apiGroup": "rbac.example.com", "kind": "Widget", "name": ""}),
+        ));
+        let errs = validate_role_binding(&bad);
+        assert_eq!(
+            find(&errs, "roleRef.apiGroup").message,
+            "Unsupported value: \"rbac.example.com\": supported values: \"rbac.authorization.k8s.io\""
+        );
+        assert_eq!(
+            find(&errs, "roleRef.kind").message,
+            "Unsupported value: \"Widget\": supported values: \"Role\", \"ClusterRole\""
+        );
+        assert_eq!(find(&errs, "roleRef.name").kind, FieldErrorType::Required);
+        let dotdot: rbac::RoleBinding = obj(with(role_binding_json(), &["roleRef", "name"], json!("..")));
+        assert_eq!(
+            find(&validate_role_binding(&dotdot), "roleRef.name").message,
+            "Invalid value: \"..\": may not be '..'"
+        );
+
+        // roleRef is immutable; other changes are fine.
+        let mut more = role_binding_json();
+        more["subjects"].as_array_mut().unwrap().push(json!({"kind": "User", "apiGroup": RBAC_GROUP, "name": "bob"}));
+        assert_ok(&validate_role_binding_update(&obj(more), &rb));
+        let errs = validate_role_binding_update(&to_cluster_role, &rb);
+        let e = find(&errs, "roleRef");
+        assert_eq!(e.kind, FieldErrorType::Invalid);
+        assert_eq!(
+            e.message,
+            "Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"ClusterRole\", Name:\"pod-reader\"}: cannot change roleRef"
+        );
+    }
+
+    #[test]
+    fn binding_subjects() {
+        let subjects =
+            |subjects: Value| -> rbac::RoleBinding { obj(with(role_binding_json(), &["subjects"], subjects)) };
+        let errs = validate_role_binding(&subjects(json!([
+            {"kind": "Robot", "name": "r2"},
+            {"kind": "User", "name": "jane"},
+            {"kind": "Group", "apiGroup": "example.com", "name": "devs"},
+            {"kind": "User", "apiGroup": RBAC_GROUP, "name": ""},
+            {"kind": "ServiceAccount", "name": "Not_A_DNS_Name"},
+            {"kind": "ServiceAccount", "apiGroup": RBAC_GROUP, "name": "sa"}
+        ])));
+        assert_eq!(
+            find(&errs, "subjects[0].kind").message,
+            "Unsupported value: \"Robot\": supported values: \"ServiceAccount\", \"User\", \"Group\""
+        );
+        assert_eq!(
+            find(&errs, "subjects[1].apiGroup").message,
+            "Unsupported value: \"\": supported values: \"rbac.authorization.k8s.io\""
+        );
+        assert_eq!(find(&errs, "subjects[2].apiGroup").kind, FieldErrorType::NotSupported);
+        assert_eq!(find(&errs, "subjects[3].name").message, "Required value");
+        assert!(find(&errs, "subjects[4].name").message.contains("RFC 1123 subdomain"));
+        assert_eq!(
+            find(&errs, "subjects[5].apiGroup").message,
+            "Unsupported value: \"rbac.authorization.k8s.io\": supported values: \"\""
+        );
+        assert_eq!(errs.len(), 6, "{errs:#?}");
+    }
+
+    #[test]
+    fn cluster_role_binding_rules() {
+        let crb_json = json!({"metadata": {"name": "admins"},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "Group", "apiGroup": RBAC_GROUP, "name": "system:masters"},
+                         {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]});
+        let crb: rbac::ClusterRoleBinding = obj(crb_json.clone());
+        assert_ok(&validate_cluster_role_binding(&crb));
+        assert_ok(&validate_cluster_role_binding_update(&crb, &crb));
+
+        let to_role: rbac::ClusterRoleBinding = obj(with(crb_json.clone(), &["roleRef", "kind"], json!("Role")));
+        let errs = validate_cluster_role_binding(&to_role);
+        assert_eq!(
+            find(&errs, "roleRef.kind").message,
+            "Unsupported value: \"Role\": supported values: \"ClusterRole\""
+        );
+        // A ServiceAccount subject of a ClusterRoleBinding must say its namespace.
+        let no_ns: rbac::ClusterRoleBinding =
+            obj(with(crb_json.clone(), &["subjects", "1"], json!({"kind": "ServiceAccount", "name": "default"})));
+        assert_eq!(find(&validate_cluster_role_binding(&no_ns), "subjects[1].namespace").message, "Required value");
+
+        let renamed: rbac::ClusterRoleBinding = obj(with(crb_json, &["roleRef", "name"], json!("view")));
+        assert_eq!(
+            find(&validate_cluster_role_binding_update(&renamed, &crb), "roleRef").message,
+            "Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"ClusterRole\", Name:\"view\"}: cannot change roleRef"
+        );
     }
 
     #[test]

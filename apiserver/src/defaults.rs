@@ -82,6 +82,27 @@ fn pod_template(obj: &mut Value) {
     }
 }
 
+/// Upstream's rbac/v1 `SetDefaults_RoleBinding` / `SetDefaults_ClusterRoleBinding` and
+/// `SetDefaults_Subject`: an empty `roleRef.apiGroup` is `rbac.authorization.k8s.io`, and so is
+/// the empty `apiGroup` of a `User` or `Group` subject (ServiceAccounts keep the core group "").
+fn role_binding(obj: &mut Value) {
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    let empty = |v: &Value, field: &str| v.get(field).and_then(Value::as_str).is_none_or(str::is_empty);
+    // Go decodes a missing roleRef as the zero struct, which is then defaulted.
+    set_if_absent(obj, "roleRef", json!({}));
+    if let Some(role_ref) = obj.get_mut("roleRef").filter(|r| r.is_object()) {
+        if empty(role_ref, "apiGroup") {
+            role_ref["apiGroup"] = json!(RBAC);
+        }
+    }
+    for subject in obj.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
+        let kind = subject.get("kind").and_then(Value::as_str);
+        if matches!(kind, Some("User" | "Group")) && subject.is_object() && empty(subject, "apiGroup") {
+            subject["apiGroup"] = json!(RBAC);
+        }
+    }
+}
+
 /// Applies the defaults for `kind` to a whole object.
 pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
@@ -161,6 +182,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 }
             }
         }
+        "RoleBinding" | "ClusterRoleBinding" => role_binding(obj),
         "Secret" => set_if_absent(obj, "type", json!("Opaque")),
         "Namespace" => {
             set_if_absent(obj, "spec", json!({}));
@@ -213,6 +235,25 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    }
+
+    #[test]
+    fn role_binding_api_groups_default_to_rbac() {
+        let mut rb = json!({"roleRef": {"kind": "Role", "name": "r"}, "subjects": [
+            {"kind": "User", "name": "jane"}, {"kind": "Group", "name": "devs", "apiGroup": ""},
+            {"kind": "ServiceAccount", "name": "default"}, {"kind": "User", "name": "x", "apiGroup": "example.com"}]});
+        apply("RoleBinding", &mut rb);
+        assert_eq!(rb["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+        assert_eq!(rb["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+        assert_eq!(rb["subjects"][1]["apiGroup"], "rbac.authorization.k8s.io");
+        assert!(rb["subjects"][2].get("apiGroup").is_none(), "ServiceAccounts stay in the core group");
+        assert_eq!(rb["subjects"][3]["apiGroup"], "example.com", "a given group is kept (and validated)");
+        let mut crb = json!({"roleRef": {"apiGroup": "", "kind": "ClusterRole", "name": "view"}});
+        apply("ClusterRoleBinding", &mut crb);
+        assert_eq!(crb["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+        let mut no_ref = json!({"subjects": []});
+        apply("RoleBinding", &mut no_ref);
+        assert_eq!(no_ref["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io"}), "as Go's zero RoleRef");
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// 422 with field causes.
-    #[error("{kind} \"{name}\" is invalid: {}", join_causes(.causes))]
+    #[error("{} \"{name}\" is invalid: {}", qualified_kind(kind, group), join_causes(.causes))]
     Invalid { kind: String, group: String, name: String, causes: Vec<FieldError> },
     /// 401: no valid credentials (see `authn`).
     #[error("Unauthorized")]
@@ -93,6 +93,15 @@ pub fn cause_message(c: &FieldError) -> String {
         c.message.clone()
     } else {
         format!("{kind}: {}", c.message)
+    }
+}
+
+/// Upstream's `GroupKind.String()`: `Pod`, `Deployment.apps`, `Role.rbac.authorization.k8s.io`.
+fn qualified_kind(kind: &str, group: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
     }
 }
 

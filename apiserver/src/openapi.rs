@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch, coordination::v1 as coord, core::v1 as core,
-    discovery::v1 as disc, policy::v1 as policy,
+    discovery::v1 as disc, policy::v1 as policy, rbac::v1 as rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -123,6 +123,10 @@ fn kind_schema(group: &str, version: &str, kind: &str) -> Option<Register> {
         ("batch", "v1", "Job") => reg::<batch::Job>,
         ("coordination.k8s.io", "v1", "Lease") => reg::<coord::Lease>,
         ("discovery.k8s.io", "v1", "EndpointSlice") => reg::<disc::EndpointSlice>,
+        ("rbac.authorization.k8s.io", "v1", "Role") => reg::<rbac::Role>,
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => reg::<rbac::ClusterRole>,
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => reg::<rbac::RoleBinding>,
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => reg::<rbac::ClusterRoleBinding>,
         ("autoscaling", "v1", "Scale") => reg::<autoscaling::Scale>,
         ("policy", "v1", "Eviction") => reg::<policy::Eviction>,
         _ => return None,
@@ -316,6 +320,17 @@ const LIST_EXTENSIONS: &[ListExt] = &[
     // discovery.k8s.io/v1
     atomic("io.k8s.api.discovery.v1.EndpointSlice", "endpoints"),
     atomic("io.k8s.api.discovery.v1.EndpointSlice", "ports"),
+    // rbac.authorization.k8s.io/v1
+    atomic("io.k8s.api.rbac.v1.Role", "rules"),
+    atomic("io.k8s.api.rbac.v1.ClusterRole", "rules"),
+    atomic("io.k8s.api.rbac.v1.AggregationRule", "clusterRoleSelectors"),
+    atomic("io.k8s.api.rbac.v1.PolicyRule", "apiGroups"),
+    atomic("io.k8s.api.rbac.v1.PolicyRule", "nonResourceURLs"),
+    atomic("io.k8s.api.rbac.v1.PolicyRule", "resourceNames"),
+    atomic("io.k8s.api.rbac.v1.PolicyRule", "resources"),
+    atomic("io.k8s.api.rbac.v1.PolicyRule", "verbs"),
+    atomic("io.k8s.api.rbac.v1.RoleBinding", "subjects"),
+    atomic("io.k8s.api.rbac.v1.ClusterRoleBinding", "subjects"),
 ];
 
 impl ListExt {
@@ -1173,9 +1188,14 @@ mod tests {
     #[test]
     fn root_lists_group_versions_with_hashes() {
         let root = v3_root();
-        for path in
-            ["api/v1", "apis/apps/v1", "apis/batch/v1", "apis/coordination.k8s.io/v1", "apis/discovery.k8s.io/v1"]
-        {
+        for path in [
+            "api/v1",
+            "apis/apps/v1",
+            "apis/batch/v1",
+            "apis/coordination.k8s.io/v1",
+            "apis/discovery.k8s.io/v1",
+            "apis/rbac.authorization.k8s.io/v1",
+        ] {
             let url = root["paths"][path]["serverRelativeURL"].as_str().unwrap_or_else(|| panic!("{path} is listed"));
             let (p, hash) = url.split_once("?hash=").expect("the URL carries a hash");
             assert_eq!(p, format!("/openapi/v3/{path}"));
@@ -1270,6 +1290,53 @@ mod tests {
         assert_eq!(op["operationId"], "patchCoordinationV1NamespacedLease");
         assert_eq!(op["tags"], json!(["coordination_v1"]));
         assert_eq!(doc("apis/apps")["paths"]["/apis/apps/"]["get"]["operationId"], "getAppsAPIGroup");
+    }
+
+    #[test]
+    fn rbac_document_is_upstreams() {
+        let d = doc("apis/rbac.authorization.k8s.io/v1");
+        let p = &d["paths"];
+        let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles";
+        assert_eq!(p[roles]["post"]["operationId"], "createRbacAuthorizationV1NamespacedRole");
+        assert_eq!(p[roles]["post"]["tags"], json!(["rbacAuthorization_v1"]));
+        assert_eq!(
+            p["/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}"]["patch"]["operationId"],
+            "patchRbacAuthorizationV1ClusterRole"
+        );
+        assert_eq!(
+            p["/apis/rbac.authorization.k8s.io/v1/rolebindings"]["get"]["operationId"],
+            "listRbacAuthorizationV1RoleBindingForAllNamespaces"
+        );
+        assert_eq!(
+            p["/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}"]["put"]["operationId"],
+            "replaceRbacAuthorizationV1ClusterRoleBinding"
+        );
+        assert_eq!(
+            doc("apis/rbac.authorization.k8s.io")["paths"]["/apis/rbac.authorization.k8s.io/"]["get"]["operationId"],
+            "getRbacAuthorizationAPIGroup"
+        );
+
+        // kubectl explain role.rules walks Role → rules → PolicyRule with upstream's docs.
+        let role = schema_for_gvk(&d, "rbac.authorization.k8s.io", "v1", "Role");
+        let rules = &role["properties"]["rules"];
+        assert_eq!(rules["description"], "Rules holds all the PolicyRules for this Role");
+        assert_eq!(rules["x-kubernetes-list-type"], "atomic");
+        let rule = resolve(&d, &rules["items"]);
+        assert!(rule["description"].as_str().unwrap().starts_with("PolicyRule holds information"));
+        assert_eq!(rule["required"], json!(["verbs"]));
+        for list in ["apiGroups", "nonResourceURLs", "resourceNames", "resources", "verbs"] {
+            assert_eq!(rule["properties"][list]["x-kubernetes-list-type"], "atomic", "{list}");
+        }
+        let s = schemas(&d);
+        assert_eq!(s["io.k8s.api.rbac.v1.RoleBinding"]["properties"]["subjects"]["x-kubernetes-list-type"], "atomic");
+        assert_eq!(s["io.k8s.api.rbac.v1.RoleBinding"]["required"], json!(["roleRef"]));
+        assert_eq!(
+            s["io.k8s.api.rbac.v1.AggregationRule"]["properties"]["clusterRoleSelectors"]["x-kubernetes-list-type"],
+            "atomic"
+        );
+        for kind in ["ClusterRole", "RoleBinding", "ClusterRoleBinding", "RoleList", "ClusterRoleBindingList"] {
+            schema_for_gvk(&d, "rbac.authorization.k8s.io", "v1", kind);
+        }
     }
 
     /// kubectl takes the first PATCH with the object's GVK (in map order), so all of them must

@@ -1,8 +1,9 @@
 //! Kubernetes protobuf request bodies (`Content-Type: application/vnd.kubernetes.protobuf`),
 //! decoded into the upstream v1.33 JSON the rest of the apiserver works on.
 //!
-//! kubectl's generators (`create configmap|secret|deployment|namespace|service|job`, `run`) and
-//! drain's fallback DELETE send protobuf. A body is the magic `k8s\0` followed by a
+//! kubectl's generators (`create configmap|secret|deployment|namespace|service|job`, `create
+//! role|clusterrole|rolebinding|clusterrolebinding` (1.33; 1.27 sends JSON), `run`) and drain's
+//! fallback DELETE send protobuf. A body is the magic `k8s\0` followed by a
 //! `runtime.Unknown` {typeMeta = 1 {apiVersion = 1, kind = 2}, raw = 2, contentEncoding = 3,
 //! contentType = 4}; `raw` is the object's message without its TypeMeta. [`decode`] looks the
 //! kind up in [`crate::protobuf_schema::ROOTS`] and walks the generated field tables (tag → JSON
@@ -699,6 +700,44 @@ mod tests {
     const KUBECTL_SECRET: &[u8] = b"k8s\x00\x0a\x0c\x0a\x02v1\x12\x06Secret\x12)\x0a\x11\x0a\x01s\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12\x0a\x0a\x03bin\x12\x03x\x01\xff\x12\x06\x0a\x01k\x12\x01v\x1a\x00\x1a\x00\x22\x00";
     const KUBECTL_SERVICE: &[u8] = b"k8s\x00\x0a\x0d\x0a\x02v1\x12\x07Service\x12\x8d\x01\x0a\x1f\x0a\x03svc\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00Z\x0a\x0a\x03app\x12\x03svc\x12f\x0a\x1b\x0a\x0780-8080\x12\x03TCP\x18P\x22\x07\x08\x00\x10\x90?\x1a\x00(\x00\x0a\x22\x0a\x09443-https\x12\x03TCP\x18\xbb\x03\x22\x0b\x08\x01\x10\x00\x1a\x05https(\x00\x12\x0a\x0a\x03app\x12\x03svc\x1a\x00\x22\x09ClusterIP:\x00B\x00R\x00Z\x00`\x00h\x00\x1a\x02\x0a\x00\x1a\x00\x22\x00";
     const KUBECTL_JOB: &[u8] = b"k8s\x00\x0a\x0f\x0a\x08batch/v1\x12\x03Job\x12\x82\x01\x0a\x11\x0a\x01j\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12c2a\x0a\x10\x0a\x00\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12M\x12*\x0a\x01j\x12\x07busybox\x1a\x04echo\x1a\x02hi*\x00B\x00j\x00r\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x05Never2\x00B\x00J\x00R\x00X\x00`\x00h\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00\xc2\x01\x00\x1a\x08 \x00(\x000\x00:\x00\x1a\x00\x22\x00";
+
+    // kubectl v1.33 `create role|clusterrole|rolebinding|clusterrolebinding` (captured the same way).
+    const KUBECTL_ROLE: &[u8] = b"k8s\x00\x0a$\x0a\x1crbac.authorization.k8s.io/v1\x12\x04Role\x12Y\x0a\x18\x0a\x08cap-role\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12\x18\x0a\x03get\x0a\x04list\x12\x00\x1a\x04pods\x22\x03web\x12#\x0a\x03get\x0a\x04list\x12\x04apps\x1a\x0bdeployments\x22\x03web\x1a\x00\x22\x00";
+    const KUBECTL_CLUSTER_ROLE_URLS: &[u8] = b"k8s\x00\x0a+\x0a\x1crbac.authorization.k8s.io/v1\x12\x0bClusterRole\x123\x0a\x16\x0a\x06cap-cr\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12\x19\x0a\x03get*\x08/healthz*\x08/version\x1a\x00\x22\x00";
+    const KUBECTL_CLUSTER_ROLE_AGGREGATED: &[u8] = b"k8s\x00\x0a+\x0a\x1crbac.authorization.k8s.io/v1\x12\x0bClusterRole\x12A\x0a\x17\x0a\x07cap-agg\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x1a&\x0a$\x0a\x22\x0a\x1arbac.example.com/aggregate\x12\x04true\x1a\x00\x22\x00";
+    const KUBECTL_ROLE_BINDING: &[u8] = b"k8s\x00\x0a+\x0a\x1crbac.authorization.k8s.io/v1\x12\x0bRoleBinding\x12\xc9\x01\x0a\x16\x0a\x06cap-rb\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x12)\x0a\x04User\x12\x19rbac.authorization.k8s.io\x1a\x04jane\x22\x00\x12*\x0a\x05Group\x12\x19rbac.authorization.k8s.io\x1a\x04devs\x22\x00\x12(\x0a\x0eServiceAccount\x12\x00\x1a\x07builder\x22\x0bkube-system\x1a.\x0a\x19rbac.authorization.k8s.io\x12\x0bClusterRole\x1a\x04view\x1a\x00\x22\x00";
+    const KUBECTL_CLUSTER_ROLE_BINDING: &[u8] = b"k8s\x00\x0a2\x0a\x1crbac.authorization.k8s.io/v1\x12\x12ClusterRoleBinding\x12\x88\x01\x0a\x17\x0a\x07cap-crb\x12\x00\x1a\x00\x22\x00*\x002\x008\x00B\x00\x124\x0a\x05Group\x12\x19rbac.authorization.k8s.io\x1a\x0esystem:masters\x22\x00\x1a7\x0a\x19rbac.authorization.k8s.io\x12\x0bClusterRole\x1a\x0dcluster-admin\x1a\x00\x22\x00";
+
+    #[test]
+    fn kubectl_rbac_generator_bodies_decode_to_kubectl_json() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                KUBECTL_ROLE,
+                r#"{"kind":"Role","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"cap-role","creationTimestamp":null},"rules":[{"verbs":["get","list"],"apiGroups":[""],"resources":["pods"],"resourceNames":["web"]},{"verbs":["get","list"],"apiGroups":["apps"],"resources":["deployments"],"resourceNames":["web"]}]}"#,
+            ),
+            (
+                KUBECTL_CLUSTER_ROLE_URLS,
+                r#"{"kind":"ClusterRole","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"cap-cr","creationTimestamp":null},"rules":[{"verbs":["get"],"nonResourceURLs":["/healthz","/version"]}]}"#,
+            ),
+            (
+                // kubectl's JSON also has "rules":null; an empty list is left out here.
+                KUBECTL_CLUSTER_ROLE_AGGREGATED,
+                r#"{"kind":"ClusterRole","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"cap-agg","creationTimestamp":null},"aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"rbac.example.com/aggregate":"true"}}]}}"#,
+            ),
+            (
+                KUBECTL_ROLE_BINDING,
+                r#"{"kind":"RoleBinding","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"cap-rb","creationTimestamp":null},"subjects":[{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"jane"},{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"devs"},{"kind":"ServiceAccount","name":"builder","namespace":"kube-system"}],"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"}}"#,
+            ),
+            (
+                KUBECTL_CLUSTER_ROLE_BINDING,
+                r#"{"kind":"ClusterRoleBinding","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"cap-crb","creationTimestamp":null},"subjects":[{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"system:masters"}],"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"}}"#,
+            ),
+        ];
+        for (body, want) in cases {
+            let want: Value = serde_json::from_str(want).unwrap();
+            assert_eq!(decode(body).unwrap(), want, "{}", want["kind"]);
+        }
+    }
 
     #[test]
     fn kubectl_generator_bodies_decode_to_kubectl_json() {

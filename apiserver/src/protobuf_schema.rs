@@ -6,7 +6,7 @@
 //! rustfmt --edition 2021 apiserver/src/protobuf_schema.rs
 //! ```
 //!
-//! 19 root kinds, 210 messages, 922 fields. Read by [`crate::protobuf`].
+//! 24 root kinds, 225 messages, 968 fields. Read by [`crate::protobuf`].
 
 /// What a field holds on the wire and how it reads as JSON.
 #[derive(Debug)]
@@ -82,6 +82,11 @@ pub(crate) static ROOTS: &[(&str, &str, &Message)] = &[
     ("batch/v1", "Job", &BATCH_V1_JOB),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW),
     ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
     ("meta.k8s.io/v1", "DeleteOptions", &META_V1_DELETE_OPTIONS),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
@@ -256,6 +261,63 @@ static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
     fields: &[
         f(1, "maxUnavailable", Kind::IntOrString, false, false),
         f(2, "maxSurge", Kind::IntOrString, false, false),
+    ],
+};
+
+static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {
+    name: "authorization.v1.FieldSelectorAttributes",
+    fields: &[f(1, "rawSelector", Kind::Str, false, false)],
+};
+
+static AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: Message = Message {
+    name: "authorization.v1.LabelSelectorAttributes",
+    fields: &[f(1, "rawSelector", Kind::Str, false, false)],
+};
+
+static AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "authorization.v1.NonResourceAttributes",
+    fields: &[f(1, "path", Kind::Str, false, false), f(2, "verb", Kind::Str, false, false)],
+};
+
+static AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "authorization.v1.ResourceAttributes",
+    fields: &[
+        f(1, "namespace", Kind::Str, false, false),
+        f(2, "verb", Kind::Str, false, false),
+        f(3, "group", Kind::Str, false, false),
+        f(4, "version", Kind::Str, false, false),
+        f(5, "resource", Kind::Str, false, false),
+        f(6, "subresource", Kind::Str, false, false),
+        f(7, "name", Kind::Str, false, false),
+        f(8, "fieldSelector", Kind::Msg(&AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES), false, false),
+        f(9, "labelSelector", Kind::Msg(&AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES), false, false),
+    ],
+};
+
+static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "authorization.v1.SelfSubjectAccessReview",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&META_V1_OBJECT_META), false, true),
+        f(2, "spec", Kind::Msg(&AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC), false, true),
+        f(3, "status", Kind::Msg(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), false, false),
+    ],
+};
+
+static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
+    name: "authorization.v1.SelfSubjectAccessReviewSpec",
+    fields: &[
+        f(1, "resourceAttributes", Kind::Msg(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), false, false),
+        f(2, "nonResourceAttributes", Kind::Msg(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), false, false),
+    ],
+};
+
+static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: Message = Message {
+    name: "authorization.v1.SubjectAccessReviewStatus",
+    fields: &[
+        f(1, "allowed", Kind::Bool, false, true),
+        f(2, "reason", Kind::Str, false, false),
+        f(3, "evaluationError", Kind::Str, false, false),
+        f(4, "denied", Kind::Bool, false, false),
     ],
 };
 
@@ -2005,6 +2067,76 @@ static POLICY_V1_EVICTION: Message = Message {
     ],
 };
 
+static RBAC_V1_AGGREGATION_RULE: Message = Message {
+    name: "rbac.v1.AggregationRule",
+    fields: &[f(1, "clusterRoleSelectors", Kind::Msg(&META_V1_LABEL_SELECTOR), true, false)],
+};
+
+static RBAC_V1_CLUSTER_ROLE: Message = Message {
+    name: "rbac.v1.ClusterRole",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&META_V1_OBJECT_META), false, true),
+        f(2, "rules", Kind::Msg(&RBAC_V1_POLICY_RULE), true, false),
+        f(3, "aggregationRule", Kind::Msg(&RBAC_V1_AGGREGATION_RULE), false, false),
+    ],
+};
+
+static RBAC_V1_CLUSTER_ROLE_BINDING: Message = Message {
+    name: "rbac.v1.ClusterRoleBinding",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&META_V1_OBJECT_META), false, true),
+        f(2, "subjects", Kind::Msg(&RBAC_V1_SUBJECT), true, false),
+        f(3, "roleRef", Kind::Msg(&RBAC_V1_ROLE_REF), false, true),
+    ],
+};
+
+static RBAC_V1_POLICY_RULE: Message = Message {
+    name: "rbac.v1.PolicyRule",
+    fields: &[
+        f(1, "verbs", Kind::Str, true, true),
+        f(2, "apiGroups", Kind::Str, true, false),
+        f(3, "resources", Kind::Str, true, false),
+        f(4, "resourceNames", Kind::Str, true, false),
+        f(5, "nonResourceURLs", Kind::Str, true, false),
+    ],
+};
+
+static RBAC_V1_ROLE: Message = Message {
+    name: "rbac.v1.Role",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&META_V1_OBJECT_META), false, true),
+        f(2, "rules", Kind::Msg(&RBAC_V1_POLICY_RULE), true, false),
+    ],
+};
+
+static RBAC_V1_ROLE_BINDING: Message = Message {
+    name: "rbac.v1.RoleBinding",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&META_V1_OBJECT_META), false, true),
+        f(2, "subjects", Kind::Msg(&RBAC_V1_SUBJECT), true, false),
+        f(3, "roleRef", Kind::Msg(&RBAC_V1_ROLE_REF), false, true),
+    ],
+};
+
+static RBAC_V1_ROLE_REF: Message = Message {
+    name: "rbac.v1.RoleRef",
+    fields: &[
+        f(1, "apiGroup", Kind::Str, false, true),
+        f(2, "kind", Kind::Str, false, true),
+        f(3, "name", Kind::Str, false, true),
+    ],
+};
+
+static RBAC_V1_SUBJECT: Message = Message {
+    name: "rbac.v1.Subject",
+    fields: &[
+        f(1, "kind", Kind::Str, false, true),
+        f(2, "apiGroup", Kind::Str, false, false),
+        f(3, "name", Kind::Str, false, true),
+        f(4, "namespace", Kind::Str, false, false),
+    ],
+};
+
 static META_V1_CONDITION: Message = Message {
     name: "meta.v1.Condition",
     fields: &[
@@ -2098,6 +2230,8 @@ static META_V1_PRECONDITIONS: Message = Message {
 };
 
 // Fields of k8s-pb 0.9 that upstream v1.33 does not have (skipped as unknown tags):
+// - api.authorization.v1.FieldSelectorAttributes.requirements
+// - api.authorization.v1.LabelSelectorAttributes.requirements
 // - api.core.v1.Container.restart_policy_rules
 // - api.core.v1.EnvVarSource.file_key_ref
 // - api.core.v1.EphemeralContainerCommon.restart_policy_rules

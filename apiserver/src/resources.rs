@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
+    rbac::v1 as rbac,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -200,6 +201,18 @@ pub fn all() -> &'static [ResourceInfo] {
             resource!(disc::EndpointSlice, "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", namespaced: true,
                 short: [], categories: [], sub: [], status: false,
                 fields: [], validate: v::validate_endpoint_slice, validate_update: v::validate_endpoint_slice_update),
+            resource!(rbac::Role, "rbac.authorization.k8s.io", "v1", "Role", "roles", "role", namespaced: true,
+                short: [], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_role, validate_update: v::validate_role_update),
+            resource!(rbac::ClusterRole, "rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", namespaced: false,
+                short: [], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_cluster_role, validate_update: v::validate_cluster_role_update),
+            resource!(rbac::RoleBinding, "rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", namespaced: true,
+                short: [], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_role_binding, validate_update: v::validate_role_binding_update),
+            resource!(rbac::ClusterRoleBinding, "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", namespaced: false,
+                short: [], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_cluster_role_binding, validate_update: v::validate_cluster_role_binding_update),
         ]
     })
 }

@@ -117,6 +117,32 @@ fn fixtures() -> Vec<(GroupVersionKind, &'static str, bool, Value)> {
             true,
             json!({"metadata": {"name": "es1"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"port": 80}]}),
         ),
+        (
+            GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "Role"),
+            "roles",
+            true,
+            json!({"metadata": {"name": "role1"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+        ),
+        (
+            GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+            "clusterroles",
+            false,
+            json!({"metadata": {"name": "crud-clusterrole1"}, "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}),
+        ),
+        (
+            GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+            "rolebindings",
+            true,
+            json!({"metadata": {"name": "rb1"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "role1"},
+                "subjects": [{"kind": "ServiceAccount", "name": "sa1"}]}),
+        ),
+        (
+            GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+            "clusterrolebindings",
+            false,
+            json!({"metadata": {"name": "crud-crb1"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "crud-clusterrole1"},
+                "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"}]}),
+        ),
     ]
 }
 

@@ -605,3 +605,177 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
     assert_eq!(k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.data}"]).await, "{\"a\":\"1\"}");
     assert_eq!(k.ok("1.33", &["get", "cm", "ssa", "-o", "jsonpath={.metadata.labels}"]).await, "");
 }
+
+const ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: kubectl-test-reader\nrules:\n- apiGroups: [\"\"]\n  resources: [\"pods\", \"pods/log\"]\n  verbs: [\"get\", \"list\", \"watch\"]\n";
+
+/// The RBAC group through kubectl: apply with strict validation, explain, the generators
+/// (protobuf bodies from 1.33), upstream's tables (roles: Name + Created At; bindings: Role,
+/// and Users/Groups/ServiceAccounts with -o wide), and the server's refusals as kubectl
+/// prints them. Names are the test's own: the server may create default roles at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_objects() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+
+    let out = k.ok("1.33", &["api-resources", "--api-group=rbac.authorization.k8s.io"]).await;
+    assert_eq!(row(&out, "roles"), ["roles", "rbac.authorization.k8s.io/v1", "true", "Role"]);
+    assert_eq!(row(&out, "clusterroles"), ["clusterroles", "rbac.authorization.k8s.io/v1", "false", "ClusterRole"]);
+    assert_eq!(row(&out, "rolebindings"), ["rolebindings", "rbac.authorization.k8s.io/v1", "true", "RoleBinding"]);
+    assert_eq!(
+        row(&out, "clusterrolebindings"),
+        ["clusterrolebindings", "rbac.authorization.k8s.io/v1", "false", "ClusterRoleBinding"]
+    );
+
+    // apply with the default (strict) validation: created, then unchanged; unknown fields refused
+    let role = k.file("role.yaml", ROLE);
+    assert_eq!(
+        k.ok("1.33", &["apply", "-f", &role]).await.trim(),
+        "role.rbac.authorization.k8s.io/kubectl-test-reader created"
+    );
+    assert_eq!(
+        k.ok("1.33", &["apply", "-f", &role]).await.trim(),
+        "role.rbac.authorization.k8s.io/kubectl-test-reader unchanged"
+    );
+    let more = k.file("more.yaml", &ROLE.replace("\"watch\"]", "\"watch\", \"delete\"]"));
+    assert_eq!(
+        k.ok("1.32", &["apply", "-f", &more]).await.trim(),
+        "role.rbac.authorization.k8s.io/kubectl-test-reader configured"
+    );
+    assert_eq!(
+        k.ok("1.33", &["get", "role", "kubectl-test-reader", "-o", "jsonpath={.rules[0].verbs}"]).await,
+        "[\"get\",\"list\",\"watch\",\"delete\"]"
+    );
+    let typo = k.file("typo.yaml", &ROLE.replace("  verbs:", "  verb:"));
+    let out = k.run("1.33", &["apply", "-f", &typo]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("unknown field \"rules[0].verb\""), "{}", out.stderr);
+    let no_verbs = k.file(
+        "noverbs.yaml",
+        &ROLE
+            .replace("kubectl-test-reader", "kubectl-test-bad")
+            .replace("  verbs: [\"get\", \"list\", \"watch\"]\n", ""),
+    );
+    let out = k.run("1.33", &["create", "-f", &no_verbs]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(
+            "The Role \"kubectl-test-bad\" is invalid: rules[0].verbs: Required value: verbs must contain at least one value"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    // explain, from our OpenAPI v3
+    let explain = k.ok("1.33", &["explain", "role.rules"]).await;
+    assert!(explain.contains("FIELD: rules <[]PolicyRule>"), "{explain}");
+    assert!(explain.contains("Rules holds all the PolicyRules for this Role"), "{explain}");
+    assert!(explain.contains("verbs\t<[]string> -required-"), "{explain}");
+    let explain = k.ok("1.33", &["explain", "clusterrole.aggregationRule.clusterRoleSelectors"]).await;
+    assert!(explain.contains("ClusterRoleSelectors holds a list of selectors"), "{explain}");
+
+    // the generators (1.33 sends protobuf, 1.27 JSON)
+    assert_eq!(
+        k.ok("1.33", &["create", "clusterrole", "kubectl-test-health", "--verb=get", "--non-resource-url=/healthz"])
+            .await
+            .trim(),
+        "clusterrole.rbac.authorization.k8s.io/kubectl-test-health created"
+    );
+    assert_eq!(
+        k.ok(
+            "1.33",
+            &[
+                "create",
+                "rolebinding",
+                "kubectl-test-readers",
+                "--role=kubectl-test-reader",
+                "--user=jane",
+                "--user=bob",
+                "--group=devs",
+                "--serviceaccount=default:builder"
+            ]
+        )
+        .await
+        .trim(),
+        "rolebinding.rbac.authorization.k8s.io/kubectl-test-readers created"
+    );
+    assert_eq!(
+        k.ok(
+            "1.27",
+            &["create", "clusterrolebinding", "kubectl-test-viewers", "--clusterrole=view", "--group=auditors"]
+        )
+        .await
+        .trim(),
+        "clusterrolebinding.rbac.authorization.k8s.io/kubectl-test-viewers created"
+    );
+    assert_eq!(
+        k.ok("1.33", &["create", "role", "kubectl-test-gen", "--verb=get", "--resource=deployments.apps"]).await.trim(),
+        "role.rbac.authorization.k8s.io/kubectl-test-gen created"
+    );
+    assert_eq!(
+        k.ok(
+            "1.33",
+            &["get", "role", "kubectl-test-gen", "-o", "jsonpath={.rules[0].apiGroups[0]}/{.rules[0].resources[0]}"]
+        )
+        .await,
+        "apps/deployments"
+    );
+
+    // tables
+    for version in ["1.33", "1.32", "1.27"] {
+        let out = k.ok(version, &["get", "clusterroles"]).await;
+        assert_eq!(header(&out), ["NAME", "CREATED", "AT"], "{version}: {out}");
+        let r = row(&out, "kubectl-test-health");
+        assert_eq!(r.len(), 2, "{version}: {out}");
+        assert!(r[1].ends_with('Z') && r[1].contains('T'), "a date: {r:?}");
+        let out = k.ok(version, &["get", "roles"]).await;
+        assert_eq!(header(&out), ["NAME", "CREATED", "AT"], "{version}: {out}");
+        assert_eq!(row(&out, "kubectl-test-reader").len(), 2, "{version}: {out}");
+
+        let out = k.ok(version, &["get", "rolebindings"]).await;
+        assert_eq!(header(&out), ["NAME", "ROLE", "AGE"], "{version}: {out}");
+        assert_eq!(row(&out, "kubectl-test-readers")[..2], ["kubectl-test-readers", "Role/kubectl-test-reader"]);
+        let wide = k.ok(version, &["get", "rolebindings", "-o", "wide"]).await;
+        assert_eq!(header(&wide), ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"], "{version}: {wide}");
+        let line = wide.lines().find(|l| l.starts_with("kubectl-test-readers ")).unwrap_or_default();
+        assert!(line.contains("jane, bob") && line.contains("devs") && line.contains("default/builder"), "{wide}");
+
+        let out = k.ok(version, &["get", "clusterrolebindings", "-o", "wide"]).await;
+        assert_eq!(header(&out), ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"], "{version}: {out}");
+        let r = row(&out, "kubectl-test-viewers");
+        assert_eq!(r[..2], ["kubectl-test-viewers", "ClusterRole/view"], "{version}: {out}");
+        assert_eq!(r.last(), Some(&"auditors"), "{version}: {out}");
+    }
+
+    // roleRef is immutable, as kubectl reports it
+    let out = k
+        .run(
+            "1.33",
+            &[
+                "patch",
+                "rolebinding",
+                "kubectl-test-readers",
+                "--type=merge",
+                "-p",
+                "{\"roleRef\":{\"name\":\"other\"}}",
+            ],
+        )
+        .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("The RoleBinding \"kubectl-test-readers\" is invalid: roleRef: Invalid value:")
+            && out.stderr.contains("cannot change roleRef"),
+        "{}",
+        out.stderr
+    );
+    let describe = k.ok("1.33", &["describe", "rolebinding", "kubectl-test-readers"]).await;
+    assert!(describe.contains("Kind:  Role") && describe.contains("Name:  kubectl-test-reader"), "{describe}");
+
+    assert_eq!(
+        k.ok("1.33", &["delete", "-f", &role]).await.trim(),
+        "role.rbac.authorization.k8s.io \"kubectl-test-reader\" deleted"
+    );
+    assert_eq!(
+        k.ok("1.33", &["delete", "clusterrole", "kubectl-test-health"]).await.trim(),
+        "clusterrole.rbac.authorization.k8s.io \"kubectl-test-health\" deleted"
+    );
+}

@@ -43,6 +43,10 @@ pub const COLLECTED: &[(&str, &str, &str, &str, bool)] = &[
     ("batch", "v1", "Job", "jobs", true),
     ("coordination.k8s.io", "v1", "Lease", "leases", true),
     ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
 ];
 
 const FOREGROUND: &str = "foregroundDeletion";
