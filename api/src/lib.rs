@@ -22,5 +22,6 @@ pub use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 pub mod keys;
 pub mod managedfields;
 pub mod patch;
+pub mod rbac;
 pub mod selector;
 pub mod validation;

@@ -17,8 +17,9 @@ fn target(plural: &str, group: &str) -> Target {
     }
 }
 
-/// Creates the object, or replaces it when it differs in the fields given.
-async fn ensure(reg: &Registry, t: &Target, body: Value, compare: &[&str]) -> Result<(), ApiError> {
+/// Creates the object, or replaces it when it differs in the fields given (top-level
+/// fields, as JSON pointers: `/subsets`, `/rules`).
+pub(crate) async fn ensure_object(reg: &Registry, t: &Target, body: Value, compare: &[&str]) -> Result<(), ApiError> {
     let name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     match reg.get(t, &name).await {
         Err(ApiError::NotFound { .. }) => {
@@ -60,7 +61,7 @@ pub async fn ensure_kubernetes_service(reg: &Registry, ip: std::net::IpAddr, por
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
-    ensure(reg, &target("services", ""), svc, &[]).await?;
+    ensure_object(reg, &target("services", ""), svc, &[]).await?;
     if ip.is_loopback() || ip.is_unspecified() {
         // Endpoints may not name loopback addresses (upstream validation); pods could not
         // reach them anyway. The lab binds the apiserver to a routable address.
@@ -70,11 +71,11 @@ pub async fn ensure_kubernetes_service(reg: &Registry, ip: std::net::IpAddr, por
     let ep = json!({"apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
-    ensure(reg, &target("endpoints", ""), ep, &["/subsets"]).await?;
+    ensure_object(reg, &target("endpoints", ""), ep, &["/subsets"]).await?;
     let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "skiff-apiserver"}},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
-    ensure(reg, &target("endpointslices", "discovery.k8s.io"), slice, &["/endpoints", "/ports"]).await
+    ensure_object(reg, &target("endpointslices", "discovery.k8s.io"), slice, &["/endpoints", "/ports"]).await
 }

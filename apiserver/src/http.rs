@@ -38,10 +38,13 @@ pub struct AppState {
     pub ready: tokio::sync::watch::Receiver<bool>,
     /// Who may call (`--token-auth-file`, `--anonymous-auth`); see [`crate::authn`].
     pub authn: Arc<crate::authn::Authenticator>,
+    /// What they may do (`--authorization-mode`); see [`crate::authz`].
+    pub authz: Arc<crate::authz::Authorizer>,
 }
 
 pub fn router(state: AppState) -> Router {
     let authn = state.authn.clone();
+    let authz = state.authz.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
@@ -53,9 +56,39 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/{group}/{version}", get(crate::discovery::group_version))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
+        .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(access_review))
+        .route("/apis/authorization.k8s.io/v1/subjectaccessreviews", axum::routing::post(access_review))
         .fallback(resource_handler)
+        // Layers run outermost-last: identify (authentication), impersonation, authorize.
+        .layer(axum::middleware::from_fn_with_state(authz.clone(), crate::authz::authorize))
+        .layer(axum::middleware::from_fn_with_state(authz, crate::authz::impersonate))
         .layer(axum::middleware::from_fn_with_state(authn, crate::authn::identify))
         .with_state(state)
+}
+
+/// `POST .../selfsubjectaccessreviews` and `.../subjectaccessreviews` (`kubectl auth can-i`):
+/// the review, answered with the same evaluation every request gets.
+async fn access_review(State(s): State<AppState>, req: Request) -> Response {
+    let kind = if req.uri().path().ends_with("/selfsubjectaccessreviews") {
+        "SelfSubjectAccessReview"
+    } else {
+        "SubjectAccessReview"
+    };
+    let user =
+        req.extensions().get::<crate::authn::UserInfo>().cloned().unwrap_or_else(crate::authn::UserInfo::anonymous);
+    let (parts, body) = req.into_parts();
+    let result = async {
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+            ApiError::TooLarge(format!("the request body is larger than the {MAX_BODY_BYTES} byte limit"))
+        })?;
+        let review = decode_body(&parts.headers, &bytes)?;
+        crate::authz::review(s.authz.mode, &s.registry, &user, kind, review).await
+    }
+    .await;
+    match result {
+        Ok(v) => json_response(StatusCode::CREATED, &v),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn openapi_root() -> Response {

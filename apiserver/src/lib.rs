@@ -1,7 +1,8 @@
 //! # skiff-apiserver: the Kubernetes REST API over etcd
 //!
-//! Serves core/v1, apps/v1, batch/v1, coordination.k8s.io/v1, discovery.k8s.io/v1 (and
-//! policy/v1 evictions) with upstream v1.33 semantics, stored in etcd through
+//! Serves core/v1, apps/v1, batch/v1, coordination.k8s.io/v1, discovery.k8s.io/v1,
+//! rbac.authorization.k8s.io/v1 (and policy/v1 evictions, authorization.k8s.io/v1 access
+//! reviews) with upstream v1.33 semantics, stored in etcd through
 //! `skiff-store`. Upstream's three layers (DESIGN.md section 4):
 //!
 //! 1. storage: [`skiff_store::Store`] (CAS on mod_revision, paged lists, resumable watches);
@@ -17,13 +18,19 @@
 //!
 //! Start reading at [`ApiServer::run`], then [`http::router`], then [`registry`].
 //!
-//! Not yet here (see the issues): TLS and authorization (security issue; the listener is
-//! plain HTTP on `--bind-address`). Authentication is static bearer tokens and anonymous
-//! requests ([`authn::identify`], `--token-auth-file`, `--anonymous-auth`).
+//! Every request is authenticated ([`authn::identify`]: static bearer tokens
+//! `--token-auth-file`, anonymous `--anonymous-auth`), may impersonate
+//! ([`authz::impersonate`]), and is authorized ([`authz::authorize`]:
+//! `--authorization-mode=AlwaysAllow|RBAC`; the default roles are in [`bootstrappolicy`]).
+//! Not yet here (see the security issue): TLS (the listener is plain HTTP on
+//! `--bind-address`), x509 and ServiceAccount tokens, the Node authorizer; AlwaysAllow stays
+//! the default until every client can present an identity.
 
 pub mod allocator;
 pub mod authn;
+pub mod authz;
 pub mod bootstrap;
+pub mod bootstrappolicy;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
@@ -70,6 +77,8 @@ pub struct Config {
     pub advertise_address: Option<std::net::IpAddr>,
     /// `--token-auth-file` and `--anonymous-auth` (default: everyone is anonymous).
     pub authentication: authn::Authenticator,
+    /// `--authorization-mode` (default AlwaysAllow).
+    pub authorization_mode: authz::Mode,
 }
 
 impl Config {
@@ -83,6 +92,7 @@ impl Config {
             service_ranges: allocator::ServiceRanges::default(),
             advertise_address: None,
             authentication: authn::Authenticator::default(),
+            authorization_mode: authz::Mode::default(),
         }
     }
 }
@@ -199,6 +209,10 @@ impl ApiServer {
                         Ok(()) => bootstrap::ensure_kubernetes_service(&reg, advertise.ip(), advertise.port()).await,
                         Err(e) => Err(e),
                     };
+                    let svc = match svc {
+                        Ok(()) => bootstrappolicy::ensure(&reg).await,
+                        Err(e) => Err(e),
+                    };
                     match svc {
                         Ok(()) => break,
                         Err(e) => warn!(error = %e, "creating system namespaces / the kubernetes Service failed; retrying"),
@@ -225,6 +239,10 @@ impl ApiServer {
             ready: self.ready.subscribe(),
             shutdown: shutdown.clone(),
             authn: Arc::new(self.config.authentication.clone()),
+            authz: Arc::new(authz::Authorizer {
+                mode: self.config.authorization_mode,
+                registry: self.registry.clone(),
+            }),
         };
         // With the peer's address (`ConnectInfo`), so refused requests can be logged with it.
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();

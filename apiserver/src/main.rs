@@ -50,6 +50,10 @@ struct Args {
     /// they get 401, except /healthz, /livez, /readyz and /version.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
+    /// Authorizers: `AlwaysAllow` (default until TLS gives every client an identity) or
+    /// `RBAC` (Roles and bindings; `system:masters` may do everything).
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: skiff_apiserver::authz::Mode,
 }
 
 #[tokio::main]
@@ -66,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?;
     config.compaction_interval = Duration::from_secs(args.etcd_compaction_interval_secs);
     config.authentication.anonymous = args.anonymous_auth;
+    config.authorization_mode = args.authorization_mode;
     if let Some(path) = &args.token_auth_file {
         let tokens = skiff_apiserver::authn::TokenFile::load(path)?;
         tracing::info!(file = %path.display(), tokens = tokens.len(), "static token authentication");

@@ -6,6 +6,8 @@
 //! restarting never leaves work undone.
 //!
 //! Start reading at [`ControllerManager::run`]. Present today:
+//! - [`clusterroleaggregation`]: `admin`/`edit`/`view` (any ClusterRole with an
+//!   `aggregationRule`) get the rules of the roles their selectors pick.
 //! - [`gc`]: the garbage collector (cascading deletion through ownerReferences:
 //!   Background, Foreground, Orphan).
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
@@ -23,6 +25,7 @@
 //! The workload, endpoint, node-lifecycle and service-account controllers of issue 6 join
 //! here, one file each.
 
+pub mod clusterroleaggregation;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -144,6 +147,7 @@ impl ControllerManager {
         tasks.spawn(endpoints::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(job::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(daemonset::run(self.client.clone(), shutdown.clone()));
+        tasks.spawn(clusterroleaggregation::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(nodelifecycle::run(self.client.clone(), self.node_lifecycle.clone(), shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {

@@ -846,3 +846,32 @@ async fn stalled_rollouts_are_reported_and_rolled_back_when_asked() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregated_cluster_roles_gain_the_rules_of_roles_labelled_for_them() {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let c = cluster().await;
+    tokio::spawn(skiff_controllers::clusterroleaggregation::run(c.client.clone(), c.stop.clone()));
+    let roles: Api<ClusterRole> = Api::all(c.client.clone());
+    let has_widgets = |role: ClusterRole| {
+        role.rules.unwrap_or_default().iter().any(|r| r.resources.as_deref() == Some(&["widgets".to_string()][..]))
+    };
+    assert!(!has_widgets(roles.get("view").await.unwrap()), "the default view role");
+    let extra: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "widget-reader",
+            "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+        "rules": [{"verbs": ["get", "list"], "apiGroups": ["example.com"], "resources": ["widgets"]}]}))
+    .unwrap();
+    roles.create(&PostParams::default(), &extra).await.unwrap();
+    // view selects it; edit selects view, admin selects edit: the rule reaches all three.
+    for name in ["view", "edit", "admin"] {
+        eventually(&format!("{name} can read widgets"), || async { has_widgets(roles.get(name).await.unwrap()) }).await;
+    }
+    let view = roles.get("view").await.unwrap();
+    assert!(
+        view.rules.unwrap().iter().any(|r| r.resources.as_deref().is_some_and(|res| res.contains(&"pods".to_string()))),
+        "the default rules stay"
+    );
+    // A source that goes takes its rules with it.
+    roles.delete("widget-reader", &DeleteParams::default()).await.unwrap();
+    eventually("view loses the widgets rule", || async { !has_widgets(roles.get("view").await.unwrap()) }).await;
+}
