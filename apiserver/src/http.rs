@@ -40,11 +40,16 @@ pub struct AppState {
     pub authn: Arc<crate::authn::Authenticator>,
     /// What they may do (`--authorization-mode`); see [`crate::authz`].
     pub authz: Arc<crate::authz::Authorizer>,
+    /// How many requests may be served at once; see [`crate::flowcontrol`].
+    pub inflight: Arc<crate::flowcontrol::InFlight>,
+    /// How long a request body may take to arrive (`--request-timeout`).
+    pub request_timeout: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
     let authn = state.authn.clone();
     let authz = state.authz.clone();
+    let inflight = state.inflight.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
@@ -59,11 +64,25 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(access_review))
         .route("/apis/authorization.k8s.io/v1/subjectaccessreviews", axum::routing::post(access_review))
         .fallback(resource_handler)
-        // Layers run outermost-last: identify (authentication), impersonation, authorize.
+        // Layers run outermost-last: identify (authentication), impersonation, the in-flight
+        // limit, authorize (upstream's filter order).
         .layer(axum::middleware::from_fn_with_state(authz.clone(), crate::authz::authorize))
+        .layer(axum::middleware::from_fn_with_state(inflight, crate::flowcontrol::limit))
         .layer(axum::middleware::from_fn_with_state(authz, crate::authz::impersonate))
         .layer(axum::middleware::from_fn_with_state(authn, crate::authn::identify))
         .with_state(state)
+}
+
+/// The whole request body, at most [`MAX_BODY_BYTES`] (413 past it) and within `deadline`
+/// (a client trickling its body, slowloris-style, gets 504 and frees its slot).
+async fn read_body(body: Body, deadline: Duration) -> ApiResult<Bytes> {
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => {
+            Err(ApiError::TooLarge(format!("the request body is larger than the {MAX_BODY_BYTES} byte limit")))
+        }
+        Err(_) => Err(ApiError::Timeout(format!("the request body did not arrive within {deadline:?}"))),
+    }
 }
 
 /// `POST .../selfsubjectaccessreviews` and `.../subjectaccessreviews` (`kubectl auth can-i`):
@@ -78,9 +97,7 @@ async fn access_review(State(s): State<AppState>, req: Request) -> Response {
         req.extensions().get::<crate::authn::UserInfo>().cloned().unwrap_or_else(crate::authn::UserInfo::anonymous);
     let (parts, body) = req.into_parts();
     let result = async {
-        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-            ApiError::TooLarge(format!("the request body is larger than the {MAX_BODY_BYTES} byte limit"))
-        })?;
+        let bytes = read_body(body, s.request_timeout).await?;
         let review = decode_body(&parts.headers, &bytes)?;
         crate::authz::review(s.authz.mode, &s.registry, &user, kind, review).await
     }
@@ -323,12 +340,7 @@ async fn handle_request(s: AppState, req: Request) -> ApiResult<Response> {
         }
     }
     let (parts, body) = req.into_parts();
-    let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            return Err(ApiError::TooLarge(format!("the request body is larger than the {MAX_BODY_BYTES} byte limit")))
-        }
-    };
+    let bytes = read_body(body, s.request_timeout).await?;
     let r = path.resource;
     if r.namespaced && path.namespace.is_none() && path.name.is_some() {
         return Err(ApiError::NoSuchPath);

@@ -35,6 +35,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod fieldvalidation;
+pub mod flowcontrol;
 pub mod http;
 pub mod namespaces;
 pub mod nodeproxy;
@@ -79,6 +80,10 @@ pub struct Config {
     pub authentication: authn::Authenticator,
     /// `--authorization-mode` (default AlwaysAllow).
     pub authorization_mode: authz::Mode,
+    /// `--max-requests-inflight` / `--max-mutating-requests-inflight`.
+    pub inflight: flowcontrol::Limits,
+    /// `--request-timeout`: how long a request body may take to arrive.
+    pub request_timeout: Duration,
 }
 
 impl Config {
@@ -93,6 +98,8 @@ impl Config {
             advertise_address: None,
             authentication: authn::Authenticator::default(),
             authorization_mode: authz::Mode::default(),
+            inflight: flowcontrol::Limits::default(),
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -243,6 +250,8 @@ impl ApiServer {
                 mode: self.config.authorization_mode,
                 registry: self.registry.clone(),
             }),
+            inflight: flowcontrol::InFlight::new(self.config.inflight),
+            request_timeout: self.config.request_timeout,
         };
         // With the peer's address (`ConnectInfo`), so refused requests can be logged with it.
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -54,6 +54,16 @@ struct Args {
     /// `RBAC` (Roles and bindings; `system:masters` may do everything).
     #[arg(long, default_value = "AlwaysAllow")]
     authorization_mode: skiff_apiserver::authz::Mode,
+    /// Non-mutating requests served at once (watches, logs, exec not counted); past it, 429
+    /// with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once; 0: no limit.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Seconds a request body may take to arrive.
+    #[arg(long, default_value_t = 60)]
+    request_timeout: u64,
 }
 
 #[tokio::main]
@@ -71,6 +81,11 @@ async fn main() -> anyhow::Result<()> {
     config.compaction_interval = Duration::from_secs(args.etcd_compaction_interval_secs);
     config.authentication.anonymous = args.anonymous_auth;
     config.authorization_mode = args.authorization_mode;
+    config.inflight = skiff_apiserver::flowcontrol::Limits {
+        max_read: args.max_requests_inflight,
+        max_mutating: args.max_mutating_requests_inflight,
+    };
+    config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
     if let Some(path) = &args.token_auth_file {
         let tokens = skiff_apiserver::authn::TokenFile::load(path)?;
         tracing::info!(file = %path.display(), tokens = tokens.len(), "static token authentication");
