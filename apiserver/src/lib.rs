@@ -33,6 +33,7 @@ pub mod bootstrap;
 pub mod bootstrappolicy;
 pub mod defaults;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod fieldvalidation;
 pub mod flowcontrol;
@@ -84,6 +85,8 @@ pub struct Config {
     pub inflight: flowcontrol::Limits,
     /// `--request-timeout`: how long a request body may take to arrive.
     pub request_timeout: Duration,
+    /// `--encryption-provider-config`: how values (Secrets) are sealed in etcd.
+    pub encryption: Option<Arc<encryption::Encryption>>,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             authorization_mode: authz::Mode::default(),
             inflight: flowcontrol::Limits::default(),
             request_timeout: Duration::from_secs(60),
+            encryption: None,
         }
     }
 }
@@ -130,6 +134,7 @@ impl ApiServer {
         let mut store_cfg = skiff_store::Config::new(config.etcd_servers.clone());
         store_cfg.prefix = config.etcd_prefix.clone();
         store_cfg.request_timeout = config.etcd_request_timeout;
+        store_cfg.transformer = config.encryption.clone().map(|e| e as Arc<dyn skiff_store::ValueTransformer>);
         let store = skiff_store::Store::connect(store_cfg)
             .await
             .map_err(|source| Error::Etcd { endpoints: config.etcd_servers.clone(), source })?;

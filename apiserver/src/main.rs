@@ -64,6 +64,10 @@ struct Args {
     /// Seconds a request body may take to arrive.
     #[arg(long, default_value_t = 60)]
     request_timeout: u64,
+    /// Encryption at rest: an EncryptionConfiguration (apiserver.config.k8s.io/v1) with
+    /// `aesgcm` and `identity` providers for `secrets`.
+    #[arg(long)]
+    encryption_provider_config: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -86,6 +90,11 @@ async fn main() -> anyhow::Result<()> {
         max_mutating: args.max_mutating_requests_inflight,
     };
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    if let Some(path) = &args.encryption_provider_config {
+        let e = skiff_apiserver::encryption::Encryption::load(path)?;
+        tracing::info!(file = %path.display(), ?e, "encryption at rest");
+        config.encryption = Some(std::sync::Arc::new(e));
+    }
     if let Some(path) = &args.token_auth_file {
         let tokens = skiff_apiserver::authn::TokenFile::load(path)?;
         tracing::info!(file = %path.display(), tokens = tokens.len(), "static token authentication");

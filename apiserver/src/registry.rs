@@ -340,8 +340,10 @@ impl Registry {
                 return Err(ApiError::invalid(r, name, errs));
             }
             strategy::validate_owner_references(r, &new)?;
-            // Stored bytes are this same canonical encoding, so equal bytes mean no change.
-            if encode_for_store(&new) == cur.value {
+            // Stored bytes are this same canonical encoding, so equal bytes mean no change
+            // (unless the stored form is stale, e.g. sealed with an older encryption key:
+            // then the write happens, which is how `kubectl replace` rotates keys).
+            if encode_for_store(&new) == cur.value && !cur.stale {
                 return Ok(old); // no-op: no write, same resourceVersion (as upstream)
             }
             record_update(r, Some(&old), &mut new, sub);

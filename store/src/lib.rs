@@ -24,6 +24,7 @@ mod error;
 mod watch;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -39,6 +40,20 @@ pub use watch::{WatchEvent, WatchStream};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Turns values into what etcd holds and back, for the keys it applies to (the apiserver's
+/// encryption at rest: Secrets sealed with AES-GCM). Everything above the store sees plain
+/// values; only etcd sees the sealed ones.
+pub trait ValueTransformer: Send + Sync + std::fmt::Debug {
+    /// Whether values under `key` (relative to the prefix: `/secrets/ns/name`) are transformed.
+    fn applies(&self, key: &str) -> bool;
+    /// The bytes to store for `plain` under `key`.
+    fn transform_to_storage(&self, key: &str, plain: &[u8]) -> Vec<u8>;
+    /// The plain value of stored bytes, and whether they are *stale* (not in the form
+    /// `transform_to_storage` writes now, e.g. sealed with an older key or not sealed at all): a stale
+    /// object is rewritten even by an update that changes nothing, which is how keys rotate.
+    fn transform_from_storage(&self, key: &str, stored: &[u8]) -> Result<(Vec<u8>, bool), String>;
+}
+
 /// How to reach etcd and how to lay out keys.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -49,11 +64,13 @@ pub struct Config {
     pub prefix: String,
     /// Upper bound for one etcd request, retries included.
     pub request_timeout: Duration,
+    /// Applied to every value written and read (None: values are stored as given).
+    pub transformer: Option<Arc<dyn ValueTransformer>>,
 }
 
 impl Config {
     pub fn new(endpoints: Vec<String>) -> Self {
-        Self { endpoints, prefix: "/registry".into(), request_timeout: Duration::from_secs(10) }
+        Self { endpoints, prefix: "/registry".into(), request_timeout: Duration::from_secs(10), transformer: None }
     }
 }
 
@@ -65,6 +82,9 @@ pub struct Object {
     /// The revision of the last write to this key: the object's resourceVersion.
     pub mod_revision: i64,
     pub create_revision: i64,
+    /// Stored in an older form than the transformer writes today (see
+    /// [`ValueTransformer::transform_from_storage`]); [`Store::guaranteed_update`] rewrites it.
+    pub stale: bool,
 }
 
 /// Options of [`Store::list`].
@@ -124,6 +144,7 @@ pub struct Store {
     kv: KvClient,
     prefix: String,
     timeout: Duration,
+    transformer: Option<Arc<dyn ValueTransformer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -146,7 +167,7 @@ impl Store {
             .map_err(|_| Error::Timeout { op: "connect", after: config.request_timeout })?
             .map_err(|source| Error::from_etcd("connect", source))?;
         let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
-        Ok(Self { client, kv, prefix: config.prefix, timeout: config.request_timeout })
+        Ok(Self { client, kv, prefix: config.prefix, timeout: config.request_timeout, transformer: config.transformer })
     }
 
     /// The configured key prefix (e.g. `/registry`).
@@ -160,11 +181,32 @@ impl Store {
 
     fn to_object(&self, kv: &KeyValue) -> Object {
         let key = String::from_utf8_lossy(kv.key());
-        Object {
-            key: key.strip_prefix(self.prefix.as_str()).unwrap_or(&key).to_string(),
-            value: kv.value().to_vec(),
-            mod_revision: kv.mod_revision(),
-            create_revision: kv.create_revision(),
+        let key = key.strip_prefix(self.prefix.as_str()).unwrap_or(&key).to_string();
+        let (value, stale) = self.open(&key, kv.value());
+        Object { key, value, mod_revision: kv.mod_revision(), create_revision: kv.create_revision(), stale }
+    }
+
+    /// What to put in etcd for `value` under `key`.
+    fn seal(&self, key: &str, value: &[u8]) -> Vec<u8> {
+        match &self.transformer {
+            Some(t) if t.applies(key) => t.transform_to_storage(key, value),
+            _ => value.to_vec(),
+        }
+    }
+
+    /// The plain value of what etcd holds under `key`. A value that cannot be opened (a key
+    /// no longer configured, corruption) is returned as stored, so the caller's decoding
+    /// fails and reports it; the reason is logged here.
+    fn open(&self, key: &str, stored: &[u8]) -> (Vec<u8>, bool) {
+        match &self.transformer {
+            Some(t) if t.applies(key) => match t.transform_from_storage(key, stored) {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(key, error = %e, "a stored value cannot be decrypted");
+                    (stored.to_vec(), false)
+                }
+            },
+            _ => (stored.to_vec(), false),
         }
     }
 
@@ -236,11 +278,12 @@ impl Store {
     /// Creates `key`; fails with [`Error::AlreadyExists`] if it exists. Returns the new object.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<Object> {
         let full = self.full_key(key);
+        let stored = self.seal(key, &value);
         let (resp, ambiguous) = self
             .call_tracked("create", true, |mut c| {
                 let txn = Txn::new()
                     .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(full.clone(), value.clone(), None)])
+                    .and_then([TxnOp::put(full.clone(), stored.clone(), None)])
                     .or_else([TxnOp::get(full.clone(), None)]);
                 async move { c.txn(txn).await }
             })
@@ -250,7 +293,7 @@ impl Store {
             // value (which carries the object's uid) tells.
             if ambiguous {
                 if let Some(kv) = first_get(resp.op_responses()).and_then(|kvs| kvs.into_iter().next()) {
-                    if kv.value() == value.as_slice() {
+                    if kv.value() == stored.as_slice() {
                         return Ok(self.to_object(&kv));
                     }
                 }
@@ -258,7 +301,7 @@ impl Store {
             return Err(Error::AlreadyExists { key: key.to_string() });
         }
         let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
-        Ok(Object { key: key.to_string(), value, mod_revision: rev, create_revision: rev })
+        Ok(Object { key: key.to_string(), value, mod_revision: rev, create_revision: rev, stale: false })
     }
 
     /// Reads `key` at the latest revision.
@@ -348,11 +391,12 @@ impl Store {
     /// [`Error::Conflict`] (or [`Error::NotFound`] if it is gone).
     pub async fn update(&self, key: &str, value: Vec<u8>, expected_revision: i64) -> Result<Object> {
         let full = self.full_key(key);
+        let stored = self.seal(key, &value);
         let (resp, ambiguous) = self
             .call_tracked("update", true, |mut c| {
                 let txn = Txn::new()
                     .when([Compare::mod_revision(full.clone(), CompareOp::Equal, expected_revision)])
-                    .and_then([TxnOp::put(full.clone(), value.clone(), None)])
+                    .and_then([TxnOp::put(full.clone(), stored.clone(), None)])
                     .or_else([TxnOp::get(full.clone(), None)]);
                 async move { c.txn(txn).await }
             })
@@ -360,11 +404,11 @@ impl Store {
         if resp.succeeded() {
             let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
             // create_revision is unknown here without another read; callers use mod_revision.
-            return Ok(Object { key: key.to_string(), value, mod_revision: rev, create_revision: 0 });
+            return Ok(Object { key: key.to_string(), value, mod_revision: rev, create_revision: 0, stale: false });
         }
         match first_get(resp.op_responses()).and_then(|kvs| kvs.into_iter().next()) {
             // Our own first attempt applied before an ambiguous failure.
-            Some(kv) if ambiguous && kv.value() == value.as_slice() && kv.mod_revision() > expected_revision => {
+            Some(kv) if ambiguous && kv.value() == stored.as_slice() && kv.mod_revision() > expected_revision => {
                 Ok(self.to_object(&kv))
             }
             Some(kv) => Err(Error::Conflict { key: key.to_string(), current_revision: kv.mod_revision() }),
@@ -390,8 +434,9 @@ impl Store {
             let value = try_update(current.as_ref())?;
             let result = match &current {
                 Some(cur) => {
-                    if cur.value == value {
-                        // No change: no write, no new revision (as upstream).
+                    if cur.value == value && !cur.stale {
+                        // No change: no write, no new revision (as upstream); a stale object
+                        // (sealed with an older key) is rewritten, which rotates it.
                         return Ok(cur.clone());
                     }
                     self.update(key, value, cur.mod_revision).await
