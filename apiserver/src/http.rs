@@ -44,12 +44,15 @@ pub struct AppState {
     pub inflight: Arc<crate::flowcontrol::InFlight>,
     /// How long a request body may take to arrive (`--request-timeout`).
     pub request_timeout: Duration,
+    /// The audit log, if any (`--audit-log-path`); see [`crate::audit`].
+    pub audit: Option<crate::audit::Auditor>,
 }
 
 pub fn router(state: AppState) -> Router {
     let authn = state.authn.clone();
     let authz = state.authz.clone();
     let inflight = state.inflight.clone();
+    let audit = state.audit.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
@@ -64,11 +67,12 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(access_review))
         .route("/apis/authorization.k8s.io/v1/subjectaccessreviews", axum::routing::post(access_review))
         .fallback(resource_handler)
-        // Layers run outermost-last: identify (authentication), impersonation, the in-flight
-        // limit, authorize (upstream's filter order).
+        // Layers run outermost-last: identify (authentication), audit, impersonation, the
+        // in-flight limit, authorize (upstream's filter order).
         .layer(axum::middleware::from_fn_with_state(authz.clone(), crate::authz::authorize))
         .layer(axum::middleware::from_fn_with_state(inflight, crate::flowcontrol::limit))
         .layer(axum::middleware::from_fn_with_state(authz, crate::authz::impersonate))
+        .layer(axum::middleware::from_fn_with_state(audit, crate::audit::audit))
         .layer(axum::middleware::from_fn_with_state(authn, crate::authn::identify))
         .with_state(state)
 }

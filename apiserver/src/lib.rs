@@ -27,6 +27,7 @@
 //! the default until every client can present an identity.
 
 pub mod allocator;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;
@@ -87,6 +88,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// `--encryption-provider-config`: how values (Secrets) are sealed in etcd.
     pub encryption: Option<Arc<encryption::Encryption>>,
+    /// `--audit-log-path` and the policy (`--audit-policy-file`, default: all at Metadata).
+    pub audit: Option<(std::path::PathBuf, audit::Policy)>,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
             inflight: flowcontrol::Limits::default(),
             request_timeout: Duration::from_secs(60),
             encryption: None,
+            audit: None,
         }
     }
 }
@@ -117,6 +121,8 @@ pub enum Error {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Audit(#[from] audit::AuditError),
 }
 
 /// A bound, not yet serving apiserver.
@@ -256,6 +262,10 @@ impl ApiServer {
                 registry: self.registry.clone(),
             }),
             inflight: flowcontrol::InFlight::new(self.config.inflight),
+            audit: match &self.config.audit {
+                Some((path, policy)) => Some(audit::Auditor::open(path, policy.clone()).await?),
+                None => None,
+            },
             request_timeout: self.config.request_timeout,
         };
         // With the peer's address (`ConnectInfo`), so refused requests can be logged with it.

@@ -68,6 +68,12 @@ struct Args {
     /// `aesgcm` and `identity` providers for `secrets`.
     #[arg(long)]
     encryption_provider_config: Option<std::path::PathBuf>,
+    /// Append one JSON audit event per request to this file.
+    #[arg(long)]
+    audit_log_path: Option<std::path::PathBuf>,
+    /// The audit policy (audit.k8s.io/v1 Policy); default: every request at Metadata.
+    #[arg(long)]
+    audit_policy_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -90,6 +96,13 @@ async fn main() -> anyhow::Result<()> {
         max_mutating: args.max_mutating_requests_inflight,
     };
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    if let Some(path) = &args.audit_log_path {
+        let policy = match &args.audit_policy_file {
+            Some(p) => skiff_apiserver::audit::Policy::load(p)?,
+            None => skiff_apiserver::audit::Policy::metadata(),
+        };
+        config.audit = Some((path.clone(), policy));
+    }
     if let Some(path) = &args.encryption_provider_config {
         let e = skiff_apiserver::encryption::Encryption::load(path)?;
         tracing::info!(file = %path.display(), ?e, "encryption at rest");
