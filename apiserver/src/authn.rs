@@ -2,7 +2,9 @@
 //! attaches a [`UserInfo`] to the request's extensions before any handler runs, or answers
 //! 401 itself.
 //!
-//! Two authenticators so far, combined as upstream's kube-apiserver combines them:
+//! Three authenticators so far, combined as upstream's kube-apiserver combines them:
+//! - x509 client certificates (TLS with `--client-ca-file`, see [`crate::tls`]): CN = user,
+//!   O = groups; a verified certificate wins over any token.
 //! - static bearer tokens (`--token-auth-file`, upstream's CSV: `token,user,uid,"g1,g2"`):
 //!   `Authorization: Bearer <token>` with a listed token is that user, in its groups plus
 //!   `system:authenticated`; a bearer token that is *not* listed is refused with 401 (an
@@ -237,6 +239,12 @@ fn anonymous_path(path: &str) -> bool {
 
 /// Middleware: authenticates the request and records the identity, or answers 401.
 pub async fn identify(State(auth): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
+    // A verified client certificate comes first, as upstream's union of authenticators
+    // (x509, then tokens, then anonymous).
+    if let Some(crate::tls::PeerIdentity(user)) = req.extensions().get::<crate::tls::PeerIdentity>().cloned() {
+        req.extensions_mut().insert(user);
+        return next.run(req).await;
+    }
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     match auth.authenticate(authorization, req.uri().path()) {
         Outcome::User { user, strip_authorization } => {

@@ -52,6 +52,7 @@ pub mod registry;
 pub mod resources;
 pub mod strategy;
 pub mod subresources;
+pub mod tls;
 pub mod watch_cache;
 
 use std::net::SocketAddr;
@@ -90,6 +91,9 @@ pub struct Config {
     pub encryption: Option<Arc<encryption::Encryption>>,
     /// `--audit-log-path` and the policy (`--audit-policy-file`, default: all at Metadata).
     pub audit: Option<(std::path::PathBuf, audit::Policy)>,
+    /// Serve HTTPS with this pair (and verify client certificates against the CA); None:
+    /// plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             encryption: None,
             audit: None,
+            tls: None,
         }
     }
 }
@@ -123,7 +128,98 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("{0}")]
     Audit(#[from] audit::AuditError),
+    #[error("{0}")]
+    Tls(tls::TlsError),
 }
+
+/// How long a client may take to send a request's headers (slowloris) or to finish the TLS
+/// handshake.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections until `shutdown`, each served by HTTP/1.1 with upgrades (exec and
+/// friends), over TLS when configured; every request carries the peer's address
+/// (`ConnectInfo`) and, with a verified client certificate, its identity
+/// ([`tls::PeerIdentity`]). At shutdown, open connections finish their current request and
+/// close (watches end through the shutdown token), bounded by 10 s.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let conns = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving what is open.
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, router, shutdown) = (acceptor.clone(), router.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let mut identity = None;
+            let io: Box<dyn Io> = match acceptor {
+                Some(a) => match tokio::time::timeout(HEADER_READ_TIMEOUT, a.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        identity =
+                            stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(tls::identity_of);
+                        Box::new(stream)
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                None => Box::new(tcp),
+            };
+            let svc = tower::ServiceExt::map_request(
+                router,
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    if let Some(user) = &identity {
+                        req.extensions_mut().insert(tls::PeerIdentity(user.clone()));
+                    }
+                    req
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(io), hyper_util::service::TowerToHyperService::new(svc))
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    conns.close();
+    if tokio::time::timeout(Duration::from_secs(10), conns.wait()).await.is_err() {
+        warn!("open connections did not finish within 10s of shutdown");
+    }
+    Ok(())
+}
+
+/// A connection's byte stream: plain TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// A bound, not yet serving apiserver.
 pub struct ApiServer {
@@ -268,15 +364,13 @@ impl ApiServer {
             },
             request_timeout: self.config.request_timeout,
         };
-        // With the peer's address (`ConnectInfo`), so refused requests can be logged with it.
-        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        info!(addr = %self.local_addr(), "serving the Kubernetes API over HTTP");
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown({
-                let s = shutdown.clone();
-                async move { s.cancelled().await }
-            })
-            .await;
+        let tls = match &self.config.tls {
+            Some(files) => Some(tls::server_config(files).map_err(Error::Tls)?),
+            None => None,
+        };
+        info!(addr = %self.local_addr(), tls = tls.is_some(), client_ca = ?self.config.tls.as_ref().and_then(|t| t.client_ca.clone()),
+            "serving the Kubernetes API over {}", if tls.is_some() { "HTTPS" } else { "plain HTTP" });
+        let served = serve(self.listener, http::router(state), tls, shutdown.clone()).await;
         // Watches hold connections open; cancelling `bg` ends the caches and thus them.
         bg.cancel();
         if tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await.is_err() {

@@ -74,6 +74,19 @@ struct Args {
     /// The audit policy (audit.k8s.io/v1 Policy); default: every request at Metadata.
     #[arg(long)]
     audit_policy_file: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this certificate (PEM; with --tls-private-key-file).
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<std::path::PathBuf>,
+    /// Verify client certificates against this CA (PEM): CN = user, O = groups.
+    #[arg(long)]
+    client_ca_file: Option<std::path::PathBuf>,
+    /// Serve HTTPS with a cluster CA and serving certificate kept in this directory,
+    /// generated on first start (ca.crt, ca.key, apiserver.crt, apiserver.key); client
+    /// certificates signed by that CA authenticate.
+    #[arg(long, conflicts_with = "tls_cert_file")]
+    cert_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -96,6 +109,24 @@ async fn main() -> anyhow::Result<()> {
         max_mutating: args.max_mutating_requests_inflight,
     };
     config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_private_key_file) {
+        config.tls = Some(skiff_apiserver::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.client_ca_file.clone(),
+        });
+    } else if let Some(dir) = &args.cert_dir {
+        let mut hosts = vec![args.bind_address.to_string()];
+        if let Some(a) = args.advertise_address {
+            hosts.push(a.to_string());
+        }
+        let pki = skiff_apiserver::tls::Pki::ensure(dir, &hosts)?;
+        let mut files = pki.files();
+        if let Some(ca) = &args.client_ca_file {
+            files.client_ca = Some(ca.clone());
+        }
+        config.tls = Some(files);
+    }
     if let Some(path) = &args.audit_log_path {
         let policy = match &args.audit_policy_file {
             Some(p) => skiff_apiserver::audit::Policy::load(p)?,
