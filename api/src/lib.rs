@@ -11,8 +11,10 @@
 //! - [`patch`]: strategic merge patch with upstream's merge keys for the built-in types.
 //! - [`keys`]: the etcd key layout `/registry/<resource>/<namespace>/<name>`.
 //! - [`managedfields`]: field ownership (`metadata.managedFields`) and server-side apply.
+//! - [`rbac`]: RBAC evaluation (rules, subjects, bindings, aggregation).
+//! - [`pki`]: the cluster CA and certificates as PEM strings, and kubeconfigs.
 //!
-//! Invariants: no IO, no async, no tokio. Anything here must be testable with plain
+//! Invariants: no IO (beyond the randomness of new keys), no async, no tokio. Anything here must be testable with plain
 //! `#[test]`s. Start reading at [`selector`] — it is the helper every controller uses.
 
 pub use k8s_openapi;
@@ -22,6 +24,7 @@ pub use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 pub mod keys;
 pub mod managedfields;
 pub mod patch;
+pub mod pki;
 pub mod rbac;
 pub mod selector;
 pub mod validation;

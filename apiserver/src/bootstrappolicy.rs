@@ -10,6 +10,10 @@
 //!   controller-manager's clusterrole-aggregation controller as other roles join.
 //! - `system:basic-user` (self reviews), `system:discovery` (discovery and OpenAPI) for
 //!   authenticated users, `system:public-info-viewer` (health, version) for everyone.
+//! - The components, by the users their client certificates name: `system:kube-scheduler`,
+//!   `system:kube-controller-manager`, `system:kube-proxy` (role `system:node-proxier`),
+//!   `system:skiff-dns` (role `skiff:dns`), and every node (group `system:nodes`, role
+//!   `system:node`).
 
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde_json::{json, Value};
@@ -54,6 +58,10 @@ fn binding(name: &str, role: &str, subjects: Value) -> Value {
         "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {AUTOUPDATE: "true"}},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
         "subjects": subjects})
+}
+
+fn user(name: &str) -> Value {
+    json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": name})
 }
 
 fn group(name: &str) -> Value {
@@ -148,6 +156,107 @@ pub fn cluster_roles() -> Vec<Value> {
                 json!({"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*", "/healthz", "/livez", "/readyz", "/version", "/version/"]}),
             ],
         ),
+        // The components' own identities (client certificates: CN = user). Upstream splits
+        // the controller-manager into one service account per controller; Skiff's runs as one
+        // user with the union of what its controllers write.
+        cluster_role(
+            "system:kube-scheduler",
+            json!({}),
+            vec![
+                rule(
+                    &READ,
+                    &[""],
+                    &[
+                        "pods",
+                        "nodes",
+                        "namespaces",
+                        "services",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                        "replicationcontrollers",
+                    ],
+                ),
+                rule(&READ, &["apps"], &["replicasets", "statefulsets"]),
+                rule(&READ, &["policy"], &["poddisruptionbudgets"]),
+                rule(&READ, &["storage.k8s.io"], &["storageclasses", "csinodes", "csidrivers", "csistoragecapacities"]),
+                rule(&READ, &["scheduling.k8s.io"], &["priorityclasses"]),
+                rule(&["create"], &[""], &["pods/binding", "bindings"]),
+                rule(&["patch", "update"], &[""], &["pods/status"]),
+                rule(&["delete"], &[""], &["pods"]),
+                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
+                rule(&["create", "get", "list", "watch", "update"], &["coordination.k8s.io"], &["leases"]),
+            ],
+        ),
+        cluster_role(
+            "system:kube-controller-manager",
+            json!({}),
+            vec![
+                rule(
+                    &["*"],
+                    &["", "apps", "batch", "discovery.k8s.io", "coordination.k8s.io", "policy", "events.k8s.io"],
+                    &["*"],
+                ),
+                rule(&["get", "list", "watch", "patch", "update"], &["rbac.authorization.k8s.io"], &["clusterroles"]),
+                rule(&READ, &["rbac.authorization.k8s.io"], &["roles", "rolebindings", "clusterrolebindings"]),
+            ],
+        ),
+        cluster_role(
+            "system:node",
+            json!({}),
+            vec![
+                // Until the Node authorizer lands, every node may read every pod's secrets.
+                rule(
+                    &READ,
+                    &[""],
+                    &[
+                        "nodes",
+                        "pods",
+                        "services",
+                        "endpoints",
+                        "configmaps",
+                        "secrets",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                    ],
+                ),
+                rule(&READ, &["discovery.k8s.io"], &["endpointslices"]),
+                rule(
+                    &["create", "get", "list", "watch", "update", "patch", "delete"],
+                    &[""],
+                    &["nodes", "nodes/status"],
+                ),
+                rule(&["create", "delete", "patch", "update"], &[""], &["pods", "pods/status"]),
+                rule(&["create"], &[""], &["pods/eviction", "serviceaccounts/token"]),
+                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
+                rule(
+                    &["create", "get", "list", "watch", "update", "patch", "delete"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                ),
+                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+            ],
+        ),
+        cluster_role(
+            "system:node-proxier",
+            json!({}),
+            vec![
+                rule(&READ, &[""], &["services", "endpoints", "nodes"]),
+                rule(&READ, &["discovery.k8s.io"], &["endpointslices"]),
+                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
+            ],
+        ),
+        cluster_role(
+            "skiff:dns",
+            json!({}),
+            vec![
+                rule(&READ, &[""], &["services", "endpoints", "pods", "namespaces"]),
+                rule(&READ, &["discovery.k8s.io"], &["endpointslices"]),
+                // It registers itself behind kube-system/kube-dns.
+                rule(&["create", "get", "update", "patch"], &[""], &["services"]),
+                rule(&["create", "get", "update", "patch", "delete"], &["discovery.k8s.io"], &["endpointslices"]),
+            ],
+        ),
         cluster_role(
             "system:public-info-viewer",
             json!({}),
@@ -164,6 +273,15 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("cluster-admin", "cluster-admin", json!([group("system:masters")])),
         binding("system:basic-user", "system:basic-user", json!([group("system:authenticated")])),
         binding("system:discovery", "system:discovery", json!([group("system:authenticated")])),
+        binding("system:kube-scheduler", "system:kube-scheduler", json!([user("system:kube-scheduler")])),
+        binding(
+            "system:kube-controller-manager",
+            "system:kube-controller-manager",
+            json!([user("system:kube-controller-manager")]),
+        ),
+        binding("system:node", "system:node", json!([group("system:nodes")])),
+        binding("system:node-proxier", "system:node-proxier", json!([user("system:kube-proxy")])),
+        binding("skiff:dns", "skiff:dns", json!([user("system:skiff-dns")])),
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",

@@ -17,10 +17,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -32,8 +28,8 @@ pub enum TlsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Pem { path: PathBuf, message: String },
-    #[error("generating certificates: {0}")]
-    Generate(#[from] rcgen::Error),
+    #[error("{0}")]
+    Generate(#[from] skiff_api::pki::PkiError),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("{0}")]
@@ -68,8 +64,7 @@ fn write(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
 /// The cluster CA and the apiserver's serving certificate, in `dir`.
 pub struct Pki {
     pub dir: PathBuf,
-    ca_cert_pem: String,
-    ca_key: KeyPair,
+    ca: skiff_api::pki::Pair,
 }
 
 impl Pki {
@@ -78,7 +73,7 @@ impl Pki {
     }
 
     pub fn ca_pem(&self) -> &str {
-        &self.ca_cert_pem
+        &self.ca.cert
     }
 
     /// The serving pair and client CA of this PKI.
@@ -96,93 +91,40 @@ impl Pki {
         std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.into(), source })?;
         let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
         if !ca_crt.exists() || !ca_key.exists() {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::new(Vec::<String>::new())?;
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, "skiff-ca");
-            params.distinguished_name = dn;
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages =
-                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-            let cert = params.self_signed(&key)?;
-            write(&ca_key, &key.serialize_pem(), true)?;
-            write(&ca_crt, &cert.pem(), false)?;
+            let ca = skiff_api::pki::new_ca("skiff-ca")?;
+            write(&ca_key, &ca.key, true)?;
+            write(&ca_crt, &ca.cert, false)?;
             tracing::info!(dir = %dir.display(), "generated the cluster CA");
         }
-        let ca_key_pem = read(&ca_key)?;
-        let pki = Pki { dir: dir.to_path_buf(), ca_cert_pem: read(&ca_crt)?, ca_key: KeyPair::from_pem(&ca_key_pem)? };
+        let pki =
+            Pki { dir: dir.to_path_buf(), ca: skiff_api::pki::Pair { cert: read(&ca_crt)?, key: read(&ca_key)? } };
         let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
         if !crt.exists() || !key.exists() {
-            let mut names: Vec<String> = [
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                "localhost",
-                "127.0.0.1",
-                "10.96.0.1",
-            ]
-            .map(String::from)
-            .to_vec();
+            let mut names: Vec<String> = skiff_api::pki::APISERVER_NAMES.map(String::from).to_vec();
             for h in hosts {
                 if !names.contains(h) {
                     names.push(h.clone());
                 }
             }
-            let (cert_pem, key_pem) = pki.issue("kube-apiserver", &[], names, ExtendedKeyUsagePurpose::ServerAuth)?;
-            write(&key, &key_pem, true)?;
-            write(&crt, &cert_pem, false)?;
+            let serving = skiff_api::pki::serving_cert(&pki.ca, "kube-apiserver", &names)?;
+            write(&key, &serving.key, true)?;
+            write(&crt, &serving.cert, false)?;
             tracing::info!(dir = %dir.display(), "generated the apiserver's serving certificate");
         }
         Ok(pki)
     }
 
-    fn issue(
-        &self,
-        cn: &str,
-        orgs: &[&str],
-        sans: Vec<String>,
-        usage: ExtendedKeyUsagePurpose,
-    ) -> Result<(String, String), TlsError> {
-        if orgs.len() > 1 {
-            // rcgen keeps one value per attribute type; a user in several groups is bound
-            // through one group (or gets its groups from a CA that writes several O).
-            return Err(TlsError::Verifier(format!("one group per issued certificate, not {orgs:?}")));
-        }
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(sans)?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        for o in orgs {
-            dn.push(DnType::OrganizationName, *o);
-        }
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![usage];
-        params.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, &self.ca_key)?;
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
-    }
-
     /// A client certificate and key (PEM) for user `cn` in groups `orgs` (at most one).
     pub fn client_cert(&self, cn: &str, orgs: &[&str]) -> Result<(String, String), TlsError> {
-        self.issue(cn, orgs, vec![], ExtendedKeyUsagePurpose::ClientAuth)
+        let p = skiff_api::pki::client_cert(&self.ca, cn, orgs)?;
+        Ok((p.cert, p.key))
     }
 
     /// A kubeconfig for `server` as user `cn` in `orgs`, carrying the CA and the client
-    /// certificate inline (what `skiff lab` and the tests hand to kubectl and kube-rs).
+    /// certificate inline (what the tests hand to kubectl and kube-rs).
     pub fn kubeconfig(&self, server: &str, cn: &str, orgs: &[&str]) -> Result<String, TlsError> {
-        use base64::Engine;
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let (cert, key) = self.client_cert(cn, orgs)?;
-        Ok(format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {cn}\nusers:\n- name: {cn}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncurrent-context: skiff\n",
-            b64(&self.ca_cert_pem),
-            b64(&cert),
-            b64(&key)
-        ))
+        let client = skiff_api::pki::client_cert(&self.ca, cn, orgs)?;
+        Ok(skiff_api::pki::kubeconfig(server, &self.ca.cert, cn, &client))
     }
 }
 

@@ -4,12 +4,21 @@
 //! Layout (all under `--home`, default `/var/lib/skiff-lab`; names, subnet and ports are
 //! [`LabNet`]'s defaults):
 //! - host: the bridge `skiff-lab0` (10.250.0.1/24), etcd (10.250.0.1:23790), the apiserver
-//!   (10.250.0.1:8080), controller-manager, scheduler and skiff-dns (10.250.0.1:53, behind
+//!   (https://10.250.0.1:6443), controller-manager, scheduler and skiff-dns (10.250.0.1:53, behind
 //!   the `kube-dns` Service).
 //! - node *i* (`skiff-node-i`): network namespace `skiff-n<i>` with `eth0` = 10.250.0.(10+i),
 //!   default route via the bridge; containerd (own root, state and socket), kubelet and proxy
 //!   run inside it. Every node's podCIDR is routed to its address from the host and from
 //!   every other node (host-gw), so pods talk across nodes.
+//!
+//! Secure by default: the lab makes a CA (`<home>/pki`) and gives the apiserver a serving
+//! certificate and every client its own certificate and kubeconfig (`<home>/kubeconfigs`:
+//! `admin` in `system:masters` (also `<home>/kubeconfig`), `system:kube-controller-manager`,
+//! `system:kube-scheduler`, `system:kube-proxy`, `system:skiff-dns`, and
+//! `system:node:<name>` in `system:nodes` per node); the apiserver serves HTTPS only, with
+//! RBAC and anonymous requests refused. The default RBAC policy binds each of those users.
+//! Secrets are sealed in etcd (AES-GCM, a random key in `<home>/pki/encryption.yaml`) and
+//! every request is audited (`<home>/logs/audit.log`, Metadata level).
 //!
 //! Every process is recorded in a PID file and stopped by PID; `down` removes the
 //! namespaces, the bridge and the state it made, and nothing else. It builds nothing: the
@@ -56,6 +65,7 @@ pub struct LabNet {
     pub subnet: u8,
     /// etcd's client port (member m of several: `etcd_port + 2m`, peer port one above).
     pub etcd_port: u16,
+    /// The apiserver's HTTPS port (6443, as upstream's secure port).
     pub api_port: u16,
     /// The pod network the controller-manager splits into node podCIDRs.
     pub cluster_cidr: String,
@@ -70,7 +80,7 @@ impl Default for LabNet {
             prefix: "skiff".into(),
             subnet: 250,
             etcd_port: 23790,
-            api_port: 8080,
+            api_port: 6443,
             cluster_cidr: "10.244.0.0/16".into(),
             node_grace_seconds: 50,
         }
@@ -214,11 +224,113 @@ impl Lab {
     }
 
     pub fn master(&self) -> String {
-        format!("http://{}:{}", self.host_ip(), self.net.api_port)
+        format!("https://{}:{}", self.host_ip(), self.net.api_port)
     }
 
-    fn api_addr(&self) -> SocketAddr {
-        format!("{}:{}", self.host_ip(), self.net.api_port).parse().expect("valid address")
+    fn pki_dir(&self) -> PathBuf {
+        self.home.join("pki")
+    }
+
+    /// The kubeconfig of a component or user (`admin` is also `<home>/kubeconfig`).
+    fn kubeconfig_path(&self, name: &str) -> PathBuf {
+        self.home.join("kubeconfigs").join(format!("{name}.kubeconfig"))
+    }
+
+    /// The lab's CA and the apiserver's serving certificate (made on the first `up`).
+    fn ensure_pki(&self) -> Result<skiff_api::pki::Pair> {
+        let dir = self.pki_dir();
+        let err = |e: String| step_err("certificates", e);
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        std::fs::create_dir_all(self.home.join("kubeconfigs")).map_err(|e| err(e.to_string()))?;
+        let write = |name: &str, text: &str, mode: u32| -> Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(dir.join(name))
+                .map_err(|e| err(e.to_string()))?;
+            f.write_all(text.as_bytes()).map_err(|e| err(e.to_string()))
+        };
+        if !dir.join("ca.key").exists() {
+            let ca = skiff_api::pki::new_ca("skiff-lab-ca").map_err(|e| err(e.to_string()))?;
+            write("ca.key", &ca.key, 0o600)?;
+            write("ca.crt", &ca.cert, 0o644)?;
+        }
+        let ca = skiff_api::pki::Pair {
+            cert: std::fs::read_to_string(dir.join("ca.crt")).map_err(|e| err(e.to_string()))?,
+            key: std::fs::read_to_string(dir.join("ca.key")).map_err(|e| err(e.to_string()))?,
+        };
+        if !dir.join("encryption.yaml").exists() {
+            // Secrets sealed in etcd with a key of 32 random bytes.
+            let mut key = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+                .map_err(|e| err(format!("/dev/urandom: {e}")))?;
+            use base64::Engine;
+            let secret = base64::engine::general_purpose::STANDARD.encode(key);
+            write(
+                "encryption.yaml",
+                &format!("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - name: key1\n        secret: {secret}\n  - identity: {{}}\n"),
+                0o600,
+            )?;
+        }
+        if !dir.join("apiserver.key").exists() {
+            let mut hosts: Vec<String> = skiff_api::pki::APISERVER_NAMES.map(String::from).to_vec();
+            hosts.push(self.host_ip());
+            let serving =
+                skiff_api::pki::serving_cert(&ca, "kube-apiserver", &hosts).map_err(|e| err(e.to_string()))?;
+            write("apiserver.key", &serving.key, 0o600)?;
+            write("apiserver.crt", &serving.cert, 0o644)?;
+        }
+        Ok(ca)
+    }
+
+    /// Writes (once) the kubeconfig of user `cn` in `group`, named `name`.
+    fn ensure_kubeconfig(&self, ca: &skiff_api::pki::Pair, name: &str, cn: &str, group: &[&str]) -> Result<PathBuf> {
+        let path = self.kubeconfig_path(name);
+        if !path.exists() {
+            let client =
+                skiff_api::pki::client_cert(ca, cn, group).map_err(|e| step_err("certificates", e.to_string()))?;
+            let text = skiff_api::pki::kubeconfig(&self.master(), &ca.cert, cn, &client);
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| step_err("kubeconfig", e.to_string()))?;
+            f.write_all(text.as_bytes()).map_err(|e| step_err("kubeconfig", e.to_string()))?;
+        }
+        Ok(path)
+    }
+
+    /// Runs `f` with a client of the lab's admin kubeconfig (the lab's own calls: node
+    /// states, readiness, deleting a removed node); None if the API cannot be reached.
+    fn with_api<T, F, Fut>(&self, f: F) -> Option<T>
+    where
+        F: FnOnce(kube::Client) -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        rt.block_on(async {
+            let kc = kube::config::Kubeconfig::read_from(self.kubeconfig_path("admin")).ok()?;
+            let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.ok()?;
+            cfg.connect_timeout = Some(Duration::from_secs(2));
+            cfg.read_timeout = Some(Duration::from_secs(5));
+            let client = kube::Client::try_from(cfg).ok()?;
+            f(client).await
+        })
+    }
+
+    fn api_ready(&self) -> bool {
+        self.with_api(|c| async move {
+            let req = http::Request::get("/readyz").body(Vec::new()).ok()?;
+            c.request_text(req).await.ok()
+        })
+        .is_some()
     }
 
     /// An error with the last lines of a component's log, so a failed start explains itself.
@@ -375,6 +487,18 @@ impl Lab {
         for d in ["pids", "logs", "etcd"] {
             std::fs::create_dir_all(self.home.join(d)).map_err(|e| step_err("state directory", e.to_string()))?;
         }
+        // Every component gets its own client certificate (CN = its user in the default
+        // RBAC policy); the admin's is the user's kubeconfig.
+        let ca = self.ensure_pki()?;
+        for (name, cn, group) in [
+            ("admin", "admin", &["system:masters"][..]),
+            ("controller-manager", "system:kube-controller-manager", &[]),
+            ("scheduler", "system:kube-scheduler", &[]),
+            ("proxy", "system:kube-proxy", &[]),
+            ("dns", "system:skiff-dns", &[]),
+        ] {
+            self.ensure_kubeconfig(&ca, name, cn, group)?;
+        }
         let mut p = Progress { n: 0, total: 5 + 2 * nodes, started: Instant::now() };
         p.step(&format!("lab bridge {} ({}/24), IP forwarding", self.bridge(), self.host_ip()), || {
             if !quiet("ip", &["link", "show", &*self.bridge()]) {
@@ -439,8 +563,9 @@ impl Lab {
             }
             Ok(())
         })?;
-        let master = self.master();
         p.step("apiserver, controller-manager, scheduler", || {
+            let pki = self.pki_dir();
+            let path = |f: &str| pki.join(f).to_string_lossy().into_owned();
             let args: Vec<String> = [
                 "--etcd-servers",
                 &(0..members).map(|m| self.etcd_client_url(m)).collect::<Vec<_>>().join(","),
@@ -450,35 +575,53 @@ impl Lab {
                 &*self.host_ip(),
                 "--port",
                 &self.net.api_port.to_string(),
+                // Secure by default: HTTPS, certificates for every client, RBAC, no anonymous.
+                "--tls-cert-file",
+                &path("apiserver.crt"),
+                "--tls-private-key-file",
+                &path("apiserver.key"),
+                "--client-ca-file",
+                &path("ca.crt"),
+                "--authorization-mode",
+                "RBAC",
+                "--anonymous-auth=false",
+                "--encryption-provider-config",
+                &path("encryption.yaml"),
+                "--audit-log-path",
+                &self.log("audit").to_string_lossy(),
             ]
             .map(String::from)
             .to_vec();
             self.spawn("apiserver", None, &self.bin("skiff-apiserver"), &args)?;
-            let addr = self.api_addr();
-            wait("apiserver", Duration::from_secs(30), || http_get(addr, "/readyz").is_some())
+            wait("apiserver", Duration::from_secs(30), || self.api_ready())
                 .map_err(|e| self.with_log_tail(e, "apiserver"))?;
             self.spawn(
                 "controller-manager",
                 None,
                 &self.bin("skiff-controller-manager"),
                 &[
-                    "--master".into(),
-                    master.clone(),
+                    "--kubeconfig".into(),
+                    self.kubeconfig_path("controller-manager").to_string_lossy().into(),
                     "--cluster-cidr".into(),
                     self.net.cluster_cidr.clone(),
                     "--node-monitor-grace-period".into(),
                     self.net.node_grace_seconds.to_string(),
                 ],
             )?;
-            self.spawn("scheduler", None, &self.bin("skiff-scheduler"), &["--master".into(), master.clone()])?;
+            self.spawn(
+                "scheduler",
+                None,
+                &self.bin("skiff-scheduler"),
+                &["--kubeconfig".into(), self.kubeconfig_path("scheduler").to_string_lossy().into()],
+            )?;
             Ok(())
         })?;
         p.step(&format!("skiff-dns on {}:53 (kube-dns 10.96.0.10)", self.host_ip()), || {
             // Metrics on the lab's own address, so two labs never collide on a port.
             let metrics = format!("{}:9153", self.host_ip());
             let args: Vec<String> = [
-                "--master",
-                &master,
+                "--kubeconfig",
+                &self.kubeconfig_path("dns").to_string_lossy(),
                 "--listen",
                 &format!("{}:53", self.host_ip()),
                 "--advertise-address",
@@ -494,17 +637,16 @@ impl Lab {
         })?;
         for i in 1..=nodes {
             p.step(&format!("node {} (netns {}, {})", node_name(i), self.netns(i), self.node_ip(i)), || {
-                self.node_up(i, &master)
+                self.node_up(i)
             })?;
         }
         for i in 1..=nodes {
             p.step(&format!("{} Ready, pod routes", node_name(i)), || self.wait_node(i, nodes))?;
         }
         p.step("kubeconfig", || {
-            let kc = format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff-lab\n  cluster:\n    server: {master}\ncontexts:\n- name: skiff-lab\n  context:\n    cluster: skiff-lab\n    user: admin\nusers:\n- name: admin\n  user: {{}}\ncurrent-context: skiff-lab\n"
-            );
-            std::fs::write(self.home.join("kubeconfig"), kc).map_err(|e| step_err("kubeconfig", e.to_string()))
+            std::fs::copy(self.kubeconfig_path("admin"), self.home.join("kubeconfig"))
+                .map(drop)
+                .map_err(|e| step_err("kubeconfig", e.to_string()))
         })?;
         println!(
             "\nThe lab is up: {nodes} node(s) in {:.1}s. Use it with:\n  export KUBECONFIG={}",
@@ -514,7 +656,7 @@ impl Lab {
         Ok(())
     }
 
-    fn node_up(&self, i: usize, master: &str) -> Result<()> {
+    fn node_up(&self, i: usize) -> Result<()> {
         let ns = self.netns(i);
         let step = node_name(i);
         let veth = format!("{}v{i}", self.net.prefix);
@@ -562,9 +704,12 @@ impl Lab {
             )?;
         }
         let ip = self.node_ip(i);
+        // The node's identity: system:node:<name> in system:nodes.
+        let ca = self.ensure_pki()?;
+        let node_kubeconfig = self.ensure_kubeconfig(&ca, &step, &format!("system:node:{step}"), &["system:nodes"])?;
         let kubelet_args: Vec<String> = [
-            "--master",
-            master,
+            "--kubeconfig",
+            &node_kubeconfig.to_string_lossy(),
             "--hostname-override",
             &step,
             "--node-ip",
@@ -590,8 +735,8 @@ impl Lab {
         .to_vec();
         self.spawn(&format!("{step}-kubelet"), Some(&ns), &self.bin("skiff-kubelet"), &kubelet_args)?;
         let proxy_args: Vec<String> = [
-            "--master",
-            master,
+            "--kubeconfig",
+            &self.kubeconfig_path("proxy").to_string_lossy(),
             "--hostname-override",
             &step,
             "--cluster-cidr",
@@ -605,26 +750,29 @@ impl Lab {
         Ok(())
     }
 
-    /// Nodes as the API sees them: (name, podCIDR, Ready).
+    /// Nodes as the API sees them: (name, podCIDR, Ready and untainted).
     pub fn nodes(&self) -> Vec<(String, Option<String>, bool)> {
-        let addr = self.api_addr();
-        let Some(body) = http_get(addr, "/api/v1/nodes") else { return vec![] };
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v["items"]
-            .as_array()
+        let list = self.with_api(|c| async move {
+            let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(c);
+            nodes.list(&Default::default()).await.ok()
+        });
+        list.map(|l| l.items)
+            .unwrap_or_default()
             .into_iter()
-            .flatten()
             .map(|n| {
-                let ready = n["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                (
-                    n["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                    n["spec"]["podCIDR"].as_str().map(String::from),
-                    ready,
-                )
+                // Ready, and the node lifecycle has lifted its not-ready taints (until then the
+                // scheduler places nothing there).
+                let ready = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                    && !n.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| {
+                        t.iter().any(|t| {
+                            t.key == "node.kubernetes.io/not-ready" || t.key == "node.kubernetes.io/unreachable"
+                        })
+                    });
+                (n.metadata.name.unwrap_or_default(), n.spec.and_then(|s| s.pod_cidr), ready)
             })
             .collect()
     }
@@ -831,9 +979,7 @@ impl Lab {
         }
         let i = self.node_indices().into_iter().max().unwrap_or(0) + 1;
         let mut p = Progress { n: 0, total: 2, started: Instant::now() };
-        p.step(&format!("node {} (netns {}, {})", node_name(i), self.netns(i), self.node_ip(i)), || {
-            self.node_up(i, &self.master())
-        })?;
+        p.step(&format!("node {} (netns {}, {})", node_name(i), self.netns(i), self.node_ip(i)), || self.node_up(i))?;
         p.step(&format!("{} Ready, pod routes", node_name(i)), || {
             self.wait_node(i, i)?;
             // The new node reaches the others' pods too.
@@ -861,12 +1007,17 @@ impl Lab {
                 let _ = quiet("ip", &["-n", &self.netns(j), "route", "del", &cidr]);
             }
         }
-        let mut s = TcpStream::connect_timeout(&self.api_addr(), Duration::from_secs(2))
-            .map_err(|e| step_err("remove-node", format!("apiserver: {e}")))?;
-        write!(s, "DELETE /api/v1/nodes/{name} HTTP/1.0\r\nHost: {}\r\n\r\n", self.api_addr())
-            .map_err(|e| step_err("remove-node", e.to_string()))?;
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
+        let deleted = self.with_api(|c| {
+            let name = name.clone();
+            async move {
+                let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(c);
+                nodes.delete(&name, &Default::default()).await.ok().map(drop)
+            }
+        });
+        if deleted.is_none() {
+            return Err(step_err("remove-node", format!("deleting the Node {name} through the API failed")));
+        }
+        let _ = std::fs::remove_file(self.kubeconfig_path(&name));
         let _ = std::fs::remove_dir_all(self.home.join("nodes").join(&name));
         println!("{name} removed");
         Ok(())

@@ -91,7 +91,8 @@ enum Command {
         subnet: u8,
         #[arg(long, global = true, default_value_t = 23790)]
         etcd_port: u16,
-        #[arg(long, global = true, default_value_t = 8080)]
+        /// The apiserver's HTTPS port.
+        #[arg(long, global = true, default_value_t = 6443)]
         api_port: u16,
         /// The pod network, split into one podCIDR per node.
         #[arg(long, global = true, default_value = "10.244.0.0/16")]

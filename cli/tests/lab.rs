@@ -250,8 +250,46 @@ async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, 
     for i in 1..=3 {
         assert!(Path::new("/var/run/netns").join(format!("{prefix}-n{i}")).exists());
     }
+    // The lab is secure by default: HTTPS, the admin's client certificate from its kubeconfig.
+    let kc = kube::config::Kubeconfig::read_from(lab.kubeconfig()).unwrap();
     let client =
-        kube::Client::try_from(kube::Config::new(format!("http://10.{subnet}.0.1:8080").parse().unwrap())).unwrap();
+        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap();
+    assert!(
+        skiff_testkit::http_get(format!("10.{subnet}.0.1:6443").parse().unwrap(), "/api/v1/namespaces")
+            .map_or(true, |r| !r.contains("NamespaceList")),
+        "no plain HTTP"
+    );
+    let anonymous = kube::Client::try_from({
+        let mut cfg = kube::Config::new(format!("https://10.{subnet}.0.1:6443").parse().unwrap());
+        cfg.accept_invalid_certs = true;
+        cfg
+    })
+    .unwrap();
+    let refused = Api::<Pod>::namespaced(anonymous, "default").list(&ListParams::default()).await;
+    assert!(matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 401), "anonymous is refused: {refused:?}");
+    // Secrets are sealed in etcd; every request is audited.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({"metadata": {"name": "db"}, "stringData": {"password": "lab-hunter2"}})).unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    let raw = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=http://10.{subnet}.0.1:23790"))
+        .args(["get", "/registry/secrets/default/db", "--print-value-only"])
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw.stdout);
+    assert!(raw.starts_with("k8s:enc:aesgcm:v1:key1:") && !raw.contains("lab-hunter2"), "sealed: {raw:.60}");
+    let audit_log = lab.home.path().join("logs/audit.log");
+    eventually("the Secret's creation is in the audit log", Duration::from_secs(10), || async {
+        let audit = std::fs::read_to_string(&audit_log).unwrap_or_default();
+        if audit.lines().any(|l| l.contains("\"audit.k8s.io/v1\"") && l.contains("\"secrets\"")) {
+            Ok(())
+        } else {
+            Err(format!("{} lines", audit.lines().count()))
+        }
+    })
+    .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let nodes: Api<Node> = Api::all(client.clone());
     let web_pods = ListParams::default().labels("app=web");
