@@ -244,6 +244,11 @@ fn fresh_value(patch: Value, field: Field, path: &str) -> Result<Value, PatchErr
             .into_iter()
             .map(|item| match item {
                 Value::Object(item) => merge_map(Map::new(), item, field.ty, path).map(Value::Object),
+                // A list in a replaced list (no built-in field has one, but any kind may):
+                // replaced too, its objects cleaned the same way.
+                inner @ Value::Array(_) => {
+                    fresh_value(inner, Field { ty: field.ty, list: ListStrategy::Replace }, path)
+                }
                 other => Ok(other),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -1307,6 +1312,11 @@ mod tests {
         assert_eq!(out["spec"]["containers"][1], json!({"name": "y", "env": []}));
         assert_eq!(out["spec"]["affinity"], json!({"podAffinity": {}}));
         assert_eq!(out["spec"]["volumes"], json!([{"name": "v", "emptyDir": {}}]));
+        // Found by fuzzing: lists inside a replaced list are cleaned too.
+        let out =
+            smp("Widget", json!({}), json!({"x": [[{"$patch": "replace", "a": 1}], [{"$retainKeys": ["b"], "b": 2}]]}));
+        assert_no_directives(&out);
+        assert_eq!(out, json!({"x": [[{"a": 1}], [{"b": 2}]]}));
     }
 
     #[test]

@@ -715,6 +715,9 @@ impl FieldRequirement {
 impl fmt::Display for FieldRequirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let op = match self.operator {
+            // A field name ending in `!` (parsed from `a! =v`, whitespace being trimmed)
+            // keeps a space, or `a!=v` would read back as `a != v`.
+            FieldOperator::Equals if self.field.ends_with('!') => " =",
             FieldOperator::Equals => "=",
             FieldOperator::NotEquals => "!=",
         };
@@ -1257,6 +1260,11 @@ mod tests {
         let s = fsel(" status.phase = Running , spec.nodeName!=n1 ");
         assert_eq!(s.exact_value("status.phase"), Some("Running"));
         assert_eq!(s.to_string(), "spec.nodeName!=n1,status.phase=Running");
+        // Found by fuzzing: a name ending in `!` keeps its space, or the canonical string
+        // would read back as `!=`.
+        let s = fsel("a! =b");
+        assert_eq!(s.to_string(), "a! =b");
+        assert_eq!(fsel(&s.to_string()), s);
     }
 
     #[test]

@@ -768,6 +768,9 @@ fn parse_quantity_exact(v: &str) -> Option<ParsedQuantity> {
 
 impl ParsedQuantity {
     fn to_f64(self) -> f64 {
+        if self.mantissa == 0 {
+            return 0.0; // not 0 * inf = NaN for `0e999999999`
+        }
         let v = self.mantissa as f64 * 2f64.powi(self.exp2 as i32) * 10f64.powi(self.exp10);
         if self.negative {
             -v
@@ -778,6 +781,9 @@ impl ParsedQuantity {
 
     /// `ceil(value / 10^scale)`, as upstream's `ScaledValue`; `None` on overflow.
     fn scaled_ceil(self, scale: i32) -> Option<i128> {
+        if self.mantissa == 0 {
+            return Some(0); // `0e999999999` is 0, not an overflow
+        }
         let base = self.mantissa.checked_mul(1u128.checked_shl(self.exp2)?)?;
         let shift = self.exp10.checked_sub(scale)?;
         let magnitude: u128;
@@ -3744,6 +3750,10 @@ mod tests {
         assert_eq!(compare_quantities("1Gi", "1G"), Some(Ordering::Greater));
         assert_eq!(compare_quantities("500m", "0.6"), Some(Ordering::Less));
         assert_eq!(compare_quantities("-1", "0"), Some(Ordering::Less));
+        // Found by fuzzing: zero with a huge exponent is zero, not a saturated maximum or NaN.
+        assert_eq!(parse_quantity_milli("0e123456789"), Some(0));
+        assert_eq!(parse_quantity_value("00000000000e123456789"), Some(0));
+        assert_eq!(parse_quantity("0e999999999"), Some(0.0));
     }
 
     // --- metadata ------------------------------------------------------------

@@ -275,8 +275,8 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         crate::protobuf::decode(body)
             .map_err(|e| ApiError::BadRequest(format!("the protobuf body could not be decoded: {e}")))
     } else if ct.contains("yaml") {
-        serde_yaml::from_slice::<Value>(body)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
+        // Bounded: aliases may not expand the document past the body limit (no billion laughs).
+        crate::object::decode_yaml(body).map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")))
     } else if ct.contains("json") || ct.is_empty() {
         serde_json::from_slice::<Value>(body)
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))

@@ -47,6 +47,116 @@ pub fn encode_for_store(v: &Value) -> Vec<u8> {
     }
 }
 
+/// How large a YAML document may get once its aliases are expanded, counted as one per
+/// node plus the length of every string and key (a lower bound of its JSON encoding): the
+/// request body cap, so aliases never let a body decode to more than the largest JSON
+/// body the apiserver accepts.
+pub const MAX_YAML_EXPANDED_SIZE: usize = crate::http::MAX_BODY_BYTES;
+
+/// Decodes a YAML (or JSON) request body into JSON, refusing a document whose aliases
+/// expand past [`MAX_YAML_EXPANDED_SIZE`].
+///
+/// serde_yaml's own limits (nesting depth 128; alias jumps at most 100 times the number of
+/// parse events) stop the classic nested "billion laughs", but not its flat form: one
+/// anchor of `k` nodes and `m` aliases of it cost `k + m` events and expand to `k * m`
+/// nodes, so a 100 KiB body could make gigabytes. A first pass walks the document
+/// (aliases expanded) without building anything and stops as soon as the budget is
+/// spent; only a document within it is decoded. Every decoder of YAML bodies must use
+/// this instead of `serde_yaml::from_slice`.
+pub fn decode_yaml(bytes: &[u8]) -> Result<Value, serde_yaml::Error> {
+    use serde::de::DeserializeSeed;
+    let budget = std::cell::Cell::new(MAX_YAML_EXPANDED_SIZE);
+    YamlBudget(&budget).deserialize(serde_yaml::Deserializer::from_slice(bytes))?;
+    serde_yaml::from_slice(bytes)
+}
+
+/// The budget walk of [`decode_yaml`]: accepts any document, spends one unit per node
+/// plus the length of each string, and fails once the budget runs out.
+#[derive(Clone, Copy)]
+struct YamlBudget<'b>(&'b std::cell::Cell<usize>);
+
+impl YamlBudget<'_> {
+    fn spend<E: serde::de::Error>(self, n: usize) -> Result<(), E> {
+        match self.0.get().checked_sub(n.saturating_add(1)) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format_args!(
+                "the document expands to more than {MAX_YAML_EXPANDED_SIZE} bytes (through YAML aliases?)"
+            ))),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for YamlBudget<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for YamlBudget<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.spend(v.len())
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<(), E> {
+        self.spend(v.len())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.spend(0)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.spend(0)?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.spend(0)?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        // A tagged value (`!tag x`): the tag and its value.
+        use serde::de::VariantAccess;
+        let ((), variant) = data.variant_seed(self)?;
+        variant.newtype_variant_seed(self)
+    }
+}
+
 pub fn set_resource_version(v: &mut Value, rv: i64) {
     meta_mut(v).insert("resourceVersion".into(), Value::String(rv.to_string()));
 }
@@ -148,6 +258,32 @@ mod tests {
         assert!(!String::from_utf8_lossy(&bytes).contains("resourceVersion"));
         let back = decode_stored(&bytes, 9).unwrap();
         assert_eq!(resource_version(&back), Some("9"));
+    }
+
+    #[test]
+    fn yaml_alias_expansion_is_bounded() {
+        // Ordinary YAML decodes exactly as serde_yaml decodes it.
+        let doc = b"a: &x [1, two, {k: v}]\nb: *x\nc: !!str 3\nd: ~\n";
+        assert_eq!(decode_yaml(doc).unwrap(), serde_yaml::from_slice::<Value>(doc).unwrap());
+        // Flat: a 100 KiB anchor and 100 aliases (10 MB expanded) is refused at once.
+        let mut flat = format!("a: &a \"{}\"\nb: [", "x".repeat(100 * 1024));
+        flat.push_str(&vec!["*a"; 100].join(", "));
+        flat.push(']');
+        let err = decode_yaml(flat.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("expands to more than"), "{err}");
+        // ... while 20 aliases (2 MB) are still within the budget.
+        let mut fits = format!("a: &a \"{}\"\nb: [", "x".repeat(100 * 1024));
+        fits.push_str(&vec!["*a"; 20].join(", "));
+        fits.push(']');
+        assert_eq!(decode_yaml(fits.as_bytes()).unwrap()["b"].as_array().unwrap().len(), 20);
+        // Nested (billion laughs): serde_yaml's own alias limit.
+        let mut laughs = String::from("l0: &l0 lol\n");
+        for i in 1..=9 {
+            laughs.push_str(&format!("l{i}: &l{i} [{}]\n", vec![format!("*l{}", i - 1); 10].join(", ")));
+        }
+        assert!(decode_yaml(laughs.as_bytes()).is_err());
+        // Deep nesting: the recursion limit.
+        assert!(decode_yaml(format!("{}{}", "[".repeat(200), "]".repeat(200)).as_bytes()).is_err());
     }
 
     #[test]

@@ -29,13 +29,19 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Kind> {
         "application/json-patch+json" => {
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("the JSON patch is not a valid RFC 6902 patch: {e}")))?;
+            if p.0.len() > MAX_JSON_PATCH_OPERATIONS {
+                return Err(ApiError::TooLarge(format!(
+                    "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                    p.0.len()
+                )));
+            }
             Ok(Kind::Json(p))
         }
         "application/merge-patch+json" => Ok(Kind::Merge(as_json("merge patch")?)),
         "application/strategic-merge-patch+json" => Ok(Kind::Strategic(as_json("strategic merge patch")?)),
         "application/apply-patch+yaml" | "application/apply-patch+json" => {
             // kubectl sends JSON under the YAML type; YAML is a superset, so parse as YAML.
-            let v: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the apply body is not valid YAML or JSON: {e}")))?;
+            let v: Value = obj::decode_yaml(body).map_err(|e| ApiError::BadRequest(format!("the apply body is not valid YAML or JSON: {e}")))?;
             Ok(Kind::Apply(v))
         }
         other => Err(ApiError::UnsupportedMediaType(format!(
@@ -44,12 +50,77 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Kind> {
     }
 }
 
+/// Most operations one JSON patch may have (upstream's `maxJSONPatchOperations`); more is
+/// a 413.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// The most bytes the `copy` operations of one JSON patch may copy in total (as
+/// evanphx/json-patch's `AccumulatedCopySizeLimit`): without it, `copy` of the root into
+/// itself doubles the document per operation, 2^30 times the object from a 2 KiB patch.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = crate::http::MAX_BODY_BYTES;
+
+/// Why a JSON patch could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonPatchError {
+    #[error(transparent)]
+    Operation(#[from] json_patch::PatchError),
+    #[error(
+        "the copy operations of the patch copy more than {MAX_JSON_PATCH_COPY_BYTES} bytes in total \
+         (operation {operation})"
+    )]
+    CopyLimit { operation: usize },
+}
+
+/// Applies an RFC 6902 JSON patch (the `json-patch` crate's semantics) with the copy
+/// limit above. On error `doc` is left partly patched: apply to a copy.
+pub fn apply_json_patch(doc: &mut Value, patch: &json_patch::Patch) -> Result<(), JsonPatchError> {
+    let mut copied = 0usize;
+    for (i, op) in patch.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(c) = op {
+            // The source as the operation resolves it; a missing one is the operation's
+            // own error, reported when it runs.
+            if let Some(v) = doc.pointer(c.from.as_str()) {
+                copied += encoded_len(v, MAX_JSON_PATCH_COPY_BYTES - copied);
+                if copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(JsonPatchError::CopyLimit { operation: i });
+                }
+            }
+        }
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op))?;
+    }
+    Ok(())
+}
+
+/// The length of `v` encoded as JSON, counting only up to a little past `limit` (so a
+/// huge value costs no more than the limit to measure).
+fn encoded_len(v: &Value, limit: usize) -> usize {
+    struct Counter {
+        n: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter { n: 0, limit };
+    let _ = serde_json::to_writer(&mut c, v);
+    c.n
+}
+
 /// Applies a patch document to `old`.
 fn apply(kind: &str, old: &Value, p: &Kind) -> ApiResult<Value> {
     let mut doc = old.clone();
     match p {
         Kind::Json(patch) => {
-            json_patch::patch(&mut doc, patch).map_err(|e| ApiError::Invalid {
+            apply_json_patch(&mut doc, patch).map_err(|e| ApiError::Invalid {
                 kind: kind.into(),
                 group: String::new(),
                 name: obj::name(old).into(),
@@ -190,4 +261,36 @@ async fn server_side_apply(
     );
     let updated = crate::registry::WRITE.scope(ctx, update).await?;
     Ok(fieldvalidation::with_warnings(json_response(StatusCode::OK, &updated), &warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn patch(ops: Value) -> json_patch::Patch {
+        serde_json::from_value(ops).unwrap()
+    }
+
+    #[test]
+    fn json_patch_copies_are_bounded() {
+        // Copying the root into itself doubles the document each time.
+        let mut doc = json!({"a": "x".repeat(1024)});
+        let bomb: Vec<Value> = (0..40).map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")})).collect();
+        let err = apply_json_patch(&mut doc, &patch(Value::Array(bomb))).unwrap_err();
+        assert!(matches!(err, JsonPatchError::CopyLimit { operation } if operation > 5 && operation < 15), "{err}");
+        // Ordinary patches, copies included, apply as the json-patch crate applies them.
+        let ops = patch(json!([
+            {"op": "add", "path": "/b", "value": [1]},
+            {"op": "copy", "from": "/b", "path": "/c"},
+            {"op": "move", "from": "/c", "path": "/d"},
+            {"op": "test", "path": "/d/0", "value": 1},
+        ]));
+        let mut ours = json!({"a": 1});
+        let mut theirs = ours.clone();
+        apply_json_patch(&mut ours, &ops).unwrap();
+        json_patch::patch(&mut theirs, &ops).unwrap();
+        assert_eq!(ours, theirs);
+        assert!(apply_json_patch(&mut ours, &patch(json!([{"op": "copy", "from": "/nope", "path": "/x"}]))).is_err());
+    }
 }
