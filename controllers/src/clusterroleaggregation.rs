@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::json;
@@ -25,17 +25,25 @@ use crate::Error;
 
 struct Ctx {
     client: Client,
-    roles: Store<ClusterRole>,
 }
 
 async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let all: Vec<ClusterRole> = ctx.roles.state().iter().map(|r| (**r).clone()).collect();
-    let Some(rules) = skiff_api::rbac::aggregated_rules(&role, &all) else { return Ok(Action::await_change()) };
-    if role.rules.clone().unwrap_or_default() == rules {
+    if role.aggregation_rule.is_none() {
         return Ok(Action::await_change());
     }
-    let name = role.metadata.name.clone().unwrap_or_default();
+    // A fresh list, not the reflector's cache: the change that triggered this pass (say,
+    // `view` just gaining rules, for `edit`) may not have reached the cache yet, and a pass
+    // computed from it would settle on stale rules with nothing left to trigger another.
     let api: Api<ClusterRole> = Api::all(ctx.client.clone());
+    let all = api.list(&Default::default()).await?.items;
+    let name = role.metadata.name.clone().unwrap_or_default();
+    let Some(current) = all.iter().find(|r| r.metadata.name.as_deref() == Some(&name)) else {
+        return Ok(Action::await_change());
+    };
+    let Some(rules) = skiff_api::rbac::aggregated_rules(current, &all) else { return Ok(Action::await_change()) };
+    if current.rules.clone().unwrap_or_default() == rules {
+        return Ok(Action::await_change());
+    }
     api.patch(
         &name,
         &PatchParams { field_manager: Some("skiff-clusterrole-aggregation-controller".into()), ..Default::default() },
@@ -65,5 +73,5 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Erro
             .map(|r| ObjectRef::from_obj(&**r))
             .collect::<Vec<_>>()
     });
-    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client, roles: store }), shutdown).await
+    crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
 }
