@@ -7,6 +7,8 @@
 //! RoleBinding in the request's namespace whose subjects match (that namespace only).
 //! Members of `system:masters` are always allowed (upstream's privileged-group authorizer).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -109,49 +111,36 @@ pub fn subject_matches(s: &Subject, user: &str, groups: &[String], binding_ns: &
     }
 }
 
-/// Where the evaluator finds RBAC objects (the apiserver's cache, or a test's vectors).
-pub trait RbacSource {
-    fn cluster_role_bindings(&self) -> Vec<ClusterRoleBinding>;
-    fn role_bindings(&self, namespace: &str) -> Vec<RoleBinding>;
-    fn cluster_role(&self, name: &str) -> Option<ClusterRole>;
-    fn role(&self, namespace: &str, name: &str) -> Option<Role>;
-}
-
-/// The RBAC objects one decision looks at (the apiserver fills it from its watch caches:
-/// every ClusterRole and ClusterRoleBinding, and the request namespace's Roles and
-/// RoleBindings).
+/// The RBAC objects one decision looks at: every ClusterRoleBinding and ClusterRole (shared:
+/// the apiserver decodes them once per change, not per request) and the request namespace's
+/// RoleBindings and Roles.
 #[derive(Debug, Default, Clone)]
 pub struct Objects {
-    pub crbs: Vec<ClusterRoleBinding>,
+    pub crbs: Arc<Vec<ClusterRoleBinding>>,
+    pub crs: Arc<Vec<ClusterRole>>,
     pub rbs: Vec<RoleBinding>,
-    pub crs: Vec<ClusterRole>,
     pub roles: Vec<Role>,
 }
 
-impl RbacSource for Objects {
-    fn cluster_role_bindings(&self) -> Vec<ClusterRoleBinding> {
-        self.crbs.clone()
+impl Objects {
+    fn cluster_role(&self, name: &str) -> Option<&ClusterRole> {
+        self.crs.iter().find(|c| c.metadata.name.as_deref() == Some(name))
     }
-    fn role_bindings(&self, ns: &str) -> Vec<RoleBinding> {
-        self.rbs.iter().filter(|b| b.metadata.namespace.as_deref() == Some(ns)).cloned().collect()
-    }
-    fn cluster_role(&self, name: &str) -> Option<ClusterRole> {
-        self.crs.iter().find(|c| c.metadata.name.as_deref() == Some(name)).cloned()
-    }
-    fn role(&self, ns: &str, name: &str) -> Option<Role> {
+
+    fn role(&self, ns: &str, name: &str) -> Option<&Role> {
         self.roles
             .iter()
             .find(|r| r.metadata.namespace.as_deref() == Some(ns) && r.metadata.name.as_deref() == Some(name))
-            .cloned()
     }
-}
 
-/// The rules a role reference grants (a Role is looked up in the binding's namespace).
-pub fn role_ref_rules(src: &dyn RbacSource, r: &RoleRef, namespace: &str) -> Vec<PolicyRule> {
-    match r.kind.as_str() {
-        "ClusterRole" => src.cluster_role(&r.name).and_then(|c| c.rules).unwrap_or_default(),
-        "Role" if !namespace.is_empty() => src.role(namespace, &r.name).and_then(|c| c.rules).unwrap_or_default(),
-        _ => vec![],
+    /// The rules a role reference grants (a Role is looked up in the binding's namespace).
+    pub fn role_ref_rules(&self, r: &RoleRef, namespace: &str) -> &[PolicyRule] {
+        let rules = match r.kind.as_str() {
+            "ClusterRole" => self.cluster_role(&r.name).and_then(|c| c.rules.as_ref()),
+            "Role" if !namespace.is_empty() => self.role(namespace, &r.name).and_then(|c| c.rules.as_ref()),
+            _ => None,
+        };
+        rules.map_or(&[], Vec::as_slice)
     }
 }
 
@@ -164,31 +153,31 @@ pub enum Decision {
 }
 
 /// Upstream's `RBACAuthorizer.Authorize` (plus the `system:masters` short-circuit).
-pub fn authorize(src: &dyn RbacSource, a: &Attributes) -> Decision {
+pub fn authorize(src: &Objects, a: &Attributes) -> Decision {
     if has(&a.groups, SYSTEM_MASTERS) {
         return Decision::Allow(format!("the user is in {SYSTEM_MASTERS}"));
     }
-    for b in src.cluster_role_bindings() {
+    for b in src.crbs.iter() {
         if !b.subjects.iter().flatten().any(|s| subject_matches(s, &a.user, &a.groups, "")) {
             continue;
         }
-        if role_ref_rules(src, &b.role_ref, "").iter().any(|r| rule_allows(r, a)) {
+        if src.role_ref_rules(&b.role_ref, "").iter().any(|r| rule_allows(r, a)) {
             return Decision::Allow(format!(
                 "RBAC: allowed by ClusterRoleBinding {:?} of ClusterRole {:?}",
-                b.metadata.name.unwrap_or_default(),
+                b.metadata.name.as_deref().unwrap_or_default(),
                 b.role_ref.name
             ));
         }
     }
     if !a.namespace.is_empty() {
-        for b in src.role_bindings(&a.namespace) {
+        for b in src.rbs.iter().filter(|b| b.metadata.namespace.as_deref() == Some(a.namespace.as_str())) {
             if !b.subjects.iter().flatten().any(|s| subject_matches(s, &a.user, &a.groups, &a.namespace)) {
                 continue;
             }
-            if role_ref_rules(src, &b.role_ref, &a.namespace).iter().any(|r| rule_allows(r, a)) {
+            if src.role_ref_rules(&b.role_ref, &a.namespace).iter().any(|r| rule_allows(r, a)) {
                 return Decision::Allow(format!(
                     "RBAC: allowed by RoleBinding {:?} of {} {:?} to the namespace {:?}",
-                    b.metadata.name.unwrap_or_default(),
+                    b.metadata.name.as_deref().unwrap_or_default(),
                     b.role_ref.kind,
                     b.role_ref.name,
                     a.namespace
@@ -296,14 +285,14 @@ mod tests {
 
     fn objects() -> Objects {
         Objects {
-            crs: vec![
+            crs: Arc::new(vec![
                 v(
                     json!({"metadata": {"name": "view"}, "rules": [{"verbs": ["get", "list", "watch"], "apiGroups": ["", "apps"], "resources": ["pods", "deployments"]}]}),
                 ),
                 v(
                     json!({"metadata": {"name": "node-reader"}, "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["nodes"]}]}),
                 ),
-            ],
+            ]),
             roles: vec![v(
                 json!({"metadata": {"name": "cm-editor", "namespace": "team-b"}, "rules": [{"verbs": ["*"], "apiGroups": [""], "resources": ["configmaps"]}]}),
             )],
@@ -315,9 +304,9 @@ mod tests {
                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-editor"},
                     "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "dev"}]})),
             ],
-            crbs: vec![v(json!({"metadata": {"name": "nodes"},
+            crbs: Arc::new(vec![v(json!({"metadata": {"name": "nodes"},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "node-reader"},
-                "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:authenticated"}]}))],
+                "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:authenticated"}]}))]),
         }
     }
 

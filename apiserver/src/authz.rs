@@ -17,6 +17,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::Method;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use skiff_api::rbac::{self, Attributes, Decision};
@@ -48,10 +49,19 @@ impl std::str::FromStr for Mode {
 }
 
 /// What the middleware needs: the mode and where the RBAC objects are.
-#[derive(Clone)]
 pub struct Authorizer {
     pub mode: Mode,
     pub registry: Registry,
+    /// Every ClusterRole and ClusterRoleBinding, decoded once per change of their caches
+    /// (every request needs them; decoding them per request would be the hot path's cost).
+    cluster: std::sync::Mutex<Option<ClusterPolicy>>,
+}
+
+struct ClusterPolicy {
+    /// The revisions of the clusterrolebindings and clusterroles caches they were read at.
+    revisions: (i64, i64),
+    crbs: Arc<Vec<ClusterRoleBinding>>,
+    crs: Arc<Vec<ClusterRole>>,
 }
 
 /// Upstream's request attributes of an HTTP request.
@@ -120,29 +130,53 @@ async fn cached<T: DeserializeOwned>(reg: &Registry, plural: &str, namespace: Op
     objects.iter().filter_map(|o| T::deserialize(o.as_ref()).ok()).collect()
 }
 
-/// The RBAC objects of one decision, read from the watch caches (the namespace's Roles and
-/// RoleBindings only).
-async fn load(reg: &Registry, namespace: &str) -> rbac::Objects {
-    let ns = (!namespace.is_empty()).then_some(namespace);
-    rbac::Objects {
-        crbs: cached(reg, "clusterrolebindings", None).await,
-        rbs: match ns {
-            Some(ns) => cached(reg, "rolebindings", Some(ns)).await,
-            None => vec![],
-        },
-        crs: cached(reg, "clusterroles", None).await,
-        roles: match ns {
-            Some(ns) => cached(reg, "roles", Some(ns)).await,
-            None => vec![],
-        },
+impl Authorizer {
+    pub fn new(mode: Mode, registry: Registry) -> Self {
+        Authorizer { mode, registry, cluster: std::sync::Mutex::new(None) }
     }
-}
 
-/// The decision for `a` under `mode`.
-pub async fn decide(mode: Mode, reg: &Registry, a: &Attributes) -> Decision {
-    match mode {
-        Mode::AlwaysAllow => Decision::Allow("AlwaysAllow".into()),
-        Mode::Rbac => rbac::authorize(&load(reg, &a.namespace).await, a),
+    /// The cluster-scoped policy, decoded again only when one of its caches moved.
+    async fn cluster_policy(&self) -> (Arc<Vec<ClusterRoleBinding>>, Arc<Vec<ClusterRole>>) {
+        let revision = |plural| rbac_resource(plural).map_or(0, |r| self.registry.cache(r).revision());
+        // Read before the objects: what is decoded is at least this new, so a change racing
+        // the read only causes one more decode later.
+        let revisions = (revision("clusterrolebindings"), revision("clusterroles"));
+        if let Some(c) = self.cluster.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if c.revisions == revisions {
+                return (c.crbs.clone(), c.crs.clone());
+            }
+        }
+        let crbs = Arc::new(cached(&self.registry, "clusterrolebindings", None).await);
+        let crs = Arc::new(cached(&self.registry, "clusterroles", None).await);
+        *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(ClusterPolicy { revisions, crbs: crbs.clone(), crs: crs.clone() });
+        (crbs, crs)
+    }
+
+    /// The RBAC objects of one decision (the namespace's Roles and RoleBindings only).
+    async fn objects(&self, namespace: &str) -> rbac::Objects {
+        let (crbs, crs) = self.cluster_policy().await;
+        let ns = (!namespace.is_empty()).then_some(namespace);
+        rbac::Objects {
+            crbs,
+            crs,
+            rbs: match ns {
+                Some(ns) => cached(&self.registry, "rolebindings", Some(ns)).await,
+                None => vec![],
+            },
+            roles: match ns {
+                Some(ns) => cached(&self.registry, "roles", Some(ns)).await,
+                None => vec![],
+            },
+        }
+    }
+
+    /// The decision for `a`.
+    pub async fn decide(&self, a: &Attributes) -> Decision {
+        match self.mode {
+            Mode::AlwaysAllow => Decision::Allow("AlwaysAllow".into()),
+            Mode::Rbac => rbac::authorize(&self.objects(&a.namespace).await, a),
+        }
     }
 }
 
@@ -173,7 +207,7 @@ pub async fn authorize(State(z): State<Arc<Authorizer>>, req: Request, next: Nex
     }
     let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
     let a = attributes(&user, req.method(), req.uri().path(), req.uri().query());
-    match decide(z.mode, &z.registry, &a).await {
+    match z.decide(&a).await {
         Decision::Allow(reason) => {
             debug!(user = %a.user, verb = %a.verb, resource = %a.resource, path = %a.path, %reason, "allowed");
             next.run(req).await
@@ -220,7 +254,7 @@ pub async fn impersonate(State(z): State<Arc<Authorizer>>, mut req: Request, nex
             name,
             ..Default::default()
         };
-        if let Decision::NoOpinion = decide(z.mode, &z.registry, &a).await {
+        if let Decision::NoOpinion = z.decide(&a).await {
             debug!(user = %real.name, impersonating = %a.name, resource, "impersonation refused");
             return forbidden(&a).into_response();
         }
@@ -239,7 +273,7 @@ pub async fn impersonate(State(z): State<Arc<Authorizer>>, mut req: Request, nex
 
 /// Answers a `SelfSubjectAccessReview` (about `user`) or a `SubjectAccessReview` (about
 /// the user in its spec): the review with `status.allowed` / `status.reason` filled in.
-pub async fn review(mode: Mode, reg: &Registry, user: &UserInfo, kind: &str, body: Value) -> Result<Value, ApiError> {
+pub async fn review(z: &Authorizer, user: &UserInfo, kind: &str, body: Value) -> Result<Value, ApiError> {
     let spec = &body["spec"];
     let (name, groups) = if kind == "SelfSubjectAccessReview" {
         (user.name.clone(), user.groups.clone())
@@ -273,7 +307,7 @@ pub async fn review(mode: Mode, reg: &Registry, user: &UserInfo, kind: &str, bod
             "exactly one of spec.resourceAttributes and spec.nonResourceAttributes must be set".into(),
         ));
     };
-    let (allowed, reason) = match decide(mode, reg, &a).await {
+    let (allowed, reason) = match z.decide(&a).await {
         Decision::Allow(r) => (true, r),
         Decision::NoOpinion => (false, String::new()),
     };

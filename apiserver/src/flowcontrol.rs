@@ -73,12 +73,11 @@ impl Drop for Slot {
     }
 }
 
-/// Whether a request is long-running (not counted).
+/// Whether a request is long-running (not counted): a watch, or a pod stream. Read from the
+/// same request attributes authorization uses.
 pub fn long_running(method: &Method, path: &str, query: Option<&str>) -> bool {
-    let watch = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
-        || path.split('/').any(|s| s == "watch");
-    let streaming = matches!(path.rsplit('/').next(), Some("log" | "exec" | "attach" | "portforward"));
-    (*method == Method::GET && watch) || streaming
+    let a = crate::authz::attributes(&UserInfo::anonymous(), method, path, query);
+    a.verb == "watch" || matches!(a.subresource.as_str(), "log" | "exec" | "attach" | "portforward")
 }
 
 impl InFlight {

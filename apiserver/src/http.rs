@@ -103,7 +103,7 @@ async fn access_review(State(s): State<AppState>, req: Request) -> Response {
     let result = async {
         let bytes = read_body(body, s.request_timeout).await?;
         let review = decode_body(&parts.headers, &bytes)?;
-        crate::authz::review(s.authz.mode, &s.registry, &user, kind, review).await
+        crate::authz::review(&s.authz, &user, kind, review).await
     }
     .await;
     match result {

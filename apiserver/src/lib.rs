@@ -353,10 +353,7 @@ impl ApiServer {
             ready: self.ready.subscribe(),
             shutdown: shutdown.clone(),
             authn: Arc::new(self.config.authentication.clone()),
-            authz: Arc::new(authz::Authorizer {
-                mode: self.config.authorization_mode,
-                registry: self.registry.clone(),
-            }),
+            authz: Arc::new(authz::Authorizer::new(self.config.authorization_mode, self.registry.clone())),
             inflight: flowcontrol::InFlight::new(self.config.inflight),
             audit: match &self.config.audit {
                 Some((path, policy)) => Some(audit::Auditor::open(path, policy.clone()).await?),

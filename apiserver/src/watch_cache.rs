@@ -155,6 +155,11 @@ impl WatchCache {
         ok
     }
 
+    /// The revision the cache reflects now.
+    pub fn revision(&self) -> i64 {
+        *self.revision_tx.borrow()
+    }
+
     pub async fn is_ready(&self) -> bool {
         self.inner.read().await.ready
     }

@@ -65,7 +65,7 @@ async fn every_request_is_one_json_line_at_its_policy_level() {
         .unwrap();
     let alice: Api<ConfigMap> = Api::namespaced(client(server.addr, "alice-token"), "default");
     assert!(alice.get("audited").await.is_err(), "alice is refused");
-    let health = reqwest_free_get(server.addr, "/healthz").await;
+    let health = common::raw_get(server.addr, "/healthz", &[]).await;
     assert!(health.starts_with("HTTP/1.1 200"));
 
     let mut events: Vec<Value> = vec![];
@@ -110,14 +110,4 @@ async fn every_request_is_one_json_line_at_its_policy_level() {
         !events.iter().any(|e| e["requestURI"].as_str().is_some_and(|u| u.starts_with("/healthz"))),
         "health checks are not logged"
     );
-}
-
-/// A raw GET: the whole response text.
-async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }

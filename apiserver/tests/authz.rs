@@ -43,19 +43,6 @@ async fn can_i(c: &kube::Client, verb: &str, resource: &str, ns: &str) -> bool {
     got.status.unwrap().allowed
 }
 
-/// A raw GET with extra headers: the whole response text.
-async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_bound_to_view_in_one_namespace_reads_there_and_nothing_else() {
     let tokens = TokenFile::parse("admin-token,admin,1,system:masters\nalice-token,alice,2\n").unwrap();
@@ -179,12 +166,12 @@ async fn a_user_bound_to_view_in_one_namespace_reads_there_and_nothing_else() {
     let (code, _, err) = tokio::task::block_in_place(|| kubectl(args("get configmaps -n team-a --as alice")));
     assert!(code != Some(0) && err.contains("Forbidden"), "{err}");
     let raw =
-        reqwest_like_get(server.addr, "/api/v1/namespaces/team-a/configmaps", &[("Impersonate-User", "alice")]).await;
+        common::raw_get(server.addr, "/api/v1/namespaces/team-a/configmaps", &[("Impersonate-User", "alice")]).await;
     assert!(
         raw.contains(r#"users \"alice\" is forbidden: User \"system:anonymous\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"#),
         "{raw}"
     );
-    let raw = reqwest_like_get(server.addr, "/api", &[("Impersonate-Group", "system:masters")]).await;
+    let raw = common::raw_get(server.addr, "/api", &[("Impersonate-Group", "system:masters")]).await;
     assert!(raw.starts_with("HTTP/1.1 400"), "groups without a user: {raw}");
     Api::<ClusterRole>::all(admin.clone())
         .create(&PostParams::default(), &obj(json!({"metadata": {"name": "impersonate-alice"},
@@ -224,9 +211,9 @@ async fn a_user_bound_to_view_in_one_namespace_reads_there_and_nothing_else() {
     );
     assert_eq!(tokio::task::block_in_place(|| kubectl(args("auth can-i get secrets -n team-a --as alice"))).1, "no");
     let raw =
-        reqwest_like_get(server.addr, "/api/v1/namespaces/team-a/configmaps", &[("Impersonate-User", "bob")]).await;
+        common::raw_get(server.addr, "/api/v1/namespaces/team-a/configmaps", &[("Impersonate-User", "bob")]).await;
     assert!(raw.starts_with("HTTP/1.1 403"), "only alice may be impersonated: {raw}");
-    let raw = reqwest_like_get(
+    let raw = common::raw_get(
         server.addr,
         "/api/v1/namespaces/team-a/configmaps",
         &[("Impersonate-User", "alice"), ("Impersonate-Group", "system:masters")],

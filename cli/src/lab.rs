@@ -102,6 +102,19 @@ fn run(step: &str, cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Writes a file with `mode` (keys and kubeconfigs 0600).
+fn write_file(path: &Path, text: &str, mode: u32, step: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| step_err(step, format!("{}: {e}", path.display())))?;
+    f.write_all(text.as_bytes()).map_err(|e| step_err(step, format!("{}: {e}", path.display())))
+}
+
 fn quiet(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
@@ -242,17 +255,7 @@ impl Lab {
         let err = |e: String| step_err("certificates", e);
         std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
         std::fs::create_dir_all(self.home.join("kubeconfigs")).map_err(|e| err(e.to_string()))?;
-        let write = |name: &str, text: &str, mode: u32| -> Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(dir.join(name))
-                .map_err(|e| err(e.to_string()))?;
-            f.write_all(text.as_bytes()).map_err(|e| err(e.to_string()))
-        };
+        let write = |name: &str, text: &str, mode: u32| write_file(&dir.join(name), text, mode, "certificates");
         if !dir.join("ca.key").exists() {
             let ca = skiff_api::pki::new_ca("skiff-lab-ca").map_err(|e| err(e.to_string()))?;
             write("ca.key", &ca.key, 0o600)?;
@@ -294,15 +297,7 @@ impl Lab {
             let client =
                 skiff_api::pki::client_cert(ca, cn, group).map_err(|e| step_err("certificates", e.to_string()))?;
             let text = skiff_api::pki::kubeconfig(&self.master(), &ca.cert, cn, &client);
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| step_err("kubeconfig", e.to_string()))?;
-            f.write_all(text.as_bytes()).map_err(|e| step_err("kubeconfig", e.to_string()))?;
+            write_file(&path, &text, 0o600, "kubeconfig")?;
         }
         Ok(path)
     }
@@ -439,19 +434,18 @@ impl Lab {
                 self.config_template.display()
             ));
         }
-        let watches: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        if watches < 128 {
-            missing.push("  inotify instances too low: sysctl -w fs.inotify.max_user_instances=512".into());
-        }
-        let watch_limit: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        if watch_limit < 8192 {
-            missing.push("  inotify watches too low: sysctl -w fs.inotify.max_user_watches=524288".into());
+        let sysctl = |key: &str| -> u64 {
+            std::fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/")))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        for (key, at_least, fix) in
+            [("fs.inotify.max_user_instances", 128, 512), ("fs.inotify.max_user_watches", 8192, 524288)]
+        {
+            if sysctl(key) < at_least {
+                missing.push(format!("  {key} too low: sysctl -w {key}={fix}"));
+            }
         }
         // Kernel features: the lab needs network namespaces, nftables (every node's proxy)
         // and a cgroup hierarchy (runc), and turns IP forwarding on itself.

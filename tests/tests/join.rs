@@ -20,8 +20,7 @@
 //! against its program's `--help`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -381,13 +380,9 @@ fn remove_leftovers() {
     }
 }
 
-/// A blocking HTTP/1.0 GET: (status line, body).
+/// A blocking HTTP/1.0 GET (testkit's): (status line, body).
 fn http_get(addr: SocketAddr, path: &str) -> Option<(String, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
+    let out = skiff_testkit::http_get(addr, path).ok()?;
     let (head, body) = out.split_once("\r\n\r\n")?;
     Some((head.lines().next()?.to_string(), body.to_string()))
 }

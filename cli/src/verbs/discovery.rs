@@ -54,12 +54,7 @@ impl Catalog {
     pub async fn load(client: &kube::Client) -> Result<Catalog> {
         let mut resources = vec![];
         for path in ["/api", "/apis"] {
-            let req = http::Request::get(path)
-                .header(http::header::ACCEPT, AGGREGATED)
-                .body(Vec::new())
-                .map_err(|e| CliError::Client(e.to_string()))?;
-            let text = client.request_text(req).await?;
-            let doc: Value = serde_json::from_str(&text)?;
+            let doc = super::get_json(client, path, AGGREGATED).await?;
             resources.extend(Self::parse(&doc)?.resources);
         }
         Ok(Catalog { resources })

@@ -139,13 +139,18 @@ impl Ctx {
 
     /// GET a path as JSON, with an explicit `Accept`.
     pub async fn get_json(&self, path: &str, accept: &str) -> Result<Value> {
-        let req = http::Request::get(path)
-            .header(http::header::ACCEPT, accept)
-            .body(Vec::new())
-            .map_err(|e| CliError::Client(e.to_string()))?;
-        let text = self.client.request_text(req).await?;
-        Ok(serde_json::from_str(&text)?)
+        get_json(&self.client, path, accept).await
     }
+}
+
+/// GET `path` as JSON, with an explicit `Accept` (discovery, tables, OpenAPI documents).
+pub async fn get_json(client: &kube::Client, path: &str, accept: &str) -> Result<Value> {
+    let req = http::Request::get(path)
+        .header(http::header::ACCEPT, accept)
+        .body(Vec::new())
+        .map_err(|e| CliError::Client(e.to_string()))?;
+    let text = client.request_text(req).await?;
+    Ok(serde_json::from_str(&text)?)
 }
 
 /// `TYPE/NAME` or (`TYPE`, `NAME...`) as kubectl accepts them: returns (type, name) pairs;
