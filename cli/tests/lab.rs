@@ -120,6 +120,13 @@ impl LabRun {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The lines of a component's log that contain any of `needles`.
+    fn log_lines(&self, component: &str, needles: &[&str]) -> String {
+        let log = std::fs::read_to_string(self.home.path().join("logs").join(format!("{component}.log")))
+            .unwrap_or_else(|e| format!("(no log: {e})"));
+        log.lines().filter(|l| needles.iter().any(|n| l.contains(n))).collect::<Vec<_>>().join("\n")
+    }
+
     fn kubeconfig(&self) -> std::path::PathBuf {
         self.home.path().join("kubeconfig")
     }
@@ -234,6 +241,24 @@ fn running_pods(pods: &[Pod]) -> BTreeMap<String, (String, String)> {
             (p.metadata.name.clone().unwrap_or_default(), (node, id))
         })
         .collect()
+}
+
+/// One line per pod: name, node, phase, reason, and whether it is being deleted.
+fn pod_summary(pods: &[Pod]) -> String {
+    pods.iter()
+        .map(|p| {
+            let st = p.status.as_ref();
+            format!(
+                "  {} node={} phase={} reason={} deleting={}",
+                p.metadata.name.as_deref().unwrap_or_default(),
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default(),
+                st.and_then(|s| s.phase.as_deref()).unwrap_or_default(),
+                st.and_then(|s| s.reason.as_deref()).unwrap_or_default(),
+                p.metadata.deletion_timestamp.is_some()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn ready(n: &Node) -> bool {
@@ -414,12 +439,18 @@ async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, 
     assert!(status.lines().all(|l| !l.contains("running") && !l.contains(" up")), "{status}");
     lab.lab_ok(&["start", "--nodes", "3"]);
     eventually("the same pods Running with the same containers", Duration::from_secs(90), || async {
-        let now = running_pods(&pods.list(&web_pods).await.map_err(|e| e.to_string())?.items);
+        let all = pods.list(&web_pods).await.map_err(|e| e.to_string())?.items;
+        let now = running_pods(&all);
         let same = before.iter().all(|(p, v)| now.get(p) == Some(v));
         if same {
             Ok(())
         } else {
-            Err(format!("before {before:?}\nnow {now:?}"))
+            // Enough to tell an eviction from a pod that failed on its node.
+            Err(format!(
+                "before {before:?}\nnow {now:?}\npods:\n{}\ncontroller-manager:\n{}",
+                pod_summary(&all),
+                lab.log_lines("controller-manager", &["taint", "evict", "Ready=Unknown"])
+            ))
         }
     })
     .await;

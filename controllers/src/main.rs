@@ -24,6 +24,24 @@ struct Args {
     /// How long a node may go without a heartbeat before it is marked unreachable (seconds).
     #[arg(long, default_value_t = 50)]
     node_monitor_grace_period: u64,
+    /// How long a new node may take to post its first status (seconds).
+    #[arg(long, default_value_t = 60)]
+    node_startup_grace_period: u64,
+    /// Time between two node health checks (seconds).
+    #[arg(long, default_value_t = 5)]
+    node_monitor_period: u64,
+    /// Nodes per second that may get NoExecute taints (and so lose their pods) in a zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// The same in a partially disrupted zone larger than --large-cluster-size-threshold.
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// A partially disrupted zone of at most this many nodes evicts nothing.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
+    /// The share of not-Ready nodes (of more than 2) that makes a zone partially disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
     /// The prefix length of each node's pod range.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -65,6 +83,12 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let lifecycle = skiff_controllers::nodelifecycle::Config {
         grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        startup_grace_period: std::time::Duration::from_secs(args.node_startup_grace_period),
+        period: std::time::Duration::from_secs(args.node_monitor_period.max(1)),
+        eviction_rate: args.node_eviction_rate,
+        secondary_eviction_rate: args.secondary_node_eviction_rate,
+        large_cluster_size_threshold: args.large_cluster_size_threshold,
+        unhealthy_zone_threshold: args.unhealthy_zone_threshold,
         ..Default::default()
     };
     let mut manager =

@@ -524,27 +524,39 @@ async fn one_leader_at_a_time_and_failover() {
 }
 
 /// A node whose lease stops being renewed becomes Ready=Unknown, is tainted unreachable, and
-/// loses the pods that do not tolerate it long enough; renewing brings it back.
+/// loses the pods that do not tolerate it long enough, while a node that keeps renewing
+/// stays untouched; renewing brings it back. When every node goes quiet at once (the
+/// control plane's problem, not theirs), nothing is evicted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_nodes_are_tainted_and_drained() {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::{Node, Pod};
     use kube::api::{Patch, PatchParams};
-    use skiff_controllers::nodelifecycle::{pass, Config, UNREACHABLE};
+    use skiff_controllers::nodelifecycle::{Config, NodeLifecycle, UNREACHABLE};
     let c = cluster().await;
-    let cfg =
-        Config { grace_period: Duration::from_secs(2), period: Duration::from_millis(200), evictions_per_pass: 10 };
+    let cfg = Config { grace_period: Duration::from_secs(2), ..Default::default() };
+    let mut lifecycle = NodeLifecycle::new(cfg);
     let nodes: Api<Node> = Api::all(c.client.clone());
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
     let now = || k8s_openapi::jiff::Timestamp::now().to_string();
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}, "status": {"conditions": [
-        {"type": "Ready", "status": "True", "lastHeartbeatTime": now(), "lastTransitionTime": now()}]}}))
-    .unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": k8s_openapi::jiff::Timestamp::now().to_string()}})).unwrap();
-    leases.create(&PostParams::default(), &lease).await.unwrap();
-    // default tolerations (300 s), a short one (1 s), and one that tolerates forever
+    for name in ["n1", "n2"] {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": name}, "status": {"conditions": [
+            {"type": "Ready", "status": "True", "lastHeartbeatTime": now(), "lastTransitionTime": now()}]}}))
+        .unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+        let lease: Lease = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now()}})).unwrap();
+        leases.create(&PostParams::default(), &lease).await.unwrap();
+    }
+    let renew = |name: &'static str| {
+        let leases = leases.clone();
+        async move {
+            let renew = json!({"spec": {"renewTime": k8s_openapi::jiff::Timestamp::now().to_string()}});
+            leases.patch(name, &PatchParams::default(), &Patch::Merge(renew)).await.unwrap();
+        }
+    };
+    // default tolerations (300 s), a short one (1 s), and one that tolerates forever; all
+    // Ready, as a kubelet reports them.
     for (name, tolerations) in [
         ("default", json!(null)),
         ("short", json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}])),
@@ -556,38 +568,72 @@ async fn quiet_nodes_are_tainted_and_drained() {
         )
         .unwrap();
         pods.create(&PostParams::default(), &p).await.unwrap();
+        let ready = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(ready)).await.unwrap();
     }
     let defaulted = pods.get("default").await.unwrap().spec.unwrap().tolerations.unwrap();
     assert!(defaulted.iter().any(|t| t.key.as_deref() == Some(UNREACHABLE) && t.toleration_seconds == Some(300)));
 
-    pass(&c.client, &cfg).await.unwrap();
+    lifecycle.pass(&c.client).await.unwrap();
     assert!(
         nodes.get("n1").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default().is_empty(),
         "a fresh node is not tainted"
     );
-    // The kubelet goes quiet.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    pass(&c.client, &cfg).await.unwrap();
+    // n1's kubelet goes quiet; n2's keeps renewing.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        renew("n2").await;
+    }
+    lifecycle.pass(&c.client).await.unwrap();
     let n = nodes.get("n1").await.unwrap();
     let taints = n.spec.unwrap().taints.unwrap();
-    assert!(taints.iter().any(|t| t.key == UNREACHABLE && t.effect == "NoExecute"));
+    assert!(taints.iter().any(|t| t.key == UNREACHABLE && t.effect == "NoExecute"), "{taints:?}");
     assert!(taints.iter().any(|t| t.key == UNREACHABLE && t.effect == "NoSchedule"), "no new pods land there");
     assert_eq!(n.status.unwrap().conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status, "Unknown");
+    assert!(nodes.get("n2").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default().is_empty());
+    let ready =
+        |p: Pod| p.status.unwrap().conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status.clone();
+    assert_eq!(ready(pods.get("forever").await.unwrap()), "False", "pods on a lost node stop being Ready");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    pass(&c.client, &cfg).await.unwrap();
+    renew("n2").await;
+    lifecycle.pass(&c.client).await.unwrap();
     // Pods on a node go gracefully (the kubelet would confirm): marked for deletion.
     let short = pods.get("short").await.unwrap();
     assert!(short.metadata.deletion_timestamp.is_some(), "the pod tolerating 1 s is evicted");
     assert!(pods.get("default").await.unwrap().metadata.deletion_timestamp.is_none(), "300 s have not passed");
     assert!(pods.get("forever").await.unwrap().metadata.deletion_timestamp.is_none());
-    // The kubelet comes back.
-    let renew = json!({"spec": {"renewTime": k8s_openapi::jiff::Timestamp::now().to_string()}});
-    leases.patch("n1", &PatchParams::default(), &Patch::Merge(renew)).await.unwrap();
-    pass(&c.client, &cfg).await.unwrap();
+    // The kubelet comes back: it renews its lease and posts Ready.
+    renew("n1").await;
+    renew("n2").await;
+    let ready_again = json!({"status": {"conditions": [
+        {"type": "Ready", "status": "True", "lastHeartbeatTime": now(), "lastTransitionTime": now()}]}});
+    nodes.patch_status("n1", &PatchParams::default(), &Patch::Merge(ready_again)).await.unwrap();
+    lifecycle.pass(&c.client).await.unwrap();
     assert!(
-        nodes.get("n1").await.unwrap().spec.and_then(|s| s.taints).unwrap_or_default().is_empty(),
-        "a renewed node loses the taint"
+        nodes
+            .get("n1")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .iter()
+            .all(|t| t.effect != "NoExecute"),
+        "a renewed node loses the NoExecute taint"
     );
+
+    // Both go quiet: master disruption mode, no NoExecute taint anywhere.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    lifecycle.pass(&c.client).await.unwrap();
+    for name in ["n1", "n2"] {
+        let n = nodes.get(name).await.unwrap();
+        assert_eq!(
+            n.status.unwrap().conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status,
+            "Unknown"
+        );
+        let taints = n.spec.and_then(|s| s.taints).unwrap_or_default();
+        assert!(taints.iter().all(|t| t.effect != "NoExecute"), "{name}: {taints:?}");
+    }
 }
 
 /// Marks every active pod of a selector with a phase, as a kubelet would when they finish.
