@@ -98,6 +98,7 @@ impl InFlight {
             let mine = p.per_user.get(&user.name).copied().unwrap_or(0);
             let allowed = if node { p.total < cap } else { p.total < shared && mine < (shared / 2).max(1) };
             if !allowed {
+                tracing::debug!(user = %user.name, total = p.total, mine, shared, "in-flight limit reached");
                 return None;
             }
         }

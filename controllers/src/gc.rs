@@ -184,8 +184,12 @@ impl GarbageCollector {
             let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
             let store = writer.as_reader();
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
-            let stream =
-                reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).touched_objects();
+            // managedFields are most of an object's size and the collector reads only
+            // ownerReferences, finalizers and uids: not kept (upstream's informers drop them too).
+            let events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None);
+            let stream = reflector(writer, events).touched_objects();
             let changed = changed.clone();
             let stop = shutdown.clone();
             tasks.spawn(async move {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -122,17 +122,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let mut oref = job.controller_owner_ref(&()).expect("a stored Job has a name and uid");
         oref.block_owner_deletion = Some(true);
         for _ in active.len()..want_active {
-            let pod = Pod {
-                metadata: ObjectMeta {
-                    generate_name: Some(format!("{name}-")),
-                    labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
-                    annotations: template.metadata.as_ref().and_then(|m| m.annotations.clone()),
-                    owner_references: Some(vec![oref.clone()]),
-                    ..Default::default()
-                },
-                spec: template.spec.clone(),
-                status: None,
-            };
+            let pod = crate::pod_from_template(&template, &name, oref.clone());
             pods_api
                 .create(&PostParams { field_manager: Some("skiff-job-controller".into()), ..Default::default() }, &pod)
                 .await?;

@@ -66,6 +66,28 @@ where
     Ok(())
 }
 
+/// A pod for `owner` from its template, as upstream's `GetPodFromTemplate`: the template's
+/// labels, annotations and spec, a `<owner name>-` generateName, and a controller
+/// ownerReference that blocks the owner's foreground deletion.
+pub(crate) fn pod_from_template(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    owner_name: &str,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> k8s_openapi::api::core::v1::Pod {
+    let meta = template.metadata.as_ref();
+    k8s_openapi::api::core::v1::Pod {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some(format!("{owner_name}-")),
+            labels: meta.and_then(|m| m.labels.clone()),
+            annotations: meta.and_then(|m| m.annotations.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
 /// Deletes `name` with Background propagation. With `uid`, only if it is still that object
 /// (a uid precondition; a replaced object is left alone). An object already gone is success.
 pub(crate) async fn delete_if_present<K>(api: &kube::Api<K>, name: &str, uid: Option<&str>) -> Result<(), kube::Error>

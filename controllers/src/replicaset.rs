@@ -8,8 +8,8 @@
 //!
 //! - Orphans that match the selector are adopted (a controller ownerReference is added);
 //!   owned pods that stop matching are released (the reference is removed).
-//! - Missing pods are created in slow-start batches (1, 2, 4, ... as upstream), stopping at
-//!   the first failure.
+//! - Missing pods are created in slow-start batches (1, 2, 4, ... as upstream), the creates
+//!   of a batch in parallel, stopping after a batch that had a failure.
 //! - Surplus pods are deleted least valuable first: unscheduled, then pending, then not
 //!   ready, then the most recently created (upstream's ActivePods ranking, simplified).
 //! - `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
@@ -19,10 +19,11 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -35,6 +36,9 @@ use crate::Error;
 
 /// Upstream creates at most this many pods per batch.
 const MAX_BATCH: usize = 500;
+/// Creates in flight at once within a batch (the apiserver's mutating limit is 200, and a
+/// few dozen already saturate two cores).
+const CREATE_CONCURRENCY: usize = 32;
 
 struct Ctx {
     client: Client,
@@ -145,36 +149,26 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     let want = spec.replicas.unwrap_or(1).max(0) as usize;
     let mut create_error = None;
     if mine.len() < want {
-        let template = spec.template.clone().unwrap_or_default();
+        let pod = crate::pod_from_template(&spec.template.clone().unwrap_or_default(), &name, oref.clone());
+        let post = PostParams { field_manager: Some("skiff-replicaset-controller".into()), ..Default::default() };
         let mut missing = want - mine.len();
+        info!(namespace = ns, replicaset = name, have = mine.len(), want, "too few replicas: creating {missing}");
         let mut batch = 1usize;
-        'batches: while missing > 0 {
+        // Slow start, as upstream: batches of 1, 2, 4, ... pods, each batch's creates in
+        // parallel (at most CREATE_CONCURRENCY in flight), stopping after a batch with a
+        // failure so a broken template costs one error, not a thousand.
+        while missing > 0 && create_error.is_none() {
             let n = batch.min(missing).min(MAX_BATCH);
-            for _ in 0..n {
-                let pod = Pod {
-                    metadata: ObjectMeta {
-                        generate_name: Some(format!("{name}-")),
-                        namespace: Some(ns.clone()),
-                        labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
-                        annotations: template.metadata.as_ref().and_then(|m| m.annotations.clone()),
-                        owner_references: Some(vec![oref.clone()]),
-                        ..Default::default()
-                    },
-                    spec: template.spec.clone(),
-                    status: None,
-                };
-                match pods_api
-                    .create(
-                        &PostParams { field_manager: Some("skiff-replicaset-controller".into()), ..Default::default() },
-                        &pod,
-                    )
-                    .await
-                {
+            let results: Vec<kube::Result<Pod>> = futures::stream::iter((0..n).map(|_| pods_api.create(&post, &pod)))
+                .buffer_unordered(CREATE_CONCURRENCY)
+                .collect()
+                .await;
+            for r in results {
+                match r {
                     Ok(p) => mine.push(p),
                     Err(e) => {
-                        warn!(namespace = ns, replicaset = name, error = %e, "creating a pod failed; stopping this batch");
+                        warn!(namespace = ns, replicaset = name, error = %e, "creating a pod failed; stopping after this batch");
                         create_error = Some(e);
-                        break 'batches;
                     }
                 }
             }

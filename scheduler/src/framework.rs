@@ -46,14 +46,77 @@ pub struct Resources {
 }
 
 /// A node and what is already placed on it (bound pods plus pods this scheduler assumed).
+/// The sums are kept as pods come and go, as upstream's NodeInfo does, so no plugin
+/// re-adds every pod's requests per cycle.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
     pub node: Node,
     pub pods: Vec<Pod>,
     /// Sum of the requests of `pods` (computed with [`pod_requests`]), with `pods` = count.
     pub requested: Resources,
+    /// The same with missing CPU and memory requests counted as upstream's defaults
+    /// ([`crate::plugins::node_resources_fit::pod_requests_non_zero`]), for scoring.
+    pub non_zero_requested: Resources,
     /// `status.allocatable` (falls back to capacity).
     pub allocatable: Resources,
+}
+
+fn accumulate(total: &mut Resources, r: &Resources, sign: i64) {
+    total.milli_cpu += sign * r.milli_cpu;
+    total.memory += sign * r.memory;
+    total.ephemeral_storage += sign * r.ephemeral_storage;
+    total.pods += sign;
+}
+
+impl NodeInfo {
+    /// A node with no pods.
+    pub fn new(node: Node) -> Self {
+        let allocatable = crate::plugins::node_resources_fit::node_allocatable(&node);
+        Self {
+            node,
+            pods: Vec::new(),
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
+            allocatable,
+        }
+    }
+
+    /// A node with these pods on it.
+    pub fn with_pods(node: Node, pods: Vec<Pod>) -> Self {
+        let mut info = Self::new(node);
+        for p in pods {
+            info.add_pod(p);
+        }
+        info
+    }
+
+    /// Replaces the Node object (a status or label change), keeping the pods.
+    pub fn set_node(&mut self, node: Node) {
+        self.allocatable = crate::plugins::node_resources_fit::node_allocatable(&node);
+        self.node = node;
+    }
+
+    pub fn add_pod(&mut self, pod: Pod) {
+        accumulate(&mut self.requested, &pod_requests(&pod), 1);
+        accumulate(&mut self.non_zero_requested, &crate::plugins::node_resources_fit::pod_requests_non_zero(&pod), 1);
+        self.pods.push(pod);
+    }
+
+    /// Removes the pod with this uid, if here.
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Pod> {
+        let at = self.pods.iter().position(|p| p.metadata.uid.as_deref() == Some(uid))?;
+        let pod = self.pods.swap_remove(at);
+        accumulate(&mut self.requested, &pod_requests(&pod), -1);
+        accumulate(&mut self.non_zero_requested, &crate::plugins::node_resources_fit::pod_requests_non_zero(&pod), -1);
+        Some(pod)
+    }
+
+    /// Removes every pod.
+    pub fn clear_pods(&mut self) {
+        self.pods.clear();
+        self.requested = Resources::default();
+        self.non_zero_requested = Resources::default();
+    }
 }
 
 /// Per-cycle scratch space shared by the plugins of one pod's scheduling cycle: plain strings

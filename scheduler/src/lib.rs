@@ -1,6 +1,6 @@
 //! # skiff-scheduler: places pending pods on nodes
 //!
-//! Upstream's shape (DESIGN.md section 5): reflector caches of Nodes and Pods feed a
+//! Upstream's shape (DESIGN.md section 5): a cache fed by the Node and Pod watches feeds a
 //! scheduling cycle per pending pod — every [`framework::FilterPlugin`] on every node, then the
 //! [`framework::ScorePlugin`]s on the survivors (normalized, weighted) — and the winner is
 //! bound with `POST pods/{name}/binding`, exactly as kube-scheduler does. Plugins live in
@@ -9,30 +9,34 @@
 //! Start reading at [`Scheduler::run`]. Invariants:
 //! - One scheduling decision at a time (a lock around filter/score/assume), so two pods never
 //!   take the same free capacity; a pod is *assumed* on its node as soon as it is chosen, until
-//!   the pod cache shows the binding.
+//!   the pod watch shows the binding. The [`cache`] keeps every node's pods and requested
+//!   resources incrementally, so a cycle costs O(nodes), not O(all pods).
 //! - A pod that fits nowhere gets `PodScheduled=False` (`Unschedulable`) with upstream's
 //!   summary ("0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint
 //!   ...") and a `FailedScheduling` Event, and is retried with back-off and on node changes.
 //! - Only pods whose `schedulerName` is one of ours are touched.
 
+pub mod cache;
 pub mod framework;
 pub mod plugins;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use framework::{CycleState, FilterPlugin, NodeInfo, Resources, ScorePlugin, Status};
+use cache::Cache;
+use framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin, Status};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+/// Scheduling cycles (each ends with a binding) in flight at once.
+const BIND_CONCURRENCY: u16 = 16;
 
 /// Why scheduling a pod failed or the scheduler stopped.
 #[derive(Debug, thiserror::Error)]
@@ -132,57 +136,12 @@ fn is_terminal(p: &Pod) -> bool {
     matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
-/// Builds the node infos from the caches plus the pods assumed but not yet seen bound.
-fn node_infos(nodes: &Store<Node>, pods: &Store<Pod>, assumed: &HashMap<String, (String, Pod)>) -> Vec<NodeInfo> {
-    let mut by_node: HashMap<String, Vec<Pod>> = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    for p in pods.state() {
-        let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) else { continue };
-        if is_terminal(&p) {
-            continue;
-        }
-        if let Some(uid) = &p.metadata.uid {
-            seen.insert(uid.clone());
-        }
-        by_node.entry(n).or_default().push((*p).clone());
-    }
-    for (uid, (node, pod)) in assumed {
-        if !seen.contains(uid) {
-            by_node.entry(node.clone()).or_default().push(pod.clone());
-        }
-    }
-    let mut out: Vec<NodeInfo> = nodes
-        .state()
-        .iter()
-        .map(|n| {
-            let pods = by_node.remove(&n.name_any()).unwrap_or_default();
-            let mut requested = Resources::default();
-            for p in &pods {
-                let r = framework::pod_requests(p);
-                requested.milli_cpu += r.milli_cpu;
-                requested.memory += r.memory;
-                requested.ephemeral_storage += r.ephemeral_storage;
-                requested.pods += 1;
-            }
-            NodeInfo {
-                node: (**n).clone(),
-                pods,
-                requested,
-                allocatable: plugins::node_resources_fit::node_allocatable(n),
-            }
-        })
-        .collect();
-    out.sort_by_key(|n| n.node.name_any());
-    out
-}
-
 struct Ctx {
     client: Client,
     profiles: Vec<Profile>,
-    nodes: Store<Node>,
-    pods: Store<Pod>,
-    /// Pods chosen and bound by us: uid → (node, pod), until the pod cache shows them bound.
-    assumed: Mutex<HashMap<String, (String, Pod)>>,
+    /// Nodes and their pods, assumed ones included; locked for one decision at a time
+    /// (never across an await).
+    cache: Arc<std::sync::Mutex<Cache>>,
 }
 
 async fn event(client: &Client, pod: &Pod, type_: &str, reason: &str, message: &str) {
@@ -219,22 +178,13 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let (Some(ns), Some(uid)) = (pod.namespace(), pod.metadata.uid.clone()) else { return Ok(Action::await_change()) };
     let name = pod.name_any();
     let decision = {
-        let mut assumed = ctx.assumed.lock().await;
-        if assumed.contains_key(&uid) {
-            return Ok(Action::await_change()); // bound a moment ago; the cache lags
+        let mut cache = ctx.cache.lock().expect("scheduler cache lock");
+        if cache.is_assumed(&uid) {
+            return Ok(Action::await_change()); // bound a moment ago; the watch lags
         }
-        // Forget assumptions the cache has caught up with.
-        let bound: std::collections::HashSet<String> = ctx
-            .pods
-            .state()
-            .iter()
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty()))
-            .filter_map(|p| p.metadata.uid.clone())
-            .collect();
-        assumed.retain(|u, _| !bound.contains(u));
-        let decision = decide(profile, &pod, &node_infos(&ctx.nodes, &ctx.pods, &assumed));
+        let decision = decide(profile, &pod, cache.infos());
         if let Decision::Bind(node) = &decision {
-            assumed.insert(uid.clone(), (node.clone(), (*pod).clone()));
+            cache.assume(&pod, node);
         }
         decision
     };
@@ -260,7 +210,7 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     Ok(Action::await_change())
                 }
                 Err(e) => {
-                    ctx.assumed.lock().await.remove(&uid);
+                    ctx.cache.lock().expect("scheduler cache lock").forget(&uid);
                     match e {
                         kube::Error::Api(s) if s.code == 409 || s.code == 404 => Ok(Action::await_change()),
                         e => Err(e.into()),
@@ -333,52 +283,37 @@ impl Scheduler {
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         use futures::StreamExt;
-        let nodes_writer = reflector::store::Writer::<Node>::default();
-        let nodes = nodes_writer.as_reader();
-        let pods_writer = reflector::store::Writer::<Pod>::default();
-        let pods_store = pods_writer.as_reader();
+        let cache = Arc::new(std::sync::Mutex::new(Cache::default()));
         let node_api: Api<Node> = Api::all(self.client.clone());
         let pod_api: Api<Pod> = Api::all(self.client.clone());
-        // Node and pod caches, each driven by its own task; node changes re-trigger every
-        // pending pod (a node joining or freeing up may make it schedulable).
-        let node_changes =
-            reflector(nodes_writer, watcher(node_api, watcher::Config::default()).default_backoff()).touched_objects();
-        let pod_cache = reflector(pods_writer, watcher(pod_api.clone(), watcher::Config::default()).default_backoff())
-            .touched_objects();
+        // The cache follows the Node and Pod watches, each in its own task; node changes
+        // also re-trigger every pending pod (a node joining or freeing up may make it
+        // schedulable).
         let (trigger_tx, trigger_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut s = std::pin::pin!(node_changes);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    item = s.next() => match item {
-                        None => return,
-                        // A full channel already carries a pending "reconcile all".
-                        Some(_) => { let _ = trigger_tx.try_send(()); }
-                    },
-                }
+        let (nodes_ready, pods_ready) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        let nodes = watcher(node_api, watcher::Config::default()).default_backoff();
+        tokio::spawn(follow(nodes, cache.clone(), nodes_ready.clone(), shutdown.clone(), move |cache, event| {
+            match event {
+                Change::Apply(n) => cache.set_node(n),
+                Change::Delete(n) => cache.remove_node(&n.name_any()),
+                Change::Reset(all) => cache.reset_nodes(all),
             }
-        });
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut s = std::pin::pin!(pod_cache);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    item = s.next() => if item.is_none() { return },
-                }
-            }
-        });
-        let controller = Controller::new(pod_api, watcher::Config::default().fields("spec.nodeName="));
-        let ctx = Arc::new(Ctx {
-            client: self.client.clone(),
-            profiles: self.profiles,
-            nodes: nodes.clone(),
-            pods: pods_store.clone(),
-            assumed: Mutex::new(HashMap::new()),
-        });
-        let _ = tokio::join!(nodes.wait_until_ready(), pods_store.wait_until_ready());
+            // A full channel already carries a pending "reconcile all".
+            let _ = trigger_tx.try_send(());
+        }));
+        let pods = watcher(pod_api.clone(), watcher::Config::default()).default_backoff();
+        tokio::spawn(follow(pods, cache.clone(), pods_ready.clone(), shutdown.clone(), |cache, event| match event {
+            Change::Apply(p) => cache.update_pod(p),
+            Change::Delete(p) => cache.remove_pod(&p),
+            Change::Reset(all) => cache.reset_pods(all),
+        }));
+        // Bindings (and their Events) in flight at once: decisions are serial anyway, and an
+        // unbounded burst would trip the apiserver's per-user in-flight limit (429, then a
+        // one-second Retry-After for every request of this user).
+        let controller = Controller::new(pod_api, watcher::Config::default().fields("spec.nodeName="))
+            .with_config(kube::runtime::controller::Config::default().concurrency(BIND_CONCURRENCY));
+        let ctx = Arc::new(Ctx { client: self.client.clone(), profiles: self.profiles, cache });
+        tokio::join!(nodes_ready.notified(), pods_ready.notified());
         info!("scheduler started");
         controller
             .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
@@ -387,6 +322,64 @@ impl Scheduler {
             .for_each(|_| async {})
             .await;
         Ok(())
+    }
+}
+
+/// A watch event as the cache takes it: one object, or a whole (re-)listed set.
+enum Change<K> {
+    Apply(K),
+    Delete(K),
+    Reset(Vec<K>),
+}
+
+/// Feeds a watch into the cache until `shutdown`; `ready` is notified after the first list.
+async fn follow<K, S>(
+    stream: S,
+    cache: Arc<std::sync::Mutex<Cache>>,
+    ready: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+    mut apply: impl FnMut(&mut Cache, Change<K>),
+) where
+    K: kube::Resource,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    // managedFields are the bulk of a stored object and no plugin reads them (upstream's
+    // informers strip them too).
+    let strip = |mut k: K| {
+        k.meta_mut().managed_fields = None;
+        k
+    };
+    use futures::StreamExt;
+    let mut stream = std::pin::pin!(stream);
+    let mut listing: Option<Vec<K>> = None;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = stream.next() => match event {
+                None => return,
+                Some(Err(e)) => { warn!(error = %e, "watch failed; retrying"); continue }
+                Some(Ok(event)) => event,
+            },
+        };
+        let change = match event {
+            watcher::Event::Init => {
+                listing = Some(Vec::new());
+                continue;
+            }
+            watcher::Event::InitApply(k) => {
+                listing.get_or_insert_with(Vec::new).push(strip(k));
+                continue;
+            }
+            watcher::Event::InitDone => Change::Reset(listing.take().unwrap_or_default()),
+            watcher::Event::Apply(k) => Change::Apply(strip(k)),
+            watcher::Event::Delete(k) => Change::Delete(k),
+        };
+        let first = matches!(change, Change::Reset(_));
+        apply(&mut cache.lock().expect("scheduler cache lock"), change);
+        if first {
+            // notify_one stores a permit, so a waiter that arrives later still wakes.
+            ready.notify_one();
+        }
     }
 }
 

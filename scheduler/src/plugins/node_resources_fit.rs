@@ -24,6 +24,9 @@ use crate::framework::{CycleState, FilterPlugin, NodeInfo, Resources, ScorePlugi
 
 /// Upstream's plugin name.
 pub const NAME: &str = "NodeResourcesFit";
+/// CycleState keys: the pod's requests, computed once per cycle.
+const PRE_FILTER_KEY: &str = "PreFilterNodeResourcesFit";
+const PRE_SCORE_KEY: &str = "PreScoreNodeResourcesFit";
 
 /// Upstream's `schedutil.DefaultMilliCPURequest`: the cpu a container without a cpu request
 /// counts for when scoring.
@@ -144,12 +147,6 @@ pub fn node_allocatable(node: &Node) -> Resources {
     let allocatable = status.and_then(|s| s.allocatable.as_ref());
     let capacity = status.and_then(|s| s.capacity.as_ref());
     from_list(|name| allocatable.and_then(|m| m.get(name)).or_else(|| capacity.and_then(|m| m.get(name))))
-}
-
-/// The sum of [`pod_requests_non_zero`] over the pods on a node (upstream's
-/// `NodeInfo.NonZeroRequested`).
-pub fn node_non_zero_requested(node: &NodeInfo) -> Resources {
-    node.pods.iter().map(pod_requests_non_zero).fold(Resources::default(), add)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -481,8 +478,17 @@ impl FilterPlugin for NodeResourcesFit {
         NAME
     }
 
-    fn filter(&self, _state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        let insufficient = fits(pod, node);
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, _nodes: &[NodeInfo]) -> Status {
+        // Once per cycle, not once per node (upstream's preFilterState).
+        state.insert(PRE_FILTER_KEY, pod_requests(pod));
+        Status::Success
+    }
+
+    fn filter(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        let insufficient = match state.get::<Resources>(PRE_FILTER_KEY) {
+            Some(req) => fits_request(req, node),
+            None => fits(pod, node),
+        };
         if insufficient.is_empty() {
             return Status::Success;
         }
@@ -496,9 +502,13 @@ impl ScorePlugin for NodeResourcesFit {
         NAME
     }
 
-    fn score(&self, _state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
-        let pod_req = pod_requests_non_zero(pod);
-        let node_req = node_non_zero_requested(node);
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, _nodes: &[NodeInfo], _feasible: &[&NodeInfo]) {
+        state.insert(PRE_SCORE_KEY, pod_requests_non_zero(pod));
+    }
+
+    fn score(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
+        let pod_req = state.get::<Resources>(PRE_SCORE_KEY).copied().unwrap_or_else(|| pod_requests_non_zero(pod));
+        let node_req = node.non_zero_requested;
         let alloc = node.allocatable;
         let values: Vec<(i64, i64)> = self
             .scoring_strategy

@@ -4,8 +4,7 @@
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
-use super::node_resources_fit::{node_allocatable, pod_requests};
-use crate::framework::{CycleState, NodeInfo, Resources};
+use crate::framework::{CycleState, NodeInfo};
 
 pub fn pod(v: Value) -> Pod {
     serde_json::from_value(v).expect("valid Pod JSON")
@@ -35,16 +34,7 @@ pub fn node_with_allocatable(name: &str, allocatable: Value) -> Node {
 
 /// What the scheduling loop hands the plugins: the node, its pods and their summed requests.
 pub fn info(node: Node, pods: Vec<Pod>) -> NodeInfo {
-    let mut requested = Resources::default();
-    for p in &pods {
-        let r = pod_requests(p);
-        requested.milli_cpu += r.milli_cpu;
-        requested.memory += r.memory;
-        requested.ephemeral_storage += r.ephemeral_storage;
-        requested.pods += 1;
-    }
-    let allocatable = node_allocatable(&node);
-    NodeInfo { node, pods, requested, allocatable }
+    NodeInfo::with_pods(node, pods)
 }
 
 /// A bare node called `name` with no pods.
