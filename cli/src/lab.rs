@@ -724,6 +724,13 @@ impl Lab {
             "2",
             "--node-labels",
             &format!("topology.kubernetes.io/zone=zone-{}", (i - 1) % 3 + 1),
+            // Renewed every quarter of this: always well within the controller's grace
+            // period, also when a test shortens it.
+            // As kind does: a developer's nearly full disk must not stop the lab scheduling.
+            "--eviction-hard",
+            "memory.available<100Mi,nodefs.available<0%",
+            "--node-lease-duration-seconds",
+            &self.net.node_grace_seconds.clamp(1, 40).to_string(),
         ]
         .map(String::from)
         .to_vec();

@@ -99,6 +99,78 @@ pub fn surge_and_unavailable(
     (surge, unavailable)
 }
 
+/// A ReplicaSet as a rolling update sees it: desired replicas and available pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    pub replicas: i32,
+    pub available: i32,
+}
+
+/// What one rolling-update pass does: the new ReplicaSet's target and each old one's
+/// (old ones in the order given: oldest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub new: i32,
+    pub old: Vec<i32>,
+}
+
+/// One pass of upstream's `rolloutRolling`, pure. First the new ReplicaSet grows within
+/// `replicas + surge` (a pass that grows it does nothing else); otherwise old ReplicaSets
+/// shrink: their *unavailable* pods first (removing them costs no availability), oldest
+/// set first, then available pods while the available total stays at least
+/// `replicas - unavailable`. Several old ReplicaSets (a rollout replaced before it
+/// finished) are handled alike: the abandoned middle revision's pods go first when they
+/// are not available.
+pub fn rolling_step(replicas: i32, surge: i32, unavailable: i32, new: Scale, old: &[Scale]) -> Step {
+    let mut step = Step { new: new.replicas, old: old.iter().map(|s| s.replicas).collect() };
+    let all: i32 = new.replicas + old.iter().map(|s| s.replicas).sum::<i32>();
+    // reconcileNewReplicaSet
+    if new.replicas > replicas {
+        step.new = replicas;
+    } else if new.replicas < replicas {
+        let room = (replicas + surge - all).max(0);
+        let grow = room.min(replicas - new.replicas);
+        if grow > 0 {
+            step.new = new.replicas + grow;
+            return step; // scaled up: the old ones wait for the next pass
+        }
+    }
+    // reconcileOldReplicaSets
+    if old.iter().all(|s| s.replicas == 0) {
+        return step;
+    }
+    let min_available = replicas - unavailable;
+    let new_unavailable = (step.new - new.available).max(0);
+    let max_scaled_down = all - min_available - new_unavailable;
+    if max_scaled_down <= 0 {
+        return step;
+    }
+    // cleanupUnhealthyReplicas
+    let mut cleaned = 0;
+    for (target, s) in step.old.iter_mut().zip(old) {
+        if cleaned >= max_scaled_down {
+            break;
+        }
+        let unhealthy = (s.replicas - s.available).max(0);
+        let n = unhealthy.min(max_scaled_down - cleaned);
+        *target -= n;
+        cleaned += n;
+    }
+    // scaleDownOldReplicaSetsForRollingUpdate
+    let available: i32 = new.available + old.iter().map(|s| s.available).sum::<i32>();
+    let can_remove = available - min_available;
+    let mut removed = 0;
+    for target in step.old.iter_mut() {
+        if removed >= can_remove {
+            break;
+        }
+        let n = (*target).min(can_remove - removed);
+        *target -= n;
+        removed += n;
+    }
+    step
+}
+
 fn replicas_of(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
@@ -236,31 +308,15 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 ru.and_then(|r| r.max_unavailable.as_ref()),
                 replicas,
             );
-            let total: i32 = owned.iter().map(replicas_of).sum();
-            // Scale the new ReplicaSet up within replicas + maxSurge (or down to replicas).
-            let new_target = if replicas_of(&new_rs) > replicas {
-                replicas
-            } else {
-                let room = (replicas + surge - total).max(0);
-                (replicas_of(&new_rs) + room).min(replicas)
-            };
-            scale(&rs_api, &new_rs, new_target, replicas).await?;
-            // Scale old ones down while available pods stay >= replicas - maxUnavailable.
-            let min_available = replicas - unavailable;
-            let all_pods: i32 = owned.iter().map(replicas_of).sum::<i32>() - replicas_of(&new_rs) + new_target;
-            let new_unavailable = (new_target - available_of(&new_rs)).max(0);
-            let mut can_remove = (all_pods - min_available - new_unavailable).max(0);
-            // Pods of old sets that are not available cost nothing to remove: take them first.
+            // Old sets oldest first, as upstream orders them (by creation).
             let mut old_sorted = old.clone();
-            old_sorted.sort_by_key(revision_of);
-            for rs in &old_sorted {
-                let cur = replicas_of(rs);
-                let unhealthy = (cur - available_of(rs)).max(0);
-                let remove = (unhealthy + can_remove).min(cur);
-                if remove > 0 {
-                    scale(&rs_api, rs, cur - remove, replicas).await?;
-                    can_remove -= (remove - unhealthy).max(0);
-                }
+            old_sorted.sort_by_key(|rs| (rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.name_any()));
+            let scale_of = |rs: &ReplicaSet| Scale { replicas: replicas_of(rs), available: available_of(rs) };
+            let old_scales: Vec<Scale> = old_sorted.iter().map(scale_of).collect();
+            let step = rolling_step(replicas, surge, unavailable, scale_of(&new_rs), &old_scales);
+            scale(&rs_api, &new_rs, step.new, replicas).await?;
+            for (rs, target) in old_sorted.iter().zip(step.old) {
+                scale(&rs_api, rs, target, replicas).await?;
             }
         }
         // Keep revisionHistoryLimit empty old ReplicaSets, oldest removed first.
@@ -450,6 +506,83 @@ mod tests {
         assert_eq!(surge_and_unavailable(None, None, 10), (3, 2));
         assert_eq!(surge_and_unavailable(Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0)), 3), (0, 1));
         assert_eq!(surge_and_unavailable(Some(&p("50%")), Some(&p("0%")), 3), (2, 0));
+    }
+
+    const fn sc(replicas: i32, available: i32) -> Scale {
+        Scale { replicas, available }
+    }
+
+    #[test]
+    fn a_rollout_surges_then_shrinks_the_old_set() {
+        // 3 replicas, maxSurge 1, maxUnavailable 0.
+        let step = rolling_step(3, 1, 0, sc(0, 0), &[sc(3, 3)]);
+        assert_eq!(step, Step { new: 1, old: vec![3] }, "grow first, and nothing else in that pass");
+        let step = rolling_step(3, 1, 0, sc(1, 0), &[sc(3, 3)]);
+        assert_eq!(step, Step { new: 1, old: vec![3] }, "the new pod is not available: nothing may go");
+        let step = rolling_step(3, 1, 0, sc(1, 1), &[sc(3, 3)]);
+        assert_eq!(step, Step { new: 1, old: vec![2] }, "one available more: one old pod goes");
+        let step = rolling_step(3, 1, 0, sc(3, 3), &[sc(1, 1)]);
+        assert_eq!(step, Step { new: 3, old: vec![0] });
+    }
+
+    #[test]
+    fn rollouts_converge() {
+        for (replicas, surge, unavailable) in [(2, 1, 0), (3, 0, 1), (10, 3, 2), (1, 1, 0), (5, 2, 5)] {
+            let (mut new, mut old) = (sc(0, 0), vec![sc(replicas, replicas)]);
+            let mut passes = 0;
+            while !(new.replicas == replicas && new.available == replicas && old[0].replicas == 0) {
+                let step = rolling_step(replicas, surge, unavailable, new, &old);
+                // Every pod the targets ask for becomes available before the next pass.
+                new = sc(step.new, step.new);
+                old = vec![sc(step.old[0], step.old[0])];
+                let available = new.available + old[0].available;
+                assert!(available >= replicas - unavailable, "{replicas}/{surge}/{unavailable}: {available} available");
+                assert!(new.replicas + old[0].replicas <= replicas + surge);
+                passes += 1;
+                assert!(passes < 50, "{replicas}/{surge}/{unavailable} does not converge: {new:?} {old:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rollout_replaced_before_it_finished_drops_the_abandoned_pods_first() {
+        // Revision 2 was rolling out (1 pod, not available yet) when revision 3 arrived.
+        // maxUnavailable 0: nothing available may go, but revision 2's pod may.
+        let step = rolling_step(3, 1, 0, sc(0, 0), &[sc(3, 3), sc(1, 0)]);
+        assert_eq!(step, Step { new: 0, old: vec![3, 0] }, "no room to grow; the unavailable middle pod goes");
+        let step = rolling_step(3, 1, 0, sc(0, 0), &[sc(3, 3), sc(0, 0)]);
+        assert_eq!(step.new, 1, "then the newest revision grows");
+        // With both old sets fully available, the oldest shrinks first.
+        let step = rolling_step(4, 0, 2, sc(4, 0), &[sc(2, 2), sc(2, 2)]);
+        assert_eq!(step, Step { new: 4, old: vec![0, 2] });
+    }
+
+    #[test]
+    fn scaling_down_mid_rollout_never_goes_below_the_minimum() {
+        // The Deployment went from 5 to 2 replicas during a rollout.
+        let step = rolling_step(2, 1, 0, sc(3, 1), &[sc(4, 4)]);
+        assert_eq!(step.new, 2, "the new set is capped at the new size");
+        // available 5, min 2: old pods go while at least 2 stay available.
+        assert_eq!(step.old, vec![1]);
+        let available_after = 1 + step.old[0].min(4);
+        assert!(available_after >= 2);
+    }
+
+    #[test]
+    fn a_rollback_reuses_the_old_template_s_replicaset() {
+        // `kubectl rollout undo` copies revision 1's template (hash label included) back
+        // into the Deployment: it hashes to revision 1's ReplicaSet, which is reused.
+        let v1: PodTemplateSpec = serde_json::from_value(
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "v1"}]}}),
+        )
+        .unwrap();
+        let mut rs_template = v1.clone();
+        let hash = template_hash(&v1);
+        rs_template.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(HASH_LABEL.into(), hash.clone());
+        assert_eq!(template_hash(&rs_template), hash);
+        // ... and scaling it back up is an ordinary rollout from revision 2's set.
+        let step = rolling_step(3, 1, 0, sc(0, 0), &[sc(3, 3)]);
+        assert_eq!(step.new, 1);
     }
 
     #[test]

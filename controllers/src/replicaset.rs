@@ -10,8 +10,9 @@
 //!   owned pods that stop matching are released (the reference is removed).
 //! - Missing pods are created in slow-start batches (1, 2, 4, ... as upstream), the creates
 //!   of a batch in parallel, stopping after a batch that had a failure.
-//! - Surplus pods are deleted least valuable first: unscheduled, then pending, then not
-//!   ready, then the most recently created (upstream's ActivePods ranking, simplified).
+//! - Surplus pods are deleted (in parallel) least valuable first: unscheduled, then
+//!   pending, then not ready, then the most recently created (upstream's ActivePods
+//!   ranking, simplified).
 //! - `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
 //!   observedGeneration) is written through the status subresource.
 
@@ -87,6 +88,14 @@ fn deletion_rank(p: &Pod) -> (bool, u8, bool, Reverse<Option<i64>>) {
         _ => 2,
     };
     (scheduled, phase, is_ready(p), Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second())))
+}
+
+/// Removes the pods beyond `want` from `active` (the ReplicaSet's live pods), least valuable
+/// first, and returns them: the pods a scale-down deletes.
+fn take_surplus(active: &mut Vec<Pod>, want: usize) -> Vec<Pod> {
+    active.sort_by_key(deletion_rank);
+    let n = active.len().saturating_sub(want);
+    active.drain(..n).collect()
 }
 
 fn owner_ref(rs: &ReplicaSet) -> Option<OwnerReference> {
@@ -177,11 +186,18 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         }
         info!(namespace = ns, replicaset = name, have = mine.len(), want, "scaled up");
     } else if mine.len() > want {
-        mine.sort_by_key(deletion_rank);
-        let surplus: Vec<Pod> = mine.drain(..mine.len() - want).collect();
-        for p in &surplus {
-            crate::delete_if_present(&pods_api, &p.name_any(), p.metadata.uid.as_deref()).await?;
-        }
+        let surplus = take_surplus(&mut mine, want);
+        // In parallel, as upstream; the first failure is reported after all were tried.
+        let targets: Vec<(String, Option<String>)> =
+            surplus.iter().map(|p| (p.name_any(), p.metadata.uid.clone())).collect();
+        let api = &pods_api;
+        let results: Vec<kube::Result<()>> = futures::stream::iter(
+            targets.into_iter().map(|(n, uid)| async move { crate::delete_if_present(api, &n, uid.as_deref()).await }),
+        )
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect()
+        .await;
+        results.into_iter().collect::<kube::Result<Vec<()>>>()?;
         info!(namespace = ns, replicaset = name, deleted = surplus.len(), want, "scaled down");
     }
 
@@ -259,6 +275,33 @@ mod tests {
         let order: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
         // unscheduled, pending, not ready, then the newest of the ready ones
         assert_eq!(order, ["p50", "p60", "p70", "p200", "p100"]);
+    }
+
+    #[test]
+    fn scaled_down_while_its_pods_are_still_being_created() {
+        // 3 ready pods, 2 created a moment ago (not scheduled yet), 1 already terminating;
+        // the ReplicaSet is scaled from 5 to 2.
+        let mut terminating = pod(Some("n1"), "Running", true, 90);
+        terminating.metadata.deletion_timestamp = terminating.metadata.creation_timestamp.clone();
+        let listed = vec![
+            pod(Some("n1"), "Running", true, 100),
+            pod(Some("n1"), "Running", true, 110),
+            pod(Some("n1"), "Running", true, 120),
+            pod(None, "Pending", false, 200),
+            pod(None, "Pending", false, 201),
+            terminating,
+        ];
+        let mut active: Vec<Pod> = listed.into_iter().filter(is_active).collect();
+        assert_eq!(active.len(), 5, "a terminating pod no longer counts");
+        let gone: Vec<String> = take_surplus(&mut active, 2).iter().map(|p| p.name_any()).collect();
+        assert_eq!(
+            gone,
+            ["p201", "p200", "p120"],
+            "the fresh unscheduled pods first (newest first), then the newest ready one"
+        );
+        let kept: Vec<String> = active.iter().map(|p| p.name_any()).collect();
+        assert_eq!(kept, ["p110", "p100"]);
+        assert!(take_surplus(&mut active, 2).is_empty(), "at the target: nothing more");
     }
 
     #[test]

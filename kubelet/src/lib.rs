@@ -75,6 +75,12 @@ pub struct Config {
     pub node_labels: BTreeMap<String, String>,
     pub register_taints: Vec<serde_json::Value>,
     pub node_status_update_frequency: Duration,
+    /// `--node-lease-duration-seconds`: the node Lease's duration; it is renewed every
+    /// quarter of it (upstream's `nodeLeaseRenewIntervalFraction`), so the node lifecycle
+    /// controller's grace period must be longer than that quarter.
+    pub node_lease_duration: Duration,
+    /// `--eviction-hard`: the thresholds behind MemoryPressure/DiskPressure and allocatable.
+    pub eviction_hard: node::EvictionHard,
     /// Static pod manifests (`--pod-manifest-path`).
     pub pod_manifest_path: Option<PathBuf>,
 }
@@ -103,6 +109,8 @@ impl Config {
             node_labels: BTreeMap::new(),
             register_taints: vec![],
             node_status_update_frequency: Duration::from_secs(10),
+            node_lease_duration: Duration::from_secs(40),
+            eviction_hard: node::EvictionHard::default(),
             pod_manifest_path: None,
         }
     }

@@ -54,6 +54,13 @@ struct Args {
     /// Report this much memory in bytes instead of the host's.
     #[arg(long)]
     memory_bytes: Option<u64>,
+    /// Hard eviction thresholds, upstream's syntax (`memory.available<100Mi,nodefs.available<10%`):
+    /// below them the node reports MemoryPressure/DiskPressure (and gets a NoSchedule taint).
+    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
+    eviction_hard: skiff_kubelet::node::EvictionHard,
+    /// The node Lease's duration (seconds); the kubelet renews it every quarter of this.
+    #[arg(long, default_value_t = 40)]
+    node_lease_duration_seconds: u64,
     /// A directory of static pod manifests (each mirrored into the API as `<name>-<node>`).
     #[arg(long)]
     pod_manifest_path: Option<PathBuf>,
@@ -107,6 +114,8 @@ async fn main() -> anyhow::Result<()> {
     cfg.cluster_domain = args.cluster_domain;
     cfg.resolv_conf = args.resolv_conf;
     cfg.max_pods = args.max_pods;
+    cfg.eviction_hard = args.eviction_hard;
+    cfg.node_lease_duration = std::time::Duration::from_secs(args.node_lease_duration_seconds.max(1));
     cfg.cpus = args.cpus;
     cfg.memory = args.memory_bytes;
     cfg.pod_manifest_path = args.pod_manifest_path;

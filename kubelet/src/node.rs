@@ -22,10 +22,53 @@ use tracing::{info, warn};
 use crate::cri::Cri;
 use crate::Config;
 
-/// Upstream's default hard eviction threshold `memory.available<100Mi`.
-const MEMORY_AVAILABLE_MIN: u64 = 100 << 20;
+/// The hard eviction thresholds (`--eviction-hard`) the pressure conditions and
+/// allocatable are computed from: upstream's defaults are `memory.available<100Mi` and
 /// `nodefs.available<10%`.
-const DISK_AVAILABLE_MIN_PERCENT: u64 = 10;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvictionHard {
+    /// Bytes of memory that must stay available.
+    pub memory_available: u64,
+    /// Percent of the node filesystem that must stay available.
+    pub nodefs_available_percent: u64,
+}
+
+impl Default for EvictionHard {
+    fn default() -> Self {
+        Self { memory_available: 100 << 20, nodefs_available_percent: 10 }
+    }
+}
+
+impl std::str::FromStr for EvictionHard {
+    type Err = String;
+
+    /// Upstream's syntax, e.g. `memory.available<100Mi,nodefs.available<10%`; signals not
+    /// named keep their defaults. (kind passes `nodefs.available<0%` so a developer's full
+    /// disk does not stop scheduling; the lab does the same.)
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = Self::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (signal, value) = item.split_once('<').ok_or_else(|| format!("{item:?}: expected SIGNAL<VALUE"))?;
+            match signal.trim() {
+                "memory.available" => {
+                    out.memory_available = skiff_api::validation::parse_quantity_value(value.trim())
+                        .and_then(|v| u64::try_from(v).ok())
+                        .ok_or_else(|| format!("{item:?}: not a quantity"))?;
+                }
+                "nodefs.available" => {
+                    out.nodefs_available_percent = value
+                        .trim()
+                        .strip_suffix('%')
+                        .and_then(|p| p.parse::<u64>().ok())
+                        .filter(|p| *p <= 100)
+                        .ok_or_else(|| format!("{item:?}: expected a percentage (0% to 100%)"))?;
+                }
+                other => return Err(format!("{other:?}: supported signals are memory.available and nodefs.available")),
+            }
+        }
+        Ok(out)
+    }
+}
 
 /// What the host has, read from /proc and the filesystem.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -110,10 +153,15 @@ fn condition(
 }
 
 /// The node's conditions from the host facts and the runtime's readiness.
-pub fn conditions(f: &HostFacts, runtime_problem: Option<String>, old: &[NodeCondition]) -> Vec<NodeCondition> {
+pub fn conditions(
+    f: &HostFacts,
+    eviction: &EvictionHard,
+    runtime_problem: Option<String>,
+    old: &[NodeCondition],
+) -> Vec<NodeCondition> {
     let find = |t: &str| old.iter().find(|c| c.type_ == t);
-    let mem_ok = f.memory_available >= MEMORY_AVAILABLE_MIN;
-    let disk_ok = f.disk_total == 0 || f.disk_available * 100 >= f.disk_total * DISK_AVAILABLE_MIN_PERCENT;
+    let mem_ok = f.memory_available >= eviction.memory_available;
+    let disk_ok = f.disk_total == 0 || f.disk_available * 100 >= f.disk_total * eviction.nodefs_available_percent;
     let pid_ok = f.pid_max == 0 || f.pids_used * 10 < f.pid_max * 9;
     let not_ready_msg = runtime_problem.clone().unwrap_or_default();
     vec![
@@ -171,10 +219,12 @@ pub fn resources(cfg: &Config, f: &HostFacts) -> (BTreeMap<String, Quantity>, BT
         ("ephemeral-storage".to_string(), Quantity(format!("{}Ki", f.disk_total / 1024))),
     ]);
     let mut allocatable = capacity.clone();
-    allocatable.insert("memory".into(), Quantity(format!("{}Ki", memory.saturating_sub(MEMORY_AVAILABLE_MIN) / 1024)));
+    let eviction = &cfg.eviction_hard;
+    allocatable
+        .insert("memory".into(), Quantity(format!("{}Ki", memory.saturating_sub(eviction.memory_available) / 1024)));
     allocatable.insert(
         "ephemeral-storage".into(),
-        Quantity(format!("{}", f.disk_total * (100 - DISK_AVAILABLE_MIN_PERCENT) / 100)),
+        Quantity(format!("{}", f.disk_total * (100 - eviction.nodefs_available_percent) / 100)),
     );
     (capacity, allocatable)
 }
@@ -205,7 +255,7 @@ pub async fn status(cfg: &Config, cri: &Cri, old: &Node) -> serde_json::Value {
     let f = host_facts(&cfg.root_dir);
     let (capacity, allocatable) = resources(cfg, &f);
     let old_conditions = old.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    let conds = conditions(&f, runtime_problem(cri).await, &old_conditions);
+    let conds = conditions(&f, &cfg.eviction_hard, runtime_problem(cri).await, &old_conditions);
     let runtime_version = match cri.version().await {
         Ok(v) => format!("{}://{}", v.runtime_name, v.runtime_version),
         Err(_) => "containerd://unknown".into(),
@@ -306,7 +356,8 @@ pub async fn lease_loop(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let duration = cfg.node_lease_duration.as_secs().max(1);
+    let mut tick = tokio::time::interval((cfg.node_lease_duration / 4).max(Duration::from_millis(250)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -314,14 +365,15 @@ pub async fn lease_loop(
             _ = tick.tick() => {}
         }
         let now = MicroTime(Timestamp::now());
-        let patch = json!({"spec": {"holderIdentity": cfg.node_name, "leaseDurationSeconds": 40, "renewTime": now}});
+        let patch =
+            json!({"spec": {"holderIdentity": cfg.node_name, "leaseDurationSeconds": duration, "renewTime": now}});
         match leases.patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 let lease: Lease = serde_json::from_value(json!({
                     "metadata": {"name": cfg.node_name, "namespace": "kube-node-lease",
                                  "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": cfg.node_name, "uid": node_uid}]},
-                    "spec": {"holderIdentity": cfg.node_name, "leaseDurationSeconds": 40, "renewTime": now},
+                    "spec": {"holderIdentity": cfg.node_name, "leaseDurationSeconds": duration, "renewTime": now},
                 }))
                 .expect("valid Lease");
                 if let Err(e) = leases.create(&PostParams::default(), &lease).await {
@@ -387,6 +439,23 @@ pub async fn status_loop(client: kube::Client, cfg: Config, cri: Cri, shutdown: 
 mod tests {
     use super::*;
 
+    #[test]
+    fn eviction_thresholds_parse_as_upstream_writes_them() {
+        let e: EvictionHard = "memory.available<200Mi,nodefs.available<0%".parse().unwrap();
+        assert_eq!(e, EvictionHard { memory_available: 200 << 20, nodefs_available_percent: 0 });
+        let e: EvictionHard = "nodefs.available<5%".parse().unwrap();
+        assert_eq!(e.memory_available, 100 << 20, "unnamed signals keep their defaults");
+        assert!("nodefs.available<5Gi".parse::<EvictionHard>().is_err(), "only percentages for nodefs");
+        assert!("imagefs.available<5%".parse::<EvictionHard>().is_err());
+        let mut full = facts();
+        full.disk_available = full.disk_total / 20; // 5% free
+        let pressure = |e: &EvictionHard| {
+            conditions(&full, e, None, &[]).iter().find(|c| c.type_ == "DiskPressure").unwrap().status.clone()
+        };
+        assert_eq!(pressure(&EvictionHard::default()), "True");
+        assert_eq!(pressure(&"nodefs.available<0%".parse().unwrap()), "False");
+    }
+
     fn facts() -> HostFacts {
         HostFacts {
             cpus: 2,
@@ -406,7 +475,7 @@ mod tests {
 
     #[test]
     fn healthy_host_is_ready_without_pressure() {
-        let c = conditions(&facts(), None, &[]);
+        let c = conditions(&facts(), &EvictionHard::default(), None, &[]);
         assert_eq!(
             ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"].map(|t| status_of(&c, t)),
             ["False", "False", "False", "True"]
@@ -419,7 +488,12 @@ mod tests {
         f.memory_available = 50 << 20;
         f.disk_available = 5 << 30;
         f.pids_used = 30000;
-        let c = conditions(&f, Some("container runtime network not ready: NetworkReady=false".into()), &[]);
+        let c = conditions(
+            &f,
+            &EvictionHard::default(),
+            Some("container runtime network not ready: NetworkReady=false".into()),
+            &[],
+        );
         assert_eq!(
             ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"].map(|t| status_of(&c, t)),
             ["True", "True", "True", "False"]
@@ -428,7 +502,7 @@ mod tests {
         assert_eq!(ready.reason.as_deref(), Some("KubeletNotReady"));
         assert!(ready.message.as_ref().unwrap().contains("network not ready"));
         // The transition time stays while the status does not change.
-        let again = conditions(&f, Some("x".into()), &c);
+        let again = conditions(&f, &EvictionHard::default(), Some("x".into()), &c);
         assert_eq!(again[3].last_transition_time, c[3].last_transition_time);
     }
 

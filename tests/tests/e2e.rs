@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use serde_json::json;
 use skiff_testkit::containerd::Containerd;
@@ -28,6 +28,11 @@ async fn http_get(addr: std::net::SocketAddr) -> Option<String> {
 
 /// etcd, the apiserver, the controller-manager and the scheduler, in-process.
 async fn control_plane() -> (skiff_testkit::EtcdCluster, std::net::SocketAddr, kube::Client, CancellationToken) {
+    // RUST_LOG=skiff_controllers=info (etc.) shows the components' logs with a test's output.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::from_default_env();
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     let etcd = skiff_testkit::EtcdCluster::start();
     let (addr, stop) = skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.unwrap();
     let client = kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap())).unwrap();
@@ -49,6 +54,9 @@ async fn start_kubelet(
     cfg.node_ip = Some("127.0.0.1".into());
     cfg.address = "127.0.0.1".into();
     cfg.port = 0;
+    // A shared test machine's disk may be nearly full: no DiskPressure taint from that (as
+    // kind configures its nodes).
+    cfg.eviction_hard = "nodefs.available<0%".parse().unwrap();
     cfg.cni_conf_dir = containerd.cni_conf_dir();
     cfg.cni_bridge = containerd.bridge.clone();
     cfg.pod_cidr = Some(pod_cidr.into());
@@ -229,7 +237,7 @@ fn images_of(pods: &[Pod]) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_rollouts_history_undo_and_pause_on_real_containers() {
+async fn kubectl_rollouts_history_undo_and_pause_and_expose_on_real_containers() {
     let (_etcd, api, client, stop) = control_plane().await;
     let bridge = format!("ske2r{}", std::process::id() % 10000);
     let containerd = tokio::task::spawn_blocking(move || Containerd::start("roll", &bridge)).await.unwrap();
@@ -299,6 +307,22 @@ async fn kubectl_rollouts_history_undo_and_pause_on_real_containers() {
     })
     .await;
     assert_eq!(deploys.get("app").await.unwrap().status.unwrap().ready_replicas, Some(2));
+
+    // The imperative path: create a Deployment, expose it; the Service's endpoints follow
+    // its three pods.
+    k(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=3", "--", "httpd", "-f", "-p", "80"]).await;
+    k(&["expose", "deployment", "web", "--port=80"]).await;
+    k(&["rollout", "status", "deployment/web", "--timeout=90s"]).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let web = services.get("web").await.unwrap().spec.unwrap();
+    assert!(web.cluster_ip.as_deref().is_some_and(|ip| ip.starts_with("10.")), "{:?}", web.cluster_ip);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    eventually("the web Service has the 3 pods as ready endpoints", Duration::from_secs(30), || async {
+        let ready = endpoints.get_opt("web").await.ok().flatten().and_then(|e| e.subsets).unwrap_or_default();
+        ready.iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum::<usize>() == 3
+            && ready.iter().all(|s| s.ports.iter().flatten().any(|p| p.port == 80))
+    })
+    .await;
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(containerd);
