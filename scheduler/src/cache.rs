@@ -29,6 +29,9 @@ pub struct Cache {
     assumed: HashSet<String>,
     /// Bound pods whose node the cache does not know, by uid.
     waiting: HashMap<String, Pod>,
+    /// Where the next cycle starts filtering (upstream's `nextStartNodeIndex`), so with
+    /// sampling every node gets its turn.
+    pub next_start: usize,
 }
 
 fn node_of(pod: &Pod) -> Option<&str> {

@@ -73,8 +73,32 @@ pub enum Decision {
     Unschedulable(String),
 }
 
+/// Upstream's `minFeasibleNodesToFind`: below this many nodes, every node is filtered.
+const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// Upstream's `minFeasibleNodesPercentageToFind`.
+const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
+
+/// How many feasible nodes a cycle looks for before it stops filtering (upstream's
+/// `numFeasibleNodesToFind`, `percentageOfNodesToScore` unset = adaptive): all of them up to
+/// 100 nodes; beyond, 50 % minus 1 % per 125 nodes, at least 5 % and at least 100 nodes.
+/// Scoring 10 % of 5,000 nodes finds as good a node in practice, at a tenth of the cost.
+pub fn num_feasible_nodes_to_find(num_all: usize) -> usize {
+    if num_all < MIN_FEASIBLE_NODES_TO_FIND {
+        return num_all;
+    }
+    let percentage = 50usize.saturating_sub(num_all / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE);
+    (num_all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
 /// Runs filters and scores for `pod` over `nodes`. Pure: unit-testable without a cluster.
 pub fn decide(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Decision {
+    decide_from(profile, pod, nodes, 0).0
+}
+
+/// [`decide`], filtering from node `start` onwards (wrapping) and stopping once
+/// [`num_feasible_nodes_to_find`] nodes passed, as upstream; also returns how many nodes
+/// were filtered, so the next cycle starts after them (every node gets its turn).
+pub fn decide_from(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], start: usize) -> (Decision, usize) {
     let mut state = CycleState::default();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -85,7 +109,14 @@ pub fn decide(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Decision {
     if let Some(r) = pre_filter_failure {
         reasons.insert(r, nodes.len());
     }
-    'nodes: for n in to_filter {
+    let want = num_feasible_nodes_to_find(to_filter.len());
+    let start = if to_filter.is_empty() { 0 } else { start % to_filter.len() };
+    let mut processed = 0;
+    'nodes: for n in to_filter[start..].iter().chain(&to_filter[..start]) {
+        if feasible.len() >= want {
+            break;
+        }
+        processed += 1;
         for f in &profile.filters {
             let status = f.filter(&mut state, pod, n);
             if let Some(r) = status.reason() {
@@ -104,7 +135,7 @@ pub fn decide(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Decision {
         } else {
             format!("0/{} nodes are available: {}.", nodes.len(), parts.join(", "))
         };
-        return Decision::Unschedulable(summary);
+        return (Decision::Unschedulable(summary), processed);
     }
     let mut totals = vec![0i64; feasible.len()];
     for (plugin, _) in &profile.scores {
@@ -129,7 +160,7 @@ pub fn decide(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Decision {
         .unwrap_or("")
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    Decision::Bind(tied[(seed as usize) % tied.len()].node.name_any())
+    (Decision::Bind(tied[(seed as usize) % tied.len()].node.name_any()), processed)
 }
 
 fn is_terminal(p: &Pod) -> bool {
@@ -182,7 +213,8 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         if cache.is_assumed(&uid) {
             return Ok(Action::await_change()); // bound a moment ago; the watch lags
         }
-        let decision = decide(profile, &pod, cache.infos());
+        let (decision, processed) = decide_from(profile, &pod, cache.infos(), cache.next_start);
+        cache.next_start = cache.next_start.wrapping_add(processed);
         if let Decision::Bind(node) = &decision {
             cache.assume(&pod, node);
         }
@@ -453,6 +485,43 @@ mod tests {
         fn filter(&self, _state: &mut CycleState, _pod: &Pod, _node: &NodeInfo) -> Status {
             unreachable!("filter runs after a failed pre_filter")
         }
+    }
+
+    #[test]
+    fn feasible_nodes_to_find_follow_upstream() {
+        let cases =
+            [(50, 50), (100, 100), (250, 120), (500, 230), (1000, 420), (5000, 500), (6000, 300), (20000, 1000)];
+        for (all, want) in cases {
+            assert_eq!(num_feasible_nodes_to_find(all), want, "{all} nodes");
+        }
+    }
+
+    #[test]
+    fn large_clusters_are_sampled_from_a_rotating_start() {
+        let nodes: Vec<NodeInfo> = (0..500)
+            .map(|i| {
+                info(
+                    node(json!({"metadata": {"name": format!("n{i:03}")},
+                        "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}})),
+                    vec![],
+                )
+            })
+            .collect();
+        let profile = Profile::default_profile("default-scheduler");
+        let p =
+            pod(json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}));
+        let (d, processed) = decide_from(&profile, &p, &nodes, 400);
+        assert_eq!(processed, 230, "46 % of 500 nodes");
+        let Decision::Bind(chosen) = d else { panic!("{d:?}") };
+        let i: usize = chosen[1..].parse().unwrap();
+        assert!(!(130..400).contains(&i), "chosen among the 230 nodes from n400 on, wrapping: {chosen}");
+        // Nowhere to go: every node is looked at, and the summary counts them all.
+        let big =
+            pod(json!({"metadata": {"name": "big", "uid": "b"}, "spec": {"containers": [{"name": "c", "image": "i",
+            "resources": {"requests": {"cpu": "64"}}}]}}));
+        let (d, processed) = decide_from(&profile, &big, &nodes, 400);
+        assert_eq!(processed, 500);
+        assert_eq!(d, Decision::Unschedulable("0/500 nodes are available: 500 Insufficient cpu.".into()));
     }
 
     #[test]

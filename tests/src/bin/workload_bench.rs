@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p skiff-controllers -p skiff-scheduler
-//! cargo run --release -p skiff-e2e --bin workload-bench [-- --quick]
+//! cargo run --release -p skiff-e2e --bin workload-bench [-- --quick] [-- --nodes N]
 //! ```
 //!
 //! A private etcd and an in-process apiserver; 100 fake nodes registered through the API
@@ -119,7 +119,12 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    let (replicas, node_count, runs) = if quick { (200, 20, 1) } else { (1000, 100, 3) };
+    let (replicas, mut node_count, runs) = if quick { (200, 20, 1) } else { (1000, 100, 3) };
+    // --nodes N: another cluster size (the scheduler samples beyond 100 nodes).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.iter().position(|a| a == "--nodes").and_then(|i| args.get(i + 1)) {
+        node_count = n.parse()?;
+    }
     let dir = std::env::current_exe()?.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let (cm_bin, sched_bin) = (dir.join("skiff-controller-manager"), dir.join("skiff-scheduler"));
     for bin in [&cm_bin, &sched_bin] {
