@@ -268,7 +268,6 @@ pub struct Plan {
 pub struct NodeLifecycle {
     cfg: Config,
     health: HashMap<String, Health>,
-    known: HashSet<String>,
     states: BTreeMap<String, ZoneState>,
     tainters: BTreeMap<String, Tainter>,
     /// Nodes whose pods could not all be marked not ready; tried again next pass.
@@ -284,7 +283,6 @@ impl NodeLifecycle {
         Self {
             cfg,
             health: HashMap::new(),
-            known: HashSet::new(),
             states: BTreeMap::new(),
             tainters: BTreeMap::new(),
             retry_not_ready: HashSet::new(),
@@ -387,12 +385,16 @@ impl NodeLifecycle {
         if self.tainters.values().any(|t| t.queue.contains(&view.name)) {
             return;
         }
+        self.tainter(&view.zone, now).queue.push_back(view.name.clone());
+    }
+
+    /// The zone's tainter; a new zone starts at the normal rate (upstream's
+    /// `addPodEvictorForNewZone`).
+    fn tainter(&mut self, zone: &str, now: Instant) -> &mut Tainter {
         let rate = self.cfg.eviction_rate;
-        let tainter = self
-            .tainters
-            .entry(view.zone.clone())
-            .or_insert_with(|| Tainter { limiter: TokenBucket::new(rate, now), queue: VecDeque::new() });
-        tainter.queue.push_back(view.name.clone());
+        self.tainters
+            .entry(zone.to_string())
+            .or_insert_with(|| Tainter { limiter: TokenBucket::new(rate, now), queue: VecDeque::new() })
     }
 
     fn set_limiter(&mut self, zone: &str, size: usize, state: ZoneState, now: Instant) {
@@ -492,7 +494,6 @@ impl NodeLifecycle {
     pub fn plan(&mut self, nodes: &[Node], leases: &HashMap<String, Lease>, now: Instant, now_ts: Timestamp) -> Plan {
         let mut plan = Plan::default();
         let names: HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
-        self.known.retain(|n| names.contains(n));
         self.health.retain(|n, _| names.contains(n));
         self.retry_not_ready.retain(|n| names.contains(n));
         let mut views = Vec::with_capacity(nodes.len());
@@ -507,11 +508,9 @@ impl NodeLifecycle {
                 original: taints.clone(),
                 taints,
             };
-            let rate = self.cfg.eviction_rate;
-            self.tainters
-                .entry(view.zone.clone())
-                .or_insert_with(|| Tainter { limiter: TokenBucket::new(rate, now), queue: VecDeque::new() });
-            if self.known.insert(name.clone()) {
+            self.tainter(&view.zone, now);
+            // Never seen before (no health record yet): also every node after a restart.
+            if !self.health.contains_key(&name) {
                 // First sight: no NoExecute taint from before; it is earned back through the queue.
                 self.mark_reachable(&mut view);
             }
@@ -653,13 +652,19 @@ async fn evict(client: &Client, tainted: &HashMap<String, Vec<Taint>>, limit: us
     let pods: Api<Pod> = Api::all(client.clone());
     let now_s = Timestamp::now().as_second();
     let mut evicted = 0;
-    for pod in pods.list(&ListParams::default()).await?.items {
-        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
-        let Some(taints) = tainted.get(&node) else { continue };
-        if pod.metadata.deletion_timestamp.is_some() || evicted >= limit {
-            continue;
+    for (node, taints) in tainted {
+        if evicted >= limit {
+            break;
         }
-        if eviction_time(&pod, taints).is_some_and(|at| at <= now_s) {
+        // Only the tainted nodes' pods, not the cluster's.
+        let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        for pod in pods.list(&on_node).await?.items {
+            if pod.metadata.deletion_timestamp.is_some() || evicted >= limit {
+                continue;
+            }
+            if eviction_time(&pod, taints).is_none_or(|at| at > now_s) {
+                continue;
+            }
             let ns = pod.namespace().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             info!(namespace = ns, pod = pod.name_any(), node, "evicting pod from a tainted node");

@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.resolv_conf = args.resolv_conf;
     cfg.max_pods = args.max_pods;
     cfg.eviction_hard = args.eviction_hard;
-    cfg.node_lease_duration = std::time::Duration::from_secs(args.node_lease_duration_seconds.max(1));
+    cfg.node_lease_duration = std::time::Duration::from_secs(args.node_lease_duration_seconds);
     cfg.cpus = args.cpus;
     cfg.memory = args.memory_bytes;
     cfg.pod_manifest_path = args.pod_manifest_path;

@@ -34,11 +34,13 @@ pub struct Cache {
     pub next_start: usize,
 }
 
-fn node_of(pod: &Pod) -> Option<&str> {
+/// The node a pod is bound (or assumed) to, if any.
+pub(crate) fn node_of(pod: &Pod) -> Option<&str> {
     pod.spec.as_ref()?.node_name.as_deref().filter(|n| !n.is_empty())
 }
 
-fn is_terminal(p: &Pod) -> bool {
+/// Succeeded or Failed: it holds no resources any more.
+pub(crate) fn is_terminal(p: &Pod) -> bool {
     matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 

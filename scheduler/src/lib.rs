@@ -163,10 +163,6 @@ pub fn decide_from(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], start: usiz
     (Decision::Bind(tied[(seed as usize) % tied.len()].node.name_any()), processed)
 }
 
-fn is_terminal(p: &Pod) -> bool {
-    matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
-}
-
 struct Ctx {
     client: Client,
     profiles: Vec<Profile>,
@@ -196,10 +192,7 @@ async fn event(client: &Client, pod: &Pod, type_: &str, reason: &str, message: &
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let spec = pod.spec.clone().unwrap_or_default();
-    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
-        || pod.metadata.deletion_timestamp.is_some()
-        || is_terminal(&pod)
-    {
+    if cache::node_of(&pod).is_some() || pod.metadata.deletion_timestamp.is_some() || cache::is_terminal(&pod) {
         return Ok(Action::await_change());
     }
     let scheduler_name = spec.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into());

@@ -5,6 +5,8 @@
 //! server on the host, a node machine in a network namespace joining with a token). The
 //! benchmarks live in `src/bin/`.
 //!
-//! [`systemd`] reads unit files, environment files and `ExecStart=` lines for `join.rs`.
+//! [`systemd`] reads unit files, environment files and `ExecStart=` lines for `join.rs`;
+//! [`bench`] holds what the benchmarks share.
 
+pub mod bench;
 pub mod systemd;

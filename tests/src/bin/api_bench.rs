@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use skiff_e2e::bench::{cpu_seconds, median};
 
 // mimalloc: the apiserver allocates many small JSON values per request; glibc malloc
 // showed up at ~6% of CPU in the create benchmark.
@@ -58,17 +59,6 @@ where
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-/// CPU seconds (user + system) a process has used so far, from /proc (Linux).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
 /// CPU used by this process and by etcd while `f` runs, in microseconds per operation.
 struct CpuPerOp {
     bench_us: f64,
@@ -84,11 +74,6 @@ async fn with_cpu<F: std::future::Future<Output = f64>>(etcd_pid: &str, ops: usi
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -22,17 +22,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
+use skiff_e2e::bench::median;
 use skiff_proxy::nft::Nft;
 use skiff_proxy::render::{self, RenderConfig};
 use skiff_proxy::Syncer;
 use skiff_testkit::netns::{in_netns, Lab};
 
 const TARGET_VIP: &str = "10.96.0.1";
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
-}
 
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));

@@ -31,39 +31,10 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
+use skiff_e2e::bench::{cpu_seconds, median, memory_mib};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// CPU seconds (user + system) a process has used so far, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-/// (VmRSS, VmHWM) of a process in MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// A child process that is stopped (by its PID) when dropped.
 struct Proc(Child);
@@ -215,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
         spawn(&cm_bin, &["--kubeconfig", &cm_config.to_string_lossy()], &logs.path().join("controller-manager.log"))?;
     let sched =
         spawn(&sched_bin, &["--kubeconfig", &sched_config.to_string_lossy()], &logs.path().join("scheduler.log"))?;
-    let (cm_pid, sched_pid) = (cm.0.id(), sched.0.id());
+    let (cm_pid, sched_pid) = (cm.0.id().to_string(), sched.0.id().to_string());
     // Both are up once a probe pod gets a node and namespace "default" its ServiceAccount.
     let probe: Pod = serde_json::from_value(json!({"metadata": {"name": "probe"}, "spec": pod_spec()}))?;
     Api::<Pod>::namespaced(client.clone(), "default").create(&PostParams::default(), &probe).await?;
@@ -270,8 +241,7 @@ async fn main() -> anyhow::Result<()> {
         let floor = start.elapsed().as_secs_f64();
         // Skiff: one Deployment; the clock stops when every pod is bound.
         let ns = format!("skiff-{run}");
-        let me = std::process::id();
-        let (cm0, s0, a0) = (cpu_seconds(cm_pid), cpu_seconds(sched_pid), cpu_seconds(me));
+        let (cm0, s0, a0) = (cpu_seconds(&cm_pid), cpu_seconds(&sched_pid), cpu_seconds("self"));
         let deploy: Deployment = serde_json::from_value(json!({
             "metadata": {"name": "web"},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
@@ -282,8 +252,8 @@ async fn main() -> anyhow::Result<()> {
         Api::<Deployment>::namespaced(client.clone(), &ns).create(&PostParams::default(), &deploy).await?;
         let took = watching.await?.as_secs_f64();
         // Counted just after the last binding: the work of this run only.
-        let (cm1, s1, a1) = (cpu_seconds(cm_pid), cpu_seconds(sched_pid), cpu_seconds(me));
-        let (cm_mem, s_mem) = (memory_mib(cm_pid), memory_mib(sched_pid));
+        let (cm1, s1, a1) = (cpu_seconds(&cm_pid), cpu_seconds(&sched_pid), cpu_seconds("self"));
+        let (cm_mem, s_mem) = (memory_mib(&cm_pid), memory_mib(&sched_pid));
         println!(
             "{run:>4} | {floor:>9.2} | {took:>9.2} | {:>6.2} | {:>10.2} | {:>10.2} | {:>10.2} | {:>6.0}/{:<7.0} | {:>6.0}/{:<7.0}",
             took / floor,
