@@ -44,6 +44,36 @@ fn finished_condition(job: &Job) -> Option<&str> {
         .map(|c| c.type_.as_str())
 }
 
+/// Where a Job stands, from its pods' counts: pure, as upstream's syncJob decides it.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    /// Failed: (reason, message) of the `Failed` condition.
+    fail_reason: Option<(&'static str, &'static str)>,
+    /// `completions` pods succeeded.
+    complete: bool,
+    /// Finished, failed or suspended: no pod may run.
+    stop_all: bool,
+    /// Pods that should be running now.
+    want_active: usize,
+}
+
+/// `succeeded` and `failed` pods so far, `active_for` seconds since the Job started.
+fn verdict(spec: &k8s_openapi::api::batch::v1::JobSpec, succeeded: i32, failed: i32, active_for: i64) -> Verdict {
+    let completions = spec.completions.unwrap_or(1);
+    let parallelism = spec.parallelism.unwrap_or(1).max(0);
+    let fail_reason = if failed > spec.backoff_limit.unwrap_or(6) {
+        Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+    } else if spec.active_deadline_seconds.is_some_and(|d| active_for >= d) {
+        Some(("DeadlineExceeded", "Job was active longer than specified deadline"))
+    } else {
+        None
+    };
+    let complete = succeeded >= completions;
+    let stop_all = complete || fail_reason.is_some() || spec.suspend == Some(true);
+    let want_active = if stop_all { 0 } else { parallelism.min(completions - succeeded).max(0) as usize };
+    Verdict { fail_reason, complete, stop_all, want_active }
+}
+
 async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -94,23 +124,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .collect();
     let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as i32;
     let failed = pods.iter().filter(|p| phase(p) == "Failed").count() as i32;
-    let completions = spec.completions.unwrap_or(1);
-    let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let start = job.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.as_second()).unwrap_or(now_s);
-
-    let fail_reason = if failed > spec.backoff_limit.unwrap_or(6) {
-        Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
-    } else if spec.active_deadline_seconds.is_some_and(|d| now_s - start >= d) {
-        Some(("DeadlineExceeded", "Job was active longer than specified deadline"))
-    } else {
-        None
-    };
-    let complete = succeeded >= completions;
+    let Verdict { fail_reason, complete, stop_all: remove_all, want_active } =
+        verdict(&spec, succeeded, failed, now_s - start);
     let suspended = spec.suspend == Some(true);
 
     // Remove pods that must not run; start the ones that are missing.
-    let remove_all = complete || fail_reason.is_some() || suspended;
-    let want_active = if remove_all { 0 } else { parallelism.min(completions - succeeded).max(0) as usize };
     if active.len() > want_active {
         for p in active.iter().skip(want_active) {
             crate::delete_if_present(&pods_api, &p.name_any(), p.metadata.uid.as_deref()).await?;
@@ -196,4 +215,45 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Erro
     let pods: Api<Pod> = Api::all(client.clone());
     let controller = Controller::new(jobs, watcher::Config::default()).owns(pods, watcher::Config::default());
     crate::drive(controller, reconcile, error_policy, Arc::new(Ctx { client }), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> k8s_openapi::api::batch::v1::JobSpec {
+        let mut v = v;
+        v["template"] = serde_json::json!({});
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn parallelism_is_capped_by_what_is_left_to_complete() {
+        let s = spec(serde_json::json!({"completions": 5, "parallelism": 2}));
+        assert_eq!(verdict(&s, 0, 0, 0).want_active, 2);
+        assert_eq!(verdict(&s, 4, 0, 0).want_active, 1, "one completion left: one pod");
+        let done = verdict(&s, 5, 0, 0);
+        assert!(done.complete);
+        assert_eq!(done.want_active, 0);
+    }
+
+    #[test]
+    fn backoff_limit_and_deadline_fail_the_job_and_stop_its_pods() {
+        let s = spec(serde_json::json!({"completions": 3, "backoffLimit": 2, "activeDeadlineSeconds": 60}));
+        assert_eq!(verdict(&s, 0, 2, 10).fail_reason, None, "failures up to the limit are retried");
+        let v = verdict(&s, 0, 3, 10);
+        assert_eq!(v.fail_reason.map(|r| r.0), Some("BackoffLimitExceeded"));
+        assert_eq!(v.want_active, 0);
+        assert_eq!(verdict(&s, 1, 0, 60).fail_reason.map(|r| r.0), Some("DeadlineExceeded"));
+        assert_eq!(verdict(&spec(serde_json::json!({})), 0, 6, 0).fail_reason, None, "default backoffLimit 6");
+    }
+
+    #[test]
+    fn a_suspended_job_runs_nothing() {
+        let s = spec(serde_json::json!({"completions": 3, "parallelism": 3, "suspend": true}));
+        assert_eq!(
+            verdict(&s, 0, 0, 0),
+            Verdict { fail_reason: None, complete: false, stop_all: true, want_active: 0 }
+        );
+    }
 }
