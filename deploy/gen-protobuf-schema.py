@@ -55,6 +55,7 @@ ROOTS = [
     ("batch/v1", "Job", "api.batch.v1.Job"),
     ("coordination.k8s.io/v1", "Lease", "api.coordination.v1.Lease"),
     ("discovery.k8s.io/v1", "EndpointSlice", "api.discovery.v1.EndpointSlice"),
+    ("scheduling.k8s.io/v1", "PriorityClass", "api.scheduling.v1.PriorityClass"),
     ("rbac.authorization.k8s.io/v1", "Role", "api.rbac.v1.Role"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", "api.rbac.v1.ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding", "api.rbac.v1.RoleBinding"),
@@ -90,6 +91,7 @@ POINTER_SCALARS = {
         "terminationGracePeriodSeconds", "activeDeadlineSeconds", "automountServiceAccountToken",
         "shareProcessNamespace", "priority", "enableServiceLinks", "preemptionPolicy",
         "setHostnameAsFQDN", "hostUsers", "runtimeClassName"],
+    "api.scheduling.v1.PriorityClass": ["preemptionPolicy"],
     "api.core.v1.PodSecurityContext": [
         "runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "fsGroupChangePolicy",
         "supplementalGroupsPolicy", "seLinuxChangePolicy"],

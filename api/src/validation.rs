@@ -94,6 +94,7 @@ use k8s_openapi::api::coordination::v1 as coordination;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::rbac::v1 as rbac;
+use k8s_openapi::api::scheduling::v1 as scheduling;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -1403,12 +1404,7 @@ pub fn validate_pod_spec(spec: &core::PodSpec, path: &str) -> FieldErrors {
             invalid_each(&mut errs, &child(&p, "hostnames"), h, is_dns1123_subdomain(h));
         }
     }
-    if let Some(pp) = given(&spec.preemption_policy) {
-        const POLICIES: &[&str] = &["Never", "PreemptLowerPriority"];
-        if !POLICIES.contains(&pp) {
-            errs.push(not_supported(child(path, "preemptionPolicy"), &q(pp), POLICIES));
-        }
-    }
+    validate_preemption_policy(&mut errs, &child(path, "preemptionPolicy"), spec.preemption_policy.as_deref());
     for (name, qty) in spec.overhead.iter().flatten() {
         let p = key(&child(path, "overhead"), name);
         validate_resource_name(&mut errs, name, &p);
@@ -3577,6 +3573,71 @@ pub fn validate_cluster_role_binding_update(
     errs
 }
 
+const PREEMPTION_POLICIES: &[&str] = &["Never", "PreemptLowerPriority"];
+
+fn validate_preemption_policy(errs: &mut FieldErrors, path: &str, policy: Option<&str>) {
+    if let Some(pp) = policy.filter(|p| !p.is_empty()) {
+        if !PREEMPTION_POLICIES.contains(&pp) {
+            errs.push(not_supported(path, &q(pp), PREEMPTION_POLICIES));
+        }
+    }
+}
+
+/// Upstream's `HighestUserDefinablePriority`: classes users create stay at or below it, so
+/// the built-in `system-*` classes always win.
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i32 = 1_000_000_000;
+
+/// The built-in PriorityClasses (name, value), as upstream's `SystemPriorityClasses`.
+pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i32)] =
+    &[("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+
+/// Validates a PriorityClass on create: a DNS subdomain name, cluster-scoped; `system-`
+/// names are reserved for the built-in classes (with their values, not global default);
+/// other classes may not exceed [`HIGHEST_USER_DEFINABLE_PRIORITY`].
+pub fn validate_priority_class(pc: &scheduling::PriorityClass) -> FieldErrors {
+    let mut errs = validate_object_meta(&pc.metadata, false, is_dns1123_subdomain);
+    let name = pc.metadata.name.as_deref().unwrap_or_default();
+    if name.starts_with("system-") {
+        let known = SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == name);
+        let why = match known {
+            None => Some(format!("{name} is not a known system priority class")),
+            Some((_, v)) if *v != pc.value => Some(format!("value of {name} PriorityClass must be {v}")),
+            Some(_) if pc.global_default == Some(true) => {
+                Some(format!("globalDefault of {name} PriorityClass must be false"))
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            errs.push(forbidden(
+                "metadata.name",
+                &format!("priority class names with 'system-' prefix are reserved for system use only. error: {why}"),
+            ));
+        }
+    } else if pc.value > HIGHEST_USER_DEFINABLE_PRIORITY {
+        errs.push(forbidden(
+            "value",
+            &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"),
+        ));
+    }
+    validate_preemption_policy(&mut errs, "preemptionPolicy", pc.preemption_policy.as_deref());
+    errs
+}
+
+/// Validates a PriorityClass update: `value` and `preemptionPolicy` never change (pods were
+/// admitted with them), plus metadata immutability.
+pub fn validate_priority_class_update(new: &scheduling::PriorityClass, old: &scheduling::PriorityClass) -> FieldErrors {
+    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
+    errs.extend(validate_priority_class(new));
+    if new.value != old.value {
+        errs.push(forbidden("value", "may not be changed in an update."));
+    }
+    if new.preemption_policy != old.preemption_policy {
+        let shown = new.preemption_policy.as_deref().unwrap_or("null");
+        errs.push(invalid_str("preemptionPolicy", shown, FIELD_IMMUTABLE_ERROR_MSG));
+    }
+    errs
+}
+
 // ===========================================================================
 // Tests
 // ===========================================================================
@@ -4689,5 +4750,49 @@ mod tests {
         let e = required("spec.containers", "");
         assert_eq!(serde_json::to_value(e.kind).unwrap(), json!("FieldValueRequired"));
         assert_eq!(e.to_string(), "spec.containers: Required value");
+    }
+
+    fn priority_class(name: &str, value: i32) -> scheduling::PriorityClass {
+        scheduling::PriorityClass {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn priority_classes_follow_upstream_rules() {
+        assert!(validate_priority_class(&priority_class("high", 1000)).is_empty());
+        assert!(validate_priority_class(&priority_class("system-node-critical", 2_000_001_000)).is_empty());
+        let msgs = |errs: FieldErrors| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            msgs(validate_priority_class(&priority_class("huge", 1_000_000_001))),
+            ["value: Forbidden: maximum allowed value of a user defined priority is 1000000000"]
+        );
+        assert_eq!(
+            msgs(validate_priority_class(&priority_class("system-mine", 5))),
+            ["metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use \
+              only. error: system-mine is not a known system priority class"]
+        );
+        assert_eq!(validate_priority_class(&priority_class("system-cluster-critical", 7)).len(), 1);
+        let mut never = priority_class("low", -5);
+        never.preemption_policy = Some("Sometimes".into());
+        assert_eq!(
+            msgs(validate_priority_class(&never)),
+            ["preemptionPolicy: Unsupported value: \"Sometimes\": supported values: \"Never\", \"PreemptLowerPriority\""]
+        );
+        let old = priority_class("high", 1000);
+        let mut new = old.clone();
+        new.description = Some("changed".into());
+        assert!(validate_priority_class_update(&new, &old).is_empty());
+        new.value = 1001;
+        new.preemption_policy = Some("Never".into());
+        assert_eq!(
+            msgs(validate_priority_class_update(&new, &old)),
+            [
+                "value: Forbidden: may not be changed in an update.",
+                "preemptionPolicy: Invalid value: \"Never\": field is immutable"
+            ]
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Objects the apiserver keeps in place itself, as upstream's bootstrap controllers do: the
 //! `kubernetes` Service in `default` (ClusterIP = the first address of the service range,
 //! reserved for it) with Endpoints and an EndpointSlice naming this apiserver, so clients
-//! in pods find the API at a stable address.
+//! in pods find the API at a stable address; and the built-in PriorityClasses
+//! (`system-node-critical`, `system-cluster-critical`).
 
 use serde_json::{json, Value};
 use tracing::info;
@@ -78,4 +79,24 @@ pub async fn ensure_kubernetes_service(reg: &Registry, ip: std::net::IpAddr, por
         "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
     ensure_object(reg, &target("endpointslices", "discovery.k8s.io"), slice, &["/endpoints", "/ports"]).await
+}
+
+/// Ensures upstream's built-in PriorityClasses exist (left alone if they do: their value is
+/// immutable and validation keeps it right).
+pub async fn ensure_system_priority_classes(reg: &Registry) -> Result<(), ApiError> {
+    let t = Target {
+        resource: resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served"),
+        namespace: None,
+    };
+    for (name, value) in skiff_api::validation::SYSTEM_PRIORITY_CLASSES {
+        let description = if *name == "system-node-critical" {
+            "Used for system critical pods that must not be moved from their current node."
+        } else {
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."
+        };
+        let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+            "value": value, "description": description, "preemptionPolicy": "PreemptLowerPriority"});
+        ensure_object(reg, &t, pc, &[]).await?;
+    }
+    Ok(())
 }

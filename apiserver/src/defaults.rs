@@ -113,12 +113,12 @@ pub fn apply(kind: &str, obj: &mut Value) {
                     set_if_absent(spec, "serviceAccount", sa);
                 }
             }
-            // Upstream admission gives every pod a priority; 0 without PriorityClasses.
+            // Priority admission (`Registry::admit_priority`) sets spec.priority on create.
             if let Some(spec) = obj.get_mut("spec") {
-                set_if_absent(spec, "priority", json!(0));
                 default_toleration_seconds(spec);
             }
         }
+        "PriorityClass" => set_if_absent(obj, "preemptionPolicy", json!("PreemptLowerPriority")),
         "Deployment" => {
             if let Some(spec) = obj.get_mut("spec") {
                 set_if_absent(spec, "replicas", json!(1));

@@ -327,9 +327,13 @@ impl ApiServer {
                         Ok(()) => bootstrappolicy::ensure(&reg).await,
                         Err(e) => Err(e),
                     };
+                    let svc = match svc {
+                        Ok(()) => bootstrap::ensure_system_priority_classes(&reg).await,
+                        Err(e) => Err(e),
+                    };
                     match svc {
                         Ok(()) => break,
-                        Err(e) => warn!(error = %e, "creating system namespaces / the kubernetes Service failed; retrying"),
+                        Err(e) => warn!(error = %e, "bootstrap (system namespaces, the kubernetes Service, RBAC, priority classes) failed; retrying"),
                     }
                     tokio::select! { _ = bg.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
                 }

@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch, coordination::v1 as coord, core::v1 as core,
-    discovery::v1 as disc, policy::v1 as policy, rbac::v1 as rbac,
+    discovery::v1 as disc, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as sched,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -127,6 +127,7 @@ fn kind_schema(group: &str, version: &str, kind: &str) -> Option<Register> {
         ("rbac.authorization.k8s.io", "v1", "ClusterRole") => reg::<rbac::ClusterRole>,
         ("rbac.authorization.k8s.io", "v1", "RoleBinding") => reg::<rbac::RoleBinding>,
         ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => reg::<rbac::ClusterRoleBinding>,
+        ("scheduling.k8s.io", "v1", "PriorityClass") => reg::<sched::PriorityClass>,
         ("autoscaling", "v1", "Scale") => reg::<autoscaling::Scale>,
         ("policy", "v1", "Eviction") => reg::<policy::Eviction>,
         _ => return None,

@@ -6,7 +6,7 @@
 //! rustfmt --edition 2021 apiserver/src/protobuf_schema.rs
 //! ```
 //!
-//! 24 root kinds, 225 messages, 968 fields. Read by [`crate::protobuf`].
+//! 25 root kinds, 226 messages, 973 fields. Read by [`crate::protobuf`].
 
 /// What a field holds on the wire and how it reads as JSON.
 #[derive(Debug)]
@@ -82,6 +82,7 @@ pub(crate) static ROOTS: &[(&str, &str, &Message)] = &[
     ("batch/v1", "Job", &BATCH_V1_JOB),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
+    ("scheduling.k8s.io/v1", "PriorityClass", &SCHEDULING_V1_PRIORITY_CLASS),
     ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
     ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
@@ -2134,6 +2135,17 @@ static RBAC_V1_SUBJECT: Message = Message {
         f(2, "apiGroup", Kind::Str, false, false),
         f(3, "name", Kind::Str, false, true),
         f(4, "namespace", Kind::Str, false, false),
+    ],
+};
+
+static SCHEDULING_V1_PRIORITY_CLASS: Message = Message {
+    name: "scheduling.v1.PriorityClass",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&META_V1_OBJECT_META), false, true),
+        f(2, "value", Kind::I32, false, true),
+        f(3, "globalDefault", Kind::Bool, false, false),
+        f(4, "description", Kind::Str, false, false),
+        f(5, "preemptionPolicy", Kind::Str, false, true),
     ],
 };
 

@@ -237,6 +237,11 @@ impl Registry {
         let mut v = body;
         strategy::prepare_for_create(r, &mut v);
         crate::defaults::apply(r.kind, &mut v);
+        match r.kind {
+            "Pod" => self.admit_priority(r, &name, &mut v).await?,
+            "PriorityClass" => self.admit_priority_class(r, &name, &v).await?,
+            _ => {}
+        }
         let (mut v, errs) = (r.admit)(v, None).map_err(|e| decode_error(r, e))?;
         if !errs.is_empty() {
             return Err(ApiError::invalid(r, &name, errs));
@@ -333,6 +338,9 @@ impl Registry {
             let mut new = f(&old)?;
             strategy::prepare_for_update(r, &mut new, &old, sub);
             crate::defaults::apply(r.kind, &mut new);
+            if r.kind == "PriorityClass" {
+                self.admit_priority_class(r, name, &new).await?;
+            }
             // A binding is the one sanctioned change of an otherwise immutable pod spec.
             let old_for_update = if sub == Some("binding") { None } else { Some(&old) };
             let (mut new, errs) = (r.admit)(new, old_for_update).map_err(|e| decode_error(r, e))?;
@@ -520,6 +528,94 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// Every PriorityClass, from the watch cache (etcd until the cache has listed).
+    async fn priority_classes(&self) -> ApiResult<Vec<Arc<Value>>> {
+        let t = Target {
+            resource: resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served"),
+            namespace: None,
+        };
+        let cache = self.cache(t.resource);
+        if cache.is_ready().await {
+            return Ok(cache.snapshot(&t.prefix()).await.0);
+        }
+        let (items, ..) = self.list(&t, &ListQuery::default()).await?;
+        Ok(items)
+    }
+
+    /// Upstream's Priority admission on pod create: `spec.priority` (and `preemptionPolicy`)
+    /// come from the pod's PriorityClass, or from the global default class (whose name the
+    /// pod then carries), or are 0. An unknown class, or a priority that disagrees with the
+    /// class, is refused (403), as upstream.
+    async fn admit_priority(&self, r: &ResourceInfo, name: &str, pod: &mut Value) -> ApiResult<()> {
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
+        let class_name = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or_default().to_string();
+        let classes = self.priority_classes().await?;
+        let value_of = |pc: &Value| pc.get("value").and_then(Value::as_i64).unwrap_or(0);
+        let class = if class_name.is_empty() {
+            // Several defaults (created through racing apiservers): the lowest value wins.
+            classes
+                .iter()
+                .filter(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true))
+                .min_by_key(|pc| value_of(pc))
+                .cloned()
+        } else {
+            let found = classes.iter().find(|pc| obj::name(pc) == class_name).cloned();
+            Some(found.ok_or_else(|| {
+                ApiError::forbidden(r, name, format!("no PriorityClass with name {class_name} was found"))
+            })?)
+        };
+        let priority = class.as_deref().map_or(0, value_of);
+        if let Some(given) = spec.get("priority").and_then(Value::as_i64) {
+            if given != priority {
+                return Err(ApiError::forbidden(
+                    r,
+                    name,
+                    format!(
+                        "the integer value of priority ({given}) must not be provided in pod spec; priority \
+                         admission controller computed {priority} from the given PriorityClass name"
+                    ),
+                ));
+            }
+        }
+        spec.insert("priority".into(), json!(priority));
+        let Some(class) = class else { return Ok(()) };
+        if class_name.is_empty() {
+            spec.insert("priorityClassName".into(), json!(obj::name(&class)));
+        }
+        let policy = class.get("preemptionPolicy").and_then(Value::as_str).unwrap_or("PreemptLowerPriority");
+        if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str).filter(|p| *p != policy) {
+            return Err(ApiError::forbidden(
+                r,
+                name,
+                format!(
+                    "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority \
+                     admission controller computed {policy} from the given PriorityClass name"
+                ),
+            ));
+        }
+        spec.insert("preemptionPolicy".into(), json!(policy));
+        Ok(())
+    }
+
+    /// Priority admission for PriorityClasses: at most one is the global default.
+    async fn admit_priority_class(&self, r: &ResourceInfo, name: &str, pc: &Value) -> ApiResult<()> {
+        if pc.get("globalDefault").and_then(Value::as_bool) != Some(true) {
+            return Ok(());
+        }
+        let classes = self.priority_classes().await?;
+        let other = classes
+            .iter()
+            .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true) && obj::name(c) != name);
+        match other {
+            Some(other) => Err(ApiError::forbidden(
+                r,
+                name,
+                format!("PriorityClass {} is already marked as default. Only one default can exist", obj::name(other)),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Namespace lifecycle admission: the namespace must exist and not be terminating.

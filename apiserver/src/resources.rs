@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
-    rbac::v1 as rbac,
+    rbac::v1 as rbac, scheduling::v1 as sched,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -201,6 +201,9 @@ pub fn all() -> &'static [ResourceInfo] {
             resource!(disc::EndpointSlice, "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", namespaced: true,
                 short: [], categories: [], sub: [], status: false,
                 fields: [], validate: v::validate_endpoint_slice, validate_update: v::validate_endpoint_slice_update),
+            resource!(sched::PriorityClass, "scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", namespaced: false,
+                short: ["pc"], categories: [], sub: [], status: false,
+                fields: [], validate: v::validate_priority_class, validate_update: v::validate_priority_class_update),
             resource!(rbac::Role, "rbac.authorization.k8s.io", "v1", "Role", "roles", "role", namespaced: true,
                 short: [], categories: [], sub: [], status: false,
                 fields: [], validate: v::validate_role, validate_update: v::validate_role_update),

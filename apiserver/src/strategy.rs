@@ -171,6 +171,9 @@ pub fn prepare_for_update(r: &ResourceInfo, new: &mut Value, old: &Value, sub: O
             if r.kind == "Service" {
                 keep_allocations(new, old);
             }
+            if r.kind == "Pod" {
+                keep_admitted_priority(new, old);
+            }
             if r.has_status {
                 match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
@@ -214,6 +217,20 @@ pub fn prepare_for_update(r: &ResourceInfo, new: &mut Value, old: &Value, sub: O
 
 /// A Service update that leaves out its allocated ClusterIP or node ports keeps them, as
 /// upstream's service REST does (clients replace Services without those fields).
+/// Priority admission set `priority` and `preemptionPolicy` at create; an update that leaves
+/// them out (a `replace` from the original file) keeps them rather than failing as a change
+/// of an immutable field.
+fn keep_admitted_priority(new: &mut Value, old: &Value) {
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    for f in ["priority", "preemptionPolicy"] {
+        if spec.get(f).is_none_or(Value::is_null) {
+            if let Some(v) = old.pointer(&format!("/spec/{f}")) {
+                spec.insert(f.to_string(), v.clone());
+            }
+        }
+    }
+}
+
 fn keep_allocations(new: &mut Value, old: &Value) {
     let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else { return };
     for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {

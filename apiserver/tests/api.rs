@@ -118,6 +118,12 @@ fn fixtures() -> Vec<(GroupVersionKind, &'static str, bool, Value)> {
             json!({"metadata": {"name": "es1"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"port": 80}]}),
         ),
         (
+            GroupVersionKind::gvk("scheduling.k8s.io", "v1", "PriorityClass"),
+            "priorityclasses",
+            false,
+            json!({"metadata": {"name": "crud-pc1"}, "value": 100}),
+        ),
+        (
             GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "Role"),
             "roles",
             true,
@@ -209,6 +215,107 @@ async fn crud_of_every_resource() {
             assert!(msg.contains(&name), "{plural}: message names the object: {msg}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_admission_as_upstream() {
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    let (_etcd, server) = cluster().await;
+    let client = server.client();
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pc = |v: Value| -> PriorityClass { serde_json::from_value(v).unwrap() };
+    // Built in, with upstream's values.
+    let critical = classes.get("system-node-critical").await.unwrap();
+    assert_eq!(critical.value, 2_000_001_000);
+    assert_eq!(classes.get("system-cluster-critical").await.unwrap().value, 2_000_000_000);
+
+    // No class, no default: priority 0.
+    let plain = pods.create(&PostParams::default(), &pod("plain")).await.unwrap();
+    assert_eq!(plain.spec.as_ref().unwrap().priority, Some(0));
+    // A named class gives its value and preemption policy (defaulted).
+    let high = classes
+        .create(&PostParams::default(), &pc(json!({"metadata": {"name": "high"}, "value": 1000})))
+        .await
+        .unwrap();
+    assert_eq!(high.preemption_policy.as_deref(), Some("PreemptLowerPriority"));
+    let mut p = pod("important");
+    p.spec.as_mut().unwrap().priority_class_name = Some("high".into());
+    let created = pods.create(&PostParams::default(), &p).await.unwrap();
+    let spec = created.spec.unwrap();
+    assert_eq!((spec.priority, spec.preemption_policy.as_deref()), (Some(1000), Some("PreemptLowerPriority")));
+    // A replace from the original object (no priority) keeps the admitted one.
+    let mut again = pods.get("important").await.unwrap();
+    again.spec.as_mut().unwrap().priority = None;
+    again.metadata.labels.get_or_insert_with(Default::default).insert("x".into(), "y".into());
+    assert_eq!(
+        pods.replace("important", &PostParams::default(), &again).await.unwrap().spec.unwrap().priority,
+        Some(1000)
+    );
+
+    // Unknown class and a contradicting priority: 403, nothing stored.
+    let mut bad = pod("unknown-class");
+    bad.spec.as_mut().unwrap().priority_class_name = Some("nope".into());
+    let (code, reason, msg) = api_err(pods.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert!(msg.contains("no PriorityClass with name nope was found"), "{msg}");
+    let mut liar = pod("liar");
+    liar.spec.as_mut().unwrap().priority_class_name = Some("high".into());
+    liar.spec.as_mut().unwrap().priority = Some(5);
+    let (code, _, msg) = api_err(pods.create(&PostParams::default(), &liar).await.unwrap_err());
+    assert_eq!(code, 403);
+    assert!(msg.contains("the integer value of priority (5) must not be provided in pod spec"), "{msg}");
+    assert_eq!(pods.get_opt("unknown-class").await.unwrap().map(|_| ()), None);
+    assert_eq!(pods.get_opt("liar").await.unwrap().map(|_| ()), None);
+
+    // A global default names itself on pods without a class; only one may exist.
+    classes
+        .create(
+            &PostParams::default(),
+            &pc(json!({"metadata": {"name": "batch"}, "value": 10, "globalDefault": true,
+            "preemptionPolicy": "Never"})),
+        )
+        .await
+        .unwrap();
+    let (code, _, msg) = api_err(
+        classes
+            .create(
+                &PostParams::default(),
+                &pc(json!({"metadata": {"name": "other"}, "value": 1, "globalDefault": true})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 403);
+    assert!(msg.contains("PriorityClass batch is already marked as default. Only one default can exist"), "{msg}");
+    let defaulted = pods.create(&PostParams::default(), &pod("defaulted")).await.unwrap().spec.unwrap();
+    assert_eq!(
+        (defaulted.priority_class_name.as_deref(), defaulted.priority, defaulted.preemption_policy.as_deref()),
+        (Some("batch"), Some(10), Some("Never"))
+    );
+
+    // Validation: reserved names, the user maximum, immutable value.
+    let (code, _, msg) = api_err(
+        classes
+            .create(&PostParams::default(), &pc(json!({"metadata": {"name": "system-x"}, "value": 1})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert!(msg.contains("reserved for system use only"), "{msg}");
+    let (code, _, msg) = api_err(
+        classes
+            .create(&PostParams::default(), &pc(json!({"metadata": {"name": "huge"}, "value": 1_000_000_001})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert!(msg.contains("maximum allowed value of a user defined priority is 1000000000"), "{msg}");
+    let (code, _, msg) =
+        api_err(classes.patch("high", &PatchParams::default(), &Patch::Merge(json!({"value": 7}))).await.unwrap_err());
+    assert_eq!(code, 422);
+    assert!(msg.contains("may not be changed in an update"), "{msg}");
+    assert_eq!(classes.get("high").await.unwrap().value, 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

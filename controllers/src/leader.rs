@@ -45,6 +45,9 @@ impl LeaseConfig {
 
 fn expired(lease: &Lease, now: Timestamp) -> bool {
     let Some(spec) = &lease.spec else { return true };
+    if spec.holder_identity.as_deref().unwrap_or_default().is_empty() {
+        return true; // released
+    }
     let Some(renew) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else { return true };
     let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
     now.as_second() > renew.0.as_second() + duration
@@ -125,6 +128,9 @@ pub async fn lead(
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(cfg.retry_period) => {}
             }
+            if token.is_cancelled() {
+                return; // shutting down: the owner may be releasing the lease
+            }
             match try_acquire_or_renew(&api, &cfg).await {
                 Ok(true) => last_renew = tokio::time::Instant::now(),
                 Ok(false) => {
@@ -145,6 +151,41 @@ pub async fn lead(
     Ok(Some(leading))
 }
 
+/// Gives the Lease up on a graceful shutdown (client-go's `ReleaseOnCancel`): the holder is
+/// cleared, so another candidate takes over at its next retry instead of after the lease
+/// duration. Best effort: a failure only means the others wait for the lease to expire.
+pub async fn release(client: &Client, cfg: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    for _ in 0..3 {
+        let mut lease = match api.get_opt(&cfg.name).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "releasing the lease: reading it failed");
+                return;
+            }
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+            return; // not ours (any more)
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+            Ok(_) => {
+                info!(identity = cfg.identity, lease = cfg.name, "released the lease");
+                return;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue, // a last renewal raced us
+            Err(e) => {
+                warn!(error = %e, "releasing the lease failed");
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +195,7 @@ mod tests {
         let t0 = Timestamp::from_second(1_000_000).unwrap();
         let lease = Lease {
             spec: Some(LeaseSpec {
+                holder_identity: Some("a".into()),
                 renew_time: Some(MicroTime(t0)),
                 lease_duration_seconds: Some(15),
                 ..Default::default()
@@ -163,5 +205,8 @@ mod tests {
         assert!(!expired(&lease, Timestamp::from_second(1_000_010).unwrap()));
         assert!(expired(&lease, Timestamp::from_second(1_000_016).unwrap()));
         assert!(expired(&Lease::default(), t0));
+        let mut released = lease.clone();
+        released.spec.as_mut().unwrap().holder_identity = None;
+        assert!(expired(&released, t0), "a released lease is free at once");
     }
 }

@@ -153,6 +153,7 @@ impl ControllerManager {
     /// waits for them to stop.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         info!("controller-manager starting");
+        let requested = shutdown.clone();
         let shutdown = match &self.leader_election {
             None => shutdown,
             Some(cfg) => match leader::lead(self.client.clone(), cfg.clone(), shutdown).await? {
@@ -185,6 +186,9 @@ impl ControllerManager {
                     tracing::error!(error = %join, "a controller panicked");
                 }
             }
+        }
+        if let (Some(cfg), true) = (&self.leader_election, requested.is_cancelled()) {
+            leader::release(&self.client, cfg).await;
         }
         result
     }

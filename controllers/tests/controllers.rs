@@ -520,7 +520,19 @@ async fn one_leader_at_a_time_and_failover() {
     let lease = leases.get("skiff-controller-manager").await.unwrap();
     assert_eq!(lease.spec.as_ref().unwrap().holder_identity.as_deref(), Some("b"));
     assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+    // A graceful stop releases the lease: a new candidate leads at once, not after it expires.
     stop_b.cancel();
+    let mut slow = fast("b");
+    slow.lease_duration = Duration::from_secs(60);
+    skiff_controllers::leader::release(&c.client, &slow).await;
+    let released = leases.get("skiff-controller-manager").await.unwrap().spec.unwrap();
+    assert_eq!(released.holder_identity, None);
+    let started = std::time::Instant::now();
+    let stop_c = CancellationToken::new();
+    let c_leading = lead(c.client.clone(), fast("c"), stop_c.clone()).await.unwrap();
+    assert!(c_leading.is_some());
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    stop_c.cancel();
 }
 
 /// A node whose lease stops being renewed becomes Ready=Unknown, is tainted unreachable, and

@@ -29,9 +29,30 @@ pub struct Cache {
     assumed: HashSet<String>,
     /// Bound pods whose node the cache does not know, by uid.
     waiting: HashMap<String, Pod>,
+    /// Pending pods with `status.nominatedNodeName` (they preempted, and wait for their
+    /// victims to go), by uid: counted on that node for pods of lower or equal priority.
+    nominated: HashMap<String, Pod>,
     /// Where the next cycle starts filtering (upstream's `nextStartNodeIndex`), so with
     /// sampling every node gets its turn.
     pub next_start: usize,
+}
+
+/// The node a pending pod was nominated for by preemption.
+pub(crate) fn nominated_node(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.nominated_node_name.as_deref().filter(|n| !n.is_empty())
+}
+
+/// Whether a node update can change where pods fit (labels, taints, allocatable,
+/// conditions, `spec.unschedulable`), as opposed to a heartbeat.
+fn node_changed_for_scheduling(old: &Node, new: &Node) -> bool {
+    let status = |n: &Node| {
+        n.status.as_ref().map(|s| {
+            let conditions: Vec<(String, String)> =
+                s.conditions.iter().flatten().map(|c| (c.type_.clone(), c.status.clone())).collect();
+            (s.allocatable.clone(), conditions, s.images.as_ref().map(Vec::len))
+        })
+    };
+    old.metadata.labels != new.metadata.labels || old.spec != new.spec || status(old) != status(new)
 }
 
 /// The node a pod is bound (or assumed) to, if any.
@@ -58,12 +79,18 @@ impl Cache {
         self.index = self.infos.iter().enumerate().map(|(i, n)| (n.node.name_any(), i)).collect();
     }
 
-    /// A node was added or changed.
-    pub fn set_node(&mut self, node: Node) {
+    /// Whether the pod with this uid is counted on a node (bound or assumed).
+    pub fn is_placed(&self, uid: &str) -> bool {
+        self.placed.contains_key(uid)
+    }
+
+    /// A node was added or changed; true when that can change where pods fit.
+    pub fn set_node(&mut self, node: Node) -> bool {
         let name = node.name_any();
         if let Some(&i) = self.index.get(&name) {
+            let changed = node_changed_for_scheduling(&self.infos[i].node, &node);
             self.infos[i].set_node(node);
-            return;
+            return changed;
         }
         let at = self.infos.partition_point(|n| n.node.name_any() < name);
         self.infos.insert(at, NodeInfo::new(node));
@@ -75,6 +102,7 @@ impl Cache {
                 self.place(uid, p);
             }
         }
+        true
     }
 
     /// A node was deleted: its pods wait aside in case it comes back.
@@ -124,6 +152,11 @@ impl Cache {
     /// A pod was added or changed (a watch event).
     pub fn update_pod(&mut self, pod: Pod) {
         let Some(uid) = pod.metadata.uid.clone() else { return };
+        if node_of(&pod).is_none() && nominated_node(&pod).is_some() && !is_terminal(&pod) {
+            self.nominated.insert(uid.clone(), pod.clone());
+        } else {
+            self.nominated.remove(&uid);
+        }
         if node_of(&pod).is_none() {
             // Not bound (yet): only an assumption of ours counts it somewhere.
             if !self.assumed.contains(&uid) {
@@ -141,6 +174,7 @@ impl Cache {
     /// A pod was deleted (a watch event).
     pub fn remove_pod(&mut self, pod: &Pod) {
         if let Some(uid) = &pod.metadata.uid {
+            self.nominated.remove(uid);
             self.assumed.remove(uid);
             self.unplace(uid);
         }
@@ -160,6 +194,11 @@ impl Cache {
         }
         self.placed.clear();
         self.waiting.clear();
+        self.nominated = pods
+            .iter()
+            .filter(|p| node_of(p).is_none() && nominated_node(p).is_some() && !is_terminal(p))
+            .filter_map(|p| Some((p.metadata.uid.clone()?, p.clone())))
+            .collect();
         let listed_bound: HashSet<String> =
             pods.iter().filter(|p| node_of(p).is_some()).filter_map(|p| p.metadata.uid.clone()).collect();
         self.assumed.retain(|u| !listed_bound.contains(u));
@@ -183,6 +222,37 @@ impl Cache {
         self.unplace(&uid);
         self.assumed.insert(uid.clone());
         self.place(uid, p);
+    }
+
+    /// Preemption nominated `node` for `pod`: count it there (for pods of lower or equal
+    /// priority) before the watch shows the status.
+    pub fn nominate(&mut self, pod: &Pod, node: &str) {
+        let Some(uid) = pod.metadata.uid.clone() else { return };
+        let mut p = pod.clone();
+        p.status.get_or_insert_with(Default::default).nominated_node_name = Some(node.to_string());
+        self.nominated.insert(uid, p);
+    }
+
+    /// Runs `f` over the nodes with the nominated pods of priority at least `pod`'s (other
+    /// than `pod` itself) counted on their nominated nodes, as upstream's
+    /// `addNominatedPods`: room a preemption freed is kept for the pod it was freed for.
+    pub fn with_nominated<R>(&mut self, pod: &Pod, f: impl FnOnce(&[NodeInfo]) -> R) -> R {
+        let priority = crate::preemption::priority(pod);
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let adds: Vec<(usize, Pod)> = self
+            .nominated
+            .iter()
+            .filter(|(u, p)| u.as_str() != uid && crate::preemption::priority(p) >= priority)
+            .filter_map(|(_, p)| Some((*self.index.get(nominated_node(p)?)?, p.clone())))
+            .collect();
+        for (i, p) in &adds {
+            self.infos[*i].add_pod(p.clone());
+        }
+        let result = f(&self.infos);
+        for (i, p) in adds {
+            self.infos[i].remove_pod(p.metadata.uid.as_deref().unwrap_or_default());
+        }
+        result
     }
 
     /// The binding failed: the assumption goes.
@@ -249,6 +319,44 @@ mod tests {
         c.update_pod(pod("p2", Some("a"), "Running"));
         c.forget("p2");
         assert_eq!(counts(&c)[0].1, 1, "forget touches only assumptions");
+    }
+
+    #[test]
+    fn nominated_pods_hold_their_room_for_equal_or_lower_priority() {
+        let mut c = Cache::default();
+        c.set_node(node("a"));
+        let mut preemptor = pod("pre", None, "Pending");
+        preemptor.spec.as_mut().unwrap().priority = Some(100);
+        c.nominate(&preemptor, "a");
+        let cpu_seen = |c: &mut Cache, p: &Pod| c.with_nominated(p, |infos| infos[0].requested.milli_cpu);
+        let mut low = pod("low", None, "Pending");
+        low.spec.as_mut().unwrap().priority = Some(5);
+        assert_eq!(cpu_seen(&mut c, &low), 100, "a lower-priority pod sees the room taken");
+        assert_eq!(cpu_seen(&mut c, &preemptor), 0, "the preemptor does not count itself");
+        let mut higher = pod("higher", None, "Pending");
+        higher.spec.as_mut().unwrap().priority = Some(1000);
+        assert_eq!(cpu_seen(&mut c, &higher), 0);
+        assert_eq!(counts(&c)[0], ("a".into(), 0, 0), "nothing stays added");
+        // Once bound, it counts as any pod, not twice.
+        c.update_pod(pod("pre", Some("a"), "Running"));
+        assert_eq!(cpu_seen(&mut c, &low), 100);
+    }
+
+    #[test]
+    fn heartbeats_are_not_scheduling_changes() {
+        let mut c = Cache::default();
+        assert!(c.set_node(node("a")), "a new node");
+        let mut beat = node("a");
+        beat.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(
+            json!({"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}),
+        )
+        .unwrap()]);
+        assert!(c.set_node(beat.clone()), "Ready appeared");
+        beat.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_heartbeat_time =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-01-01T00:00:10Z".parse().unwrap()));
+        assert!(!c.set_node(beat.clone()), "only the heartbeat moved");
+        beat.spec = Some(serde_json::from_value(json!({"unschedulable": true})).unwrap());
+        assert!(c.set_node(beat), "cordoned");
     }
 
     #[test]

@@ -1,50 +1,64 @@
 //! # skiff-scheduler: places pending pods on nodes
 //!
-//! Upstream's shape (DESIGN.md section 5): a cache fed by the Node and Pod watches feeds a
-//! scheduling cycle per pending pod — every [`framework::FilterPlugin`] on every node, then the
-//! [`framework::ScorePlugin`]s on the survivors (normalized, weighted) — and the winner is
-//! bound with `POST pods/{name}/binding`, exactly as kube-scheduler does. Plugins live in
-//! [`plugins`], one file each, named as upstream's.
+//! Upstream's shape (DESIGN.md section 5): a [`queue::SchedulingQueue`] of pending pods
+//! (priority order, back-off, unschedulable pods parked until a relevant cluster event) feeds
+//! one scheduling cycle at a time — every [`framework::FilterPlugin`] on the nodes, then the
+//! [`framework::ScorePlugin`]s on the survivors (normalized, weighted) — over a [`cache`] of
+//! nodes kept current by the Node and Pod watches. The winner is bound with
+//! `POST pods/{name}/binding` in the background, as kube-scheduler's binding cycle. When no
+//! node fits, [`preemption`] (upstream's DefaultPreemption PostFilter) may evict pods of
+//! lower priority. Plugins live in [`plugins`], one file each, named as upstream's;
+//! [`config`] reads a `KubeSchedulerConfiguration`; [`explain`] shows every plugin's verdict
+//! for a pod without binding it.
 //!
-//! Start reading at [`Scheduler::run`]. Invariants:
-//! - One scheduling decision at a time (a lock around filter/score/assume), so two pods never
-//!   take the same free capacity; a pod is *assumed* on its node as soon as it is chosen, until
-//!   the pod watch shows the binding. The [`cache`] keeps every node's pods and requested
-//!   resources incrementally, so a cycle costs O(nodes), not O(all pods).
+//! Start reading at [`Scheduler::run`], then [`schedule_one`]. Invariants:
+//! - One scheduling decision at a time (one lock around the cache and the queue), so two
+//!   pods never take the same free capacity; a pod is *assumed* on its node as soon as it is
+//!   chosen, until the pod watch shows the binding. The cache keeps every node's pods and
+//!   requested resources incrementally, so a cycle costs O(nodes), not O(all pods).
 //! - A pod that fits nowhere gets `PodScheduled=False` (`Unschedulable`) with upstream's
 //!   summary ("0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint
-//!   ...") and a `FailedScheduling` Event, and is retried with back-off and on node changes.
-//! - Only pods whose `schedulerName` is one of ours are touched.
+//!   ...") and a `FailedScheduling` Event, and waits for a node or pod change.
+//! - Only pods whose `schedulerName` is one of the profiles' are touched.
+//! - With leader election, only the holder of the `kube-system/kube-scheduler` Lease binds.
 
 pub mod cache;
+pub mod config;
+pub mod explain;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
+pub mod queue;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cache::Cache;
 use framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin, Status};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
+use queue::{ClusterEvent, SchedulingQueue};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-/// Scheduling cycles (each ends with a binding) in flight at once.
-const BIND_CONCURRENCY: u16 = 16;
+/// Scheduling cycles whose API writes (binding, status, events) are in flight at once.
+/// Decisions are serial anyway, and an unbounded burst would trip the apiserver's per-user
+/// in-flight limit (429, then a one-second Retry-After for every request of this user).
+const BIND_CONCURRENCY: usize = 16;
 
-/// Why scheduling a pod failed or the scheduler stopped.
+/// Why the scheduler stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("leader election: {0}")]
+    Leader(String),
     #[error("{0}")]
-    Unschedulable(String),
+    Config(String),
 }
 
 /// The plugins of one profile, with score weights.
@@ -52,6 +66,9 @@ pub struct Profile {
     pub scheduler_name: String,
     pub filters: Vec<Box<dyn FilterPlugin>>,
     pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+    /// Upstream's `percentageOfNodesToScore`: `None` (or 0) is adaptive
+    /// ([`num_feasible_nodes_to_find`]), 100 filters every node.
+    pub percentage_of_nodes_to_score: Option<u32>,
 }
 
 impl Profile {
@@ -61,6 +78,7 @@ impl Profile {
             scheduler_name: scheduler_name.into(),
             filters: plugins::default_filters(),
             scores: plugins::default_scores(),
+            percentage_of_nodes_to_score: None,
         }
     }
 }
@@ -73,46 +91,74 @@ pub enum Decision {
     Unschedulable(String),
 }
 
+/// A scheduling cycle's decision with what the queue and preemption need to know.
+#[derive(Debug)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// Nodes filtered (the next cycle starts after them).
+    pub processed: usize,
+    /// Plugins that rejected at least one node (or the pod at PreFilter).
+    pub rejected_by: BTreeSet<&'static str>,
+    /// Indexes of the nodes that failed with resolvable statuses only (preemption may help).
+    pub resolvable: Vec<usize>,
+}
+
 /// Upstream's `minFeasibleNodesToFind`: below this many nodes, every node is filtered.
 const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
 /// Upstream's `minFeasibleNodesPercentageToFind`.
 const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
 
 /// How many feasible nodes a cycle looks for before it stops filtering (upstream's
-/// `numFeasibleNodesToFind`, `percentageOfNodesToScore` unset = adaptive): all of them up to
+/// `numFeasibleNodesToFind`). With `percentage` unset or 0 (adaptive): all of them up to
 /// 100 nodes; beyond, 50 % minus 1 % per 125 nodes, at least 5 % and at least 100 nodes.
 /// Scoring 10 % of 5,000 nodes finds as good a node in practice, at a tenth of the cost.
-pub fn num_feasible_nodes_to_find(num_all: usize) -> usize {
-    if num_all < MIN_FEASIBLE_NODES_TO_FIND {
+/// A configured percentage applies as is (still at least 100 nodes).
+pub fn num_feasible_nodes_to_find(num_all: usize, percentage: Option<u32>) -> usize {
+    if num_all < MIN_FEASIBLE_NODES_TO_FIND || percentage.is_some_and(|p| p >= 100) {
         return num_all;
     }
-    let percentage = 50usize.saturating_sub(num_all / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE);
+    let percentage = match percentage.filter(|p| *p > 0) {
+        Some(p) => p as usize,
+        None => 50usize.saturating_sub(num_all / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE),
+    };
     (num_all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
 /// Runs filters and scores for `pod` over `nodes`. Pure: unit-testable without a cluster.
 pub fn decide(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Decision {
-    decide_from(profile, pod, nodes, 0).0
+    schedule_one(profile, pod, nodes, 0).decision
 }
 
-/// [`decide`], filtering from node `start` onwards (wrapping) and stopping once
-/// [`num_feasible_nodes_to_find`] nodes passed, as upstream; also returns how many nodes
-/// were filtered, so the next cycle starts after them (every node gets its turn).
+/// [`decide`], filtering from node `start` onwards; also returns how many nodes were
+/// filtered.
 pub fn decide_from(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], start: usize) -> (Decision, usize) {
+    let o = schedule_one(profile, pod, nodes, start);
+    (o.decision, o.processed)
+}
+
+/// One scheduling cycle (upstream's `schedulePod`): filters from node `start` onwards
+/// (wrapping), stopping once [`num_feasible_nodes_to_find`] nodes passed, then scores the
+/// feasible ones. Pure.
+pub fn schedule_one(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], start: usize) -> Outcome {
     let mut state = CycleState::default();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rejected_by = BTreeSet::new();
+    let mut resolvable = Vec::new();
     // PreFilter: a failure there rejects every node with its reason.
-    let pre_filter_failure =
-        profile.filters.iter().find_map(|f| f.pre_filter(&mut state, pod, nodes).reason().map(str::to_string));
+    let pre_filter_failure = profile.filters.iter().find_map(|f| {
+        let status = f.pre_filter(&mut state, pod, nodes);
+        status.reason().map(|r| (f.name(), r.to_string()))
+    });
     let to_filter = if pre_filter_failure.is_some() { &[][..] } else { nodes };
-    if let Some(r) = pre_filter_failure {
+    if let Some((plugin, r)) = pre_filter_failure {
+        rejected_by.insert(plugin);
         reasons.insert(r, nodes.len());
     }
-    let want = num_feasible_nodes_to_find(to_filter.len());
+    let want = num_feasible_nodes_to_find(to_filter.len(), profile.percentage_of_nodes_to_score);
     let start = if to_filter.is_empty() { 0 } else { start % to_filter.len() };
     let mut processed = 0;
-    'nodes: for n in to_filter[start..].iter().chain(&to_filter[..start]) {
+    'nodes: for (i, n) in to_filter.iter().enumerate().skip(start).chain(to_filter.iter().enumerate().take(start)) {
         if feasible.len() >= want {
             break;
         }
@@ -121,9 +167,12 @@ pub fn decide_from(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], start: usiz
             let status = f.filter(&mut state, pod, n);
             if let Some(r) = status.reason() {
                 *reasons.entry(r.to_string()).or_default() += 1;
+                rejected_by.insert(f.name());
+                if matches!(status, Status::Unschedulable(_)) {
+                    resolvable.push(i);
+                }
                 continue 'nodes;
             }
-            debug_assert!(matches!(status, Status::Success));
         }
         feasible.push(n);
     }
@@ -135,19 +184,9 @@ pub fn decide_from(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], start: usiz
         } else {
             format!("0/{} nodes are available: {}.", nodes.len(), parts.join(", "))
         };
-        return (Decision::Unschedulable(summary), processed);
+        return Outcome { decision: Decision::Unschedulable(summary), processed, rejected_by, resolvable };
     }
-    let mut totals = vec![0i64; feasible.len()];
-    for (plugin, _) in &profile.scores {
-        plugin.pre_score(&mut state, pod, nodes, &feasible);
-    }
-    for (plugin, weight) in &profile.scores {
-        let mut scores: Vec<i64> = feasible.iter().map(|n| plugin.score(&mut state, pod, n)).collect();
-        plugin.normalize(&mut scores);
-        for (t, s) in totals.iter_mut().zip(scores) {
-            *t += s * weight;
-        }
-    }
+    let totals = score(profile, &mut state, pod, nodes, &feasible);
     // The best total wins; ties go to the node name order after a per-pod rotation, so equal
     // nodes share pods instead of all going to the first name.
     let best = totals.iter().copied().max().unwrap_or(0);
@@ -160,15 +199,38 @@ pub fn decide_from(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], start: usiz
         .unwrap_or("")
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    (Decision::Bind(tied[(seed as usize) % tied.len()].node.name_any()), processed)
+    let chosen = tied[(seed as usize) % tied.len()].node.name_any();
+    Outcome { decision: Decision::Bind(chosen), processed, rejected_by, resolvable }
 }
 
-struct Ctx {
-    client: Client,
-    profiles: Vec<Profile>,
-    /// Nodes and their pods, assumed ones included; locked for one decision at a time
-    /// (never across an await).
-    cache: Arc<std::sync::Mutex<Cache>>,
+/// The weighted total of every score plugin for each feasible node.
+fn score(profile: &Profile, state: &mut CycleState, pod: &Pod, nodes: &[NodeInfo], feasible: &[&NodeInfo]) -> Vec<i64> {
+    let mut totals = vec![0i64; feasible.len()];
+    for (plugin, _) in &profile.scores {
+        plugin.pre_score(state, pod, nodes, feasible);
+    }
+    for (plugin, weight) in &profile.scores {
+        let mut scores: Vec<i64> = feasible.iter().map(|n| plugin.score(state, pod, n)).collect();
+        plugin.normalize(&mut scores);
+        for (t, s) in totals.iter_mut().zip(scores) {
+            *t += s * weight;
+        }
+    }
+    totals
+}
+
+/// What the watches, the scheduling loop and the binding tasks share, behind one lock
+/// (never held across an await).
+#[derive(Default)]
+struct Shared {
+    cache: Cache,
+    queue: SchedulingQueue,
+}
+
+type SharedRef = Arc<Mutex<Shared>>;
+
+fn lock(shared: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().expect("scheduler state lock")
 }
 
 async fn event(client: &Client, pod: &Pod, type_: &str, reason: &str, message: &str) {
@@ -190,163 +252,321 @@ async fn event(client: &Client, pod: &Pod, type_: &str, reason: &str, message: &
     }
 }
 
-async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let spec = pod.spec.clone().unwrap_or_default();
-    if cache::node_of(&pod).is_some() || pod.metadata.deletion_timestamp.is_some() || cache::is_terminal(&pod) {
-        return Ok(Action::await_change());
+/// Everything a scheduling loop needs.
+struct Ctx {
+    client: Client,
+    profiles: Vec<Profile>,
+    shared: SharedRef,
+    /// Wakes the loop: a pod was queued or a binding failed.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Ctx {
+    fn profile_for(&self, pod: &Pod) -> Option<&Profile> {
+        let name = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler");
+        self.profiles.iter().find(|p| p.scheduler_name == name)
     }
-    let scheduler_name = spec.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into());
-    let Some(profile) = ctx.profiles.iter().find(|p| p.scheduler_name == scheduler_name) else {
-        return Ok(Action::await_change()); // another scheduler's pod
-    };
-    let (Some(ns), Some(uid)) = (pod.namespace(), pod.metadata.uid.clone()) else { return Ok(Action::await_change()) };
-    let name = pod.name_any();
-    let decision = {
-        let mut cache = ctx.cache.lock().expect("scheduler cache lock");
-        if cache.is_assumed(&uid) {
-            return Ok(Action::await_change()); // bound a moment ago; the watch lags
+
+    /// A pending pod one of our profiles schedules.
+    fn wants(&self, pod: &Pod) -> bool {
+        cache::node_of(pod).is_none()
+            && pod.metadata.deletion_timestamp.is_none()
+            && !cache::is_terminal(pod)
+            && self.profile_for(pod).is_some()
+    }
+}
+
+/// One scheduling cycle for a popped pod: decide under the lock, then hand the API writes
+/// to a task that holds `permit` (bounding the writes in flight).
+fn schedule(ctx: &Arc<Ctx>, pod: Pod, permit: tokio::sync::OwnedSemaphorePermit) {
+    let Some(profile) = ctx.profile_for(&pod) else { return };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let now = Instant::now();
+    let (outcome, candidate) = {
+        let mut guard = lock(&ctx.shared);
+        let s = &mut *guard;
+        let start = s.cache.next_start;
+        let (outcome, candidate) = s.cache.with_nominated(&pod, |infos| {
+            let outcome = schedule_one(profile, &pod, infos, start);
+            let candidate = match outcome.decision {
+                Decision::Unschedulable(_) => preemption::find_candidate(profile, &pod, infos, &outcome.resolvable),
+                Decision::Bind(_) => None,
+            };
+            (outcome, candidate)
+        });
+        s.cache.next_start = start.wrapping_add(outcome.processed);
+        match &outcome.decision {
+            Decision::Bind(node) => {
+                s.cache.assume(&pod, node);
+                s.queue.on_event(ClusterEvent::AssignedPodAdd, now);
+            }
+            Decision::Unschedulable(_) => {
+                if let Some(c) = &candidate {
+                    s.cache.nominate(&pod, &c.node);
+                }
+                s.queue.failed(&uid, Some(outcome.rejected_by.clone()), now);
+            }
         }
-        let (decision, processed) = decide_from(profile, &pod, cache.infos(), cache.next_start);
-        cache.next_start = cache.next_start.wrapping_add(processed);
-        if let Decision::Bind(node) = &decision {
-            cache.assume(&pod, node);
-        }
-        decision
+        (outcome, candidate)
     };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        match outcome.decision {
+            Decision::Bind(node) => bind(&ctx, &pod, &node).await,
+            Decision::Unschedulable(message) => report_unschedulable(&ctx, &pod, &message, candidate).await,
+        }
+        drop(permit);
+    });
+}
+
+/// Upstream's binding cycle: `POST pods/{name}/binding`.
+async fn bind(ctx: &Ctx, pod: &Pod, node: &str) {
+    let (ns, name, uid) =
+        (pod.namespace().unwrap_or_default(), pod.name_any(), pod.metadata.uid.clone().unwrap_or_default());
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns, "uid": uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    match decision {
-        Decision::Bind(node) => {
-            let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns, "uid": uid},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-            match pods
-                .create_subresource::<_, kube::core::Status>("binding", &name, &PostParams::default(), &binding)
-                .await
-            {
-                Ok(_) => {
-                    info!(pod = format!("{ns}/{name}"), node, "bound");
-                    event(
-                        &ctx.client,
-                        &pod,
-                        "Normal",
-                        "Scheduled",
-                        &format!("Successfully assigned {ns}/{name} to {node}"),
-                    )
-                    .await;
-                    Ok(Action::await_change())
-                }
-                Err(e) => {
-                    ctx.cache.lock().expect("scheduler cache lock").forget(&uid);
-                    match e {
-                        kube::Error::Api(s) if s.code == 409 || s.code == 404 => Ok(Action::await_change()),
-                        e => Err(e.into()),
-                    }
-                }
-            }
+    match pods.create_subresource::<_, kube::core::Status>("binding", &name, &PostParams::default(), &binding).await {
+        Ok(_) => {
+            lock(&ctx.shared).queue.done(&uid);
+            info!(pod = format!("{ns}/{name}"), node, "bound");
+            event(&ctx.client, pod, "Normal", "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}"))
+                .await;
         }
-        Decision::Unschedulable(message) => {
-            let already = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c.type_ == "PodScheduled" && c.status == "False" && c.message.as_deref() == Some(message.as_str())
-                })
-            });
-            if !already {
-                let now = k8s_openapi::jiff::Timestamp::now().to_string();
-                let mut conditions: Vec<serde_json::Value> = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|c| c.type_ != "PodScheduled")
-                    .map(|c| serde_json::to_value(c).unwrap_or_default())
-                    .collect();
-                conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": now}));
-                pods.patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {"conditions": conditions}})),
-                )
-                .await?;
-                event(&ctx.client, &pod, "Warning", "FailedScheduling", &message).await;
-                info!(pod = format!("{ns}/{name}"), %message, "unschedulable");
+        Err(e) => {
+            let mut s = lock(&ctx.shared);
+            s.cache.forget(&uid);
+            match e {
+                // Bound meanwhile (by us through another path, or another scheduler), or gone.
+                kube::Error::Api(st) if st.code == 409 || st.code == 404 => s.queue.delete(&uid),
+                e => {
+                    warn!(pod = format!("{ns}/{name}"), error = %e, "binding failed; retrying after back-off");
+                    s.queue.failed(&uid, None, Instant::now());
+                }
             }
-            Err(Error::Unschedulable(message))
+            drop(s);
+            ctx.wake.notify_one();
         }
     }
 }
 
-fn error_policy(_pod: Arc<Pod>, error: &Error, _ctx: Arc<Ctx>) -> Action {
-    match error {
-        // Retried on any node change too (see `run`); this is the back-off floor.
-        Error::Unschedulable(_) => Action::requeue(Duration::from_secs(10)),
-        e => {
-            warn!(error = %e, "scheduling failed; retrying");
-            Action::requeue(Duration::from_secs(1))
+/// A pod that fits nowhere: evict the victims preemption chose (if any), then record
+/// `PodScheduled=False` (and `nominatedNodeName`) and a `FailedScheduling` Event, unless
+/// the pod already says exactly this.
+async fn report_unschedulable(ctx: &Ctx, pod: &Pod, message: &str, candidate: Option<preemption::Candidate>) {
+    let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let nominated = candidate.as_ref().map(|c| c.node.clone());
+    if let Some(c) = &candidate {
+        for victim in &c.victims {
+            let vns = victim.namespace().unwrap_or_default();
+            let msg =
+                format!("Preempted by pod {} on node {}", pod.metadata.uid.as_deref().unwrap_or_default(), c.node);
+            info!(
+                victim = format!("{vns}/{}", victim.name_any()),
+                preemptor = format!("{ns}/{name}"),
+                node = c.node,
+                "preempting"
+            );
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &vns);
+            // Upstream marks the victim with DisruptionTarget before deleting it gracefully.
+            let condition = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
+                "reason": "PreemptionByScheduler", "message": format!("{}: preempting to accommodate a higher priority pod", "default-scheduler"),
+                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()}]}});
+            if let Err(e) =
+                api.patch_status(&victim.name_any(), &PatchParams::default(), &Patch::Strategic(condition)).await
+            {
+                debug!(error = %e, "marking a victim failed");
+            }
+            let dp = DeleteParams {
+                preconditions: victim
+                    .metadata
+                    .uid
+                    .clone()
+                    .map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+                ..Default::default()
+            };
+            match api.delete(&victim.name_any(), &dp).await {
+                Ok(_) => event(&ctx.client, victim, "Normal", "Preempted", &msg).await,
+                Err(e) => warn!(error = %e, victim = victim.name_any(), "evicting a preemption victim failed"),
+            }
         }
     }
+    let status = pod.status.as_ref();
+    let already = status.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+        cs.iter().any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.message.as_deref() == Some(message))
+    }) && (nominated.is_none()
+        || status.and_then(|s| s.nominated_node_name.as_ref()) == nominated.as_ref());
+    if already {
+        return;
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    // A strategic merge patch merges conditions by type: only PodScheduled changes.
+    let mut patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null, "lastTransitionTime": now}]}});
+    if let Some(node) = &nominated {
+        patch["status"]["nominatedNodeName"] = json!(node);
+    }
+    if let Err(e) = pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+        warn!(pod = format!("{ns}/{name}"), error = %e, "recording PodScheduled=False failed");
+        return;
+    }
+    event(&ctx.client, pod, "Warning", "FailedScheduling", message).await;
+    info!(pod = format!("{ns}/{name}"), %message, nominated = nominated.as_deref().unwrap_or(""), "unschedulable");
 }
 
 /// The scheduler; start it with [`Scheduler::run`].
 pub struct Scheduler {
     client: Client,
     profiles: Vec<Profile>,
+    leader: Option<skiff_controllers::leader::LeaseConfig>,
 }
 
 impl Scheduler {
-    /// Upstream's default profile under both `default-scheduler` and `skiff-scheduler`.
+    /// Upstream's default profile under both `default-scheduler` and `skiff-scheduler`,
+    /// without leader election.
     pub fn new(client: Client) -> Self {
-        Self {
+        Self::with_profiles(
             client,
-            profiles: vec![Profile::default_profile("default-scheduler"), Profile::default_profile("skiff-scheduler")],
-        }
+            vec![Profile::default_profile("default-scheduler"), Profile::default_profile("skiff-scheduler")],
+        )
     }
 
     pub fn with_profiles(client: Client, profiles: Vec<Profile>) -> Self {
-        Self { client, profiles }
+        Self { client, profiles, leader: None }
     }
 
-    /// Runs until `shutdown`.
+    /// Schedules only while holding the Lease `cfg` names; stops (with an error, so the
+    /// process exits and restarts as upstream's does) when the lease is lost.
+    pub fn with_leader_election(mut self, cfg: skiff_controllers::leader::LeaseConfig) -> Self {
+        self.leader = Some(cfg);
+        self
+    }
+
+    /// Runs until `shutdown` (or until leadership is lost).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        use futures::StreamExt;
-        let cache = Arc::new(std::sync::Mutex::new(Cache::default()));
-        let node_api: Api<Node> = Api::all(self.client.clone());
-        let pod_api: Api<Pod> = Api::all(self.client.clone());
-        // The cache follows the Node and Pod watches, each in its own task; node changes
-        // also re-trigger every pending pod (a node joining or freeing up may make it
-        // schedulable).
-        let (trigger_tx, trigger_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let (nodes_ready, pods_ready) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
-        let nodes = watcher(node_api, watcher::Config::default()).default_backoff();
-        tokio::spawn(follow(nodes, cache.clone(), nodes_ready.clone(), shutdown.clone(), move |cache, event| {
-            match event {
-                Change::Apply(n) => cache.set_node(n),
-                Change::Delete(n) => cache.remove_node(&n.name_any()),
-                Change::Reset(all) => cache.reset_nodes(all),
-            }
-            // A full channel already carries a pending "reconcile all".
-            let _ = trigger_tx.try_send(());
-        }));
-        let pods = watcher(pod_api.clone(), watcher::Config::default()).default_backoff();
-        tokio::spawn(follow(pods, cache.clone(), pods_ready.clone(), shutdown.clone(), |cache, event| match event {
-            Change::Apply(p) => cache.update_pod(p),
-            Change::Delete(p) => cache.remove_pod(&p),
-            Change::Reset(all) => cache.reset_pods(all),
-        }));
-        // Bindings (and their Events) in flight at once: decisions are serial anyway, and an
-        // unbounded burst would trip the apiserver's per-user in-flight limit (429, then a
-        // one-second Retry-After for every request of this user).
-        let controller = Controller::new(pod_api, watcher::Config::default().fields("spec.nodeName="))
-            .with_config(kube::runtime::controller::Config::default().concurrency(BIND_CONCURRENCY));
-        let ctx = Arc::new(Ctx { client: self.client.clone(), profiles: self.profiles, cache });
-        tokio::join!(nodes_ready.notified(), pods_ready.notified());
-        info!("scheduler started");
-        controller
-            .reconcile_all_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
-            .graceful_shutdown_on(async move { shutdown.cancelled().await })
-            .run(reconcile, error_policy, ctx)
-            .for_each(|_| async {})
-            .await;
+        let active = match self.leader.clone() {
+            None => shutdown.clone(),
+            Some(cfg) => match skiff_controllers::leader::lead(self.client.clone(), cfg, shutdown.clone()).await {
+                Ok(Some(token)) => token,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::Leader(e.to_string())),
+            },
+        };
+        let (client, leader) = (self.client.clone(), self.leader.clone());
+        self.run_leading(active.clone()).await;
+        if active.is_cancelled() && !shutdown.is_cancelled() {
+            return Err(Error::Leader("lost the lease; stopping".into()));
+        }
+        if let Some(cfg) = &leader {
+            skiff_controllers::leader::release(&client, cfg).await;
+        }
         Ok(())
+    }
+
+    async fn run_leading(self, stop: CancellationToken) {
+        let shared: SharedRef = Arc::default();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let ctx = Arc::new(Ctx {
+            client: self.client.clone(),
+            profiles: self.profiles,
+            shared: shared.clone(),
+            wake: wake.clone(),
+        });
+        let (nodes_ready, pods_ready) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        let nodes = watcher(Api::<Node>::all(self.client.clone()), watcher::Config::default()).default_backoff();
+        let node_wake = wake.clone();
+        tokio::spawn(follow(nodes, shared.clone(), nodes_ready.clone(), stop.clone(), move |s, event| {
+            let now = Instant::now();
+            let changed = match event {
+                Change::Apply(n) => s.cache.set_node(n),
+                Change::Delete(n) => {
+                    s.cache.remove_node(&n.name_any());
+                    false
+                }
+                Change::Reset(all) => {
+                    s.cache.reset_nodes(all);
+                    true
+                }
+            };
+            if changed {
+                s.queue.on_event(ClusterEvent::NodeChange, now);
+                node_wake.notify_one();
+            }
+        }));
+        let pods = watcher(Api::<Pod>::all(self.client.clone()), watcher::Config::default()).default_backoff();
+        let watch_ctx = ctx.clone();
+        tokio::spawn(follow(pods, shared.clone(), pods_ready.clone(), stop.clone(), move |s, event| {
+            let now = Instant::now();
+            match event {
+                Change::Apply(p) => {
+                    let uid = p.metadata.uid.clone().unwrap_or_default();
+                    let was_placed = s.cache.is_placed(&uid);
+                    let queued = watch_ctx.wants(&p).then(|| p.clone());
+                    s.cache.update_pod(p);
+                    let placed = s.cache.is_placed(&uid);
+                    if was_placed && !placed {
+                        s.queue.on_event(ClusterEvent::AssignedPodDelete, now); // finished
+                    } else if placed && !was_placed {
+                        s.queue.on_event(ClusterEvent::AssignedPodAdd, now); // bound by someone else
+                    }
+                    match queued {
+                        Some(pod) => s.queue.add_or_update(pod, now),
+                        None => s.queue.delete(&uid),
+                    }
+                }
+                Change::Delete(p) => {
+                    let uid = p.metadata.uid.clone().unwrap_or_default();
+                    if s.cache.is_placed(&uid) {
+                        s.queue.on_event(ClusterEvent::AssignedPodDelete, now);
+                    }
+                    s.cache.remove_pod(&p);
+                    s.queue.delete(&uid);
+                }
+                Change::Reset(all) => {
+                    let pending: Vec<Pod> = all.iter().filter(|p| watch_ctx.wants(p)).cloned().collect();
+                    s.cache.reset_pods(all);
+                    let uids: HashSet<String> = pending.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+                    s.queue.retain(&uids);
+                    for p in pending {
+                        s.queue.add_or_update(p, now);
+                    }
+                    s.queue.on_event(ClusterEvent::NodeChange, now);
+                }
+            }
+            watch_ctx.wake.notify_one();
+        }));
+        tokio::select! {
+            _ = async { tokio::join!(nodes_ready.notified(), pods_ready.notified()) } => {}
+            _ = stop.cancelled() => return,
+        }
+        info!("scheduler started");
+        let permits = Arc::new(tokio::sync::Semaphore::new(BIND_CONCURRENCY));
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("never closed"),
+                _ = stop.cancelled() => break,
+            };
+            let (next, ready_at) = {
+                let mut s = lock(&shared);
+                (s.queue.pop(Instant::now()), s.queue.next_ready())
+            };
+            match next {
+                Some(q) => schedule(&ctx, q.pod, permit),
+                None => {
+                    drop(permit);
+                    // Flushes unschedulable leftovers at least this often.
+                    let until = ready_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep_until(until.into()) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // Let the writes in flight finish, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(5), permits.acquire_many(BIND_CONCURRENCY as u32)).await;
     }
 }
 
@@ -360,10 +580,10 @@ enum Change<K> {
 /// Feeds a watch into the cache until `shutdown`; `ready` is notified after the first list.
 async fn follow<K, S>(
     stream: S,
-    cache: Arc<std::sync::Mutex<Cache>>,
+    shared: SharedRef,
     ready: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
-    mut apply: impl FnMut(&mut Cache, Change<K>),
+    mut apply: impl FnMut(&mut Shared, Change<K>),
 ) where
     K: kube::Resource,
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
@@ -400,7 +620,7 @@ async fn follow<K, S>(
             watcher::Event::Delete(k) => Change::Delete(k),
         };
         let first = matches!(change, Change::Reset(_));
-        apply(&mut cache.lock().expect("scheduler cache lock"), change);
+        apply(&mut lock(&shared), change);
         if first {
             // notify_one stores a permit, so a waiter that arrives later still wakes.
             ready.notify_one();
@@ -485,8 +705,14 @@ mod tests {
         let cases =
             [(50, 50), (100, 100), (250, 120), (500, 230), (1000, 420), (5000, 500), (6000, 300), (20000, 1000)];
         for (all, want) in cases {
-            assert_eq!(num_feasible_nodes_to_find(all), want, "{all} nodes");
+            assert_eq!(num_feasible_nodes_to_find(all, None), want, "{all} nodes");
         }
+        // A configured percentage: as given, at least 100 nodes; 100 % is every node.
+        assert_eq!(num_feasible_nodes_to_find(5000, Some(20)), 1000);
+        assert_eq!(num_feasible_nodes_to_find(5000, Some(1)), 100);
+        assert_eq!(num_feasible_nodes_to_find(5000, Some(100)), 5000);
+        assert_eq!(num_feasible_nodes_to_find(5000, Some(0)), 500, "0 is adaptive");
+        assert_eq!(num_feasible_nodes_to_find(80, Some(10)), 80);
     }
 
     #[test]
@@ -519,7 +745,12 @@ mod tests {
 
     #[test]
     fn a_failed_pre_filter_rejects_every_node() {
-        let profile = Profile { scheduler_name: "s".into(), filters: vec![Box::new(Refuse)], scores: vec![] };
+        let profile = Profile {
+            scheduler_name: "s".into(),
+            filters: vec![Box::new(Refuse)],
+            scores: vec![],
+            percentage_of_nodes_to_score: None,
+        };
         let p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}));
         assert_eq!(
             decide(&profile, &p, &three_zones()),
