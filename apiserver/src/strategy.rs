@@ -174,7 +174,8 @@ pub fn prepare_for_update(r: &ResourceInfo, new: &mut Value, old: &Value, sub: O
             if r.kind == "Pod" {
                 keep_admitted_priority(new, old);
             }
-            if r.has_status {
+            // A binding sets spec.nodeName and the PodScheduled condition in one update.
+            if r.has_status && sub != Some("binding") {
                 match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
                     None => {

@@ -83,46 +83,28 @@ async fn bind(reg: &Registry, t: &Target, name: &str, body: &Value, dry_run: boo
             vec![skiff_api::validation::FieldError::invalid("target.kind", "must be empty or Node")],
         ));
     }
-    if let Some(uid) = body.pointer("/metadata/uid").and_then(Value::as_str) {
-        let pod = reg.get(t, name).await?;
-        if obj::meta_str(&pod, "uid") != Some(uid) {
-            return Err(ApiError::conflict(t.resource, name, "the binding's UID does not match the pod's"));
-        }
-    }
+    let uid = body.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
     let r = t.resource;
-    // First set spec.nodeName through the main resource (the strategy keeps status)...
+    let now = obj::now_rfc3339();
+    // One update, as upstream's BindingREST: spec.nodeName and the PodScheduled condition
+    // together (one etcd write, one watch event), the uid checked on the object updated.
     reg.update_with(
         t,
         name,
         None,
         dry_run,
         |old| {
+            if uid.as_deref().is_some_and(|u| obj::meta_str(old, "uid") != Some(u)) {
+                return Err(ApiError::conflict(r, name, "the binding's UID does not match the pod's"));
+            }
             if obj::deletion_timestamp(old).is_some() {
                 return Err(ApiError::conflict(r, name, "pod is being deleted, cannot be assigned to a host"));
             }
-            match old.pointer("/spec/nodeName").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() => {
-                    Err(ApiError::conflict(r, name, &format!("pod {name} is already assigned to node \"{n}\"")))
-                }
-                _ => {
-                    let mut new = old.clone();
-                    new["spec"]["nodeName"] = json!(node);
-                    Ok(new)
-                }
+            if let Some(n) = old.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                return Err(ApiError::conflict(r, name, &format!("pod {name} is already assigned to node \"{n}\"")));
             }
-        },
-        Some("binding"),
-    )
-    .await?;
-    // ...then the PodScheduled condition through status.
-    let now = obj::now_rfc3339();
-    reg.update_with(
-        t,
-        name,
-        None,
-        dry_run,
-        |old| {
             let mut new = old.clone();
+            new["spec"]["nodeName"] = json!(node);
             let conds = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
             let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
             conds.push(
@@ -131,7 +113,7 @@ async fn bind(reg: &Registry, t: &Target, name: &str, body: &Value, dry_run: boo
             new["status"]["conditions"] = json!(conds);
             Ok(new)
         },
-        Some("status"),
+        Some("binding"),
     )
     .await?;
     Ok(success(StatusCode::CREATED))

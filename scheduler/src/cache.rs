@@ -343,6 +343,28 @@ mod tests {
     }
 
     #[test]
+    fn pods_with_affinity_are_tracked_alongside() {
+        let mut c = Cache::default();
+        c.set_node(node("a"));
+        let mut anti = pod("anti", Some("a"), "Running");
+        anti.spec.as_mut().unwrap().affinity = Some(
+            serde_json::from_value(json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}]}}))
+            .unwrap(),
+        );
+        c.update_pod(anti);
+        c.update_pod(pod("plain", Some("a"), "Running"));
+        let uids = |c: &Cache| -> Vec<String> {
+            c.infos()[0].pods_with_affinity.iter().map(|p| p.metadata.uid.clone().unwrap()).collect()
+        };
+        assert_eq!(uids(&c), ["anti"]);
+        assert_eq!(c.infos()[0].pods.len(), 2);
+        c.remove_pod(&pod("anti", Some("a"), "Running"));
+        assert!(uids(&c).is_empty());
+        assert_eq!(c.infos()[0].pods.len(), 1);
+    }
+
+    #[test]
     fn heartbeats_are_not_scheduling_changes() {
         let mut c = Cache::default();
         assert!(c.set_node(node("a")), "a new node");

@@ -8,7 +8,7 @@
 //! [`ScorePlugin::pre_score`]) and keep it in the [`CycleState`] for their per-node calls.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -59,6 +59,31 @@ pub struct NodeInfo {
     pub non_zero_requested: Resources,
     /// `status.allocatable` (falls back to capacity).
     pub allocatable: Resources,
+    /// The subset of `pods` with any pod affinity or anti-affinity term (upstream's
+    /// `PodsWithAffinity`): InterPodAffinity only needs these when the incoming pod has no
+    /// terms of its own, which keeps a cycle O(nodes) instead of O(all pods).
+    pub pods_with_affinity: Vec<Pod>,
+    /// `status.images`, normalized name → size (ImageLocality), computed once per Node
+    /// change instead of once per cycle.
+    pub images: BTreeMap<String, i64>,
+    /// Changes whenever the node or its pods do; unique across all NodeInfos of the
+    /// process (a clone shares it until either changes), so plugins can memoize per-node
+    /// results across cycles (upstream's `NodeInfo.Generation`).
+    pub generation: u64,
+}
+
+/// The next [`NodeInfo::generation`]: a process-wide counter, never 0.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the pod has any pod affinity or anti-affinity term.
+pub fn has_pod_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
 fn accumulate(total: &mut Resources, r: &Resources, sign: i64) {
@@ -72,12 +97,16 @@ impl NodeInfo {
     /// A node with no pods.
     pub fn new(node: Node) -> Self {
         let allocatable = crate::plugins::node_resources_fit::node_allocatable(&node);
+        let images = crate::plugins::image_locality::node_images(&node);
         Self {
             node,
             pods: Vec::new(),
             requested: Resources::default(),
             non_zero_requested: Resources::default(),
             allocatable,
+            pods_with_affinity: Vec::new(),
+            images,
+            generation: next_generation(),
         }
     }
 
@@ -93,58 +122,76 @@ impl NodeInfo {
     /// Replaces the Node object (a status or label change), keeping the pods.
     pub fn set_node(&mut self, node: Node) {
         self.allocatable = crate::plugins::node_resources_fit::node_allocatable(&node);
+        let old_images = self.node.status.as_ref().and_then(|s| s.images.as_ref());
+        if old_images != node.status.as_ref().and_then(|s| s.images.as_ref()) {
+            self.images = crate::plugins::image_locality::node_images(&node);
+        }
         self.node = node;
+        self.generation = next_generation();
     }
 
     pub fn add_pod(&mut self, pod: Pod) {
         accumulate(&mut self.requested, &pod_requests(&pod), 1);
         accumulate(&mut self.non_zero_requested, &crate::plugins::node_resources_fit::pod_requests_non_zero(&pod), 1);
+        if has_pod_affinity(&pod) {
+            self.pods_with_affinity.push(pod.clone());
+        }
         self.pods.push(pod);
+        self.generation = next_generation();
     }
 
     /// Removes the pod with this uid, if here.
     pub fn remove_pod(&mut self, uid: &str) -> Option<Pod> {
         let at = self.pods.iter().position(|p| p.metadata.uid.as_deref() == Some(uid))?;
         let pod = self.pods.swap_remove(at);
+        if let Some(i) = self.pods_with_affinity.iter().position(|p| p.metadata.uid.as_deref() == Some(uid)) {
+            self.pods_with_affinity.swap_remove(i);
+        }
         accumulate(&mut self.requested, &pod_requests(&pod), -1);
         accumulate(&mut self.non_zero_requested, &crate::plugins::node_resources_fit::pod_requests_non_zero(&pod), -1);
+        self.generation = next_generation();
         Some(pod)
     }
 
     /// Removes every pod.
     pub fn clear_pods(&mut self) {
         self.pods.clear();
+        self.pods_with_affinity.clear();
+        self.generation = next_generation();
         self.requested = Resources::default();
         self.non_zero_requested = Resources::default();
     }
 }
 
-/// Per-cycle scratch space shared by the plugins of one pod's scheduling cycle: plain strings
-/// in `values`, and typed data (upstream's `StateData`) under a key in `data`, usually what a
-/// plugin's PreFilter or PreScore computed for its Filter or Score.
+/// Per-cycle scratch space shared by the plugins of one pod's scheduling cycle: typed data
+/// (upstream's `StateData`) under a key, usually what a plugin's PreFilter or PreScore
+/// computed for its Filter or Score. A handful of entries, read once per node per plugin:
+/// a short list beats a hash map here.
 #[derive(Default)]
 pub struct CycleState {
-    pub values: BTreeMap<String, String>,
-    pub data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
 }
 
 impl CycleState {
     /// Stores `value` under `key`, replacing what was there.
     pub fn insert<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     /// The value under `key`, if there is one of type `T`.
     pub fn get<T: Any>(&self, key: &str) -> Option<&T> {
-        self.data.get(key).and_then(|v| v.downcast_ref::<T>())
+        self.data.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.downcast_ref::<T>())
     }
 }
 
 impl std::fmt::Debug for CycleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut keys: Vec<&&str> = self.data.keys().collect();
+        let mut keys: Vec<&str> = self.data.iter().map(|(k, _)| *k).collect();
         keys.sort();
-        f.debug_struct("CycleState").field("values", &self.values).field("data", &keys).finish()
+        f.debug_struct("CycleState").field("data", &keys).finish()
     }
 }
 

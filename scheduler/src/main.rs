@@ -15,6 +15,9 @@ use skiff_scheduler::{explain, Profile};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "skiff-scheduler", version, about = "Skiff's scheduler: binds pending pods to nodes")]
 struct Args {

@@ -39,13 +39,20 @@ pub fn balanced_resource_score(values: &[(i64, i64)]) -> i64 {
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
 
+const PRE_SCORE_KEY: &str = "PreScoreNodeResourcesBalancedAllocation";
+
 impl ScorePlugin for NodeResourcesBalancedAllocation {
     fn name(&self) -> &'static str {
         NAME
     }
 
-    fn score(&self, _state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
-        let req = pod_requests(pod);
+    /// The pod's requests, parsed once per cycle rather than once per node.
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, _nodes: &[NodeInfo], _feasible: &[&NodeInfo]) {
+        state.insert(PRE_SCORE_KEY, pod_requests(pod));
+    }
+
+    fn score(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
+        let req = state.get::<crate::framework::Resources>(PRE_SCORE_KEY).copied().unwrap_or_else(|| pod_requests(pod));
         if req.milli_cpu == 0 && req.memory == 0 {
             return 0;
         }

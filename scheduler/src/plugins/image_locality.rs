@@ -7,15 +7,16 @@
 //! the pod's init containers and containers whose image the node has, `size × spread`
 //! (`spread` = nodes with the image / all nodes), clamped to `[23MiB, 1000MiB × containers]`.
 //!
-//! The spread needs the whole cluster, which a [`ScorePlugin`] does not see: call
-//! [`ImageLocality::pre_score`] with all nodes first to record it in the [`CycleState`];
-//! without it every image counts as spread to every node (`spread = 1`).
+//! The spread needs the whole cluster: PreScore counts, for the pod's images (normalized once
+//! per cycle), the nodes holding each, from every node's [`NodeInfo::images`] (normalized
+//! once per Node change). Without a PreScore every image counts as spread to every node
+//! (`spread = 1`).
 //!
 //! Image names are normalized on both sides to the full reference (`nginx` →
 //! `docker.io/library/nginx:latest`), so a pod's short name matches the names the kubelet
 //! reports.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -31,8 +32,14 @@ pub const MIN_THRESHOLD: i64 = 23 * MB;
 /// Upstream's `maxContainerThreshold`: the per-container size at which the score saturates.
 pub const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 
-const STATE_TOTAL_NODES: &str = "ImageLocality/totalNodes";
-const STATE_NUM_NODES_PREFIX: &str = "ImageLocality/numNodes/";
+const PRE_SCORE_STATE_KEY: &str = "PreScoreImageLocality";
+
+/// What PreScore computed: the pod's images, normalized, and each one's spread.
+#[derive(Debug)]
+struct PreScoreState {
+    images: Vec<String>,
+    spread: HashMap<String, f64>,
+}
 
 /// Favors nodes that already hold the pod's (large) images.
 #[derive(Debug, Clone, Copy, Default)]
@@ -101,50 +108,43 @@ fn calculate_priority(sum_scores: i64, num_containers: usize) -> i64 {
     MAX_NODE_SCORE * (sum - MIN_THRESHOLD) / (max_threshold - MIN_THRESHOLD)
 }
 
-impl ImageLocality {
-    /// Records in `state`, for the pod's images, how many of `nodes` (all nodes of the
-    /// cluster, not only the feasible ones) hold each, and how many nodes there are: the
-    /// "spread" upstream scales image sizes by. Optional; see the module docs.
-    pub fn pre_score(state: &mut CycleState, pod: &Pod, nodes: &[NodeInfo]) {
-        let wanted: BTreeSet<String> = pod_images(pod).into_iter().collect();
-        let mut counts: BTreeMap<&str, usize> = wanted.iter().map(|w| (w.as_str(), 0)).collect();
-        for n in nodes {
-            let images = node_images(&n.node);
-            for (w, count) in counts.iter_mut() {
-                if images.contains_key(*w) {
-                    *count += 1;
-                }
-            }
-        }
-        state.values.insert(STATE_TOTAL_NODES.to_string(), nodes.len().to_string());
-        for (w, count) in counts {
-            state.values.insert(format!("{STATE_NUM_NODES_PREFIX}{w}"), count.to_string());
-        }
-    }
-
-    /// `numNodes / totalNodes` for `image` from [`ImageLocality::pre_score`]'s record; 1
-    /// when none was made.
-    fn spread(state: &CycleState, image: &str) -> f64 {
-        let total = state.values.get(STATE_TOTAL_NODES).and_then(|v| v.parse::<f64>().ok());
-        let num = state.values.get(&format!("{STATE_NUM_NODES_PREFIX}{image}")).and_then(|v| v.parse::<f64>().ok());
-        match (total, num) {
-            (Some(total), Some(num)) if total > 0.0 => num / total,
-            _ => 1.0,
-        }
-    }
-}
-
 impl ScorePlugin for ImageLocality {
     fn name(&self) -> &'static str {
         NAME
     }
 
-    fn score(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
+    /// Records, for the pod's images, the fraction of `nodes` (all nodes of the cluster, not
+    /// only the feasible ones) that hold each: the "spread" upstream scales sizes by.
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, nodes: &[NodeInfo], _feasible: &[&NodeInfo]) {
         let images = pod_images(pod);
-        let on_node = node_images(&node.node);
+        let mut spread: HashMap<String, f64> = HashMap::new();
+        for image in &images {
+            if spread.contains_key(image) {
+                continue;
+            }
+            let holding = nodes.iter().filter(|n| n.images.contains_key(image)).count();
+            let fraction = if nodes.is_empty() { 1.0 } else { holding as f64 / nodes.len() as f64 };
+            spread.insert(image.clone(), fraction);
+        }
+        state.insert(PRE_SCORE_STATE_KEY, PreScoreState { images, spread });
+    }
+
+    fn score(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
+        let computed;
+        let (images, spread) = match state.get::<PreScoreState>(PRE_SCORE_STATE_KEY) {
+            Some(s) => (&s.images, Some(&s.spread)),
+            None => {
+                computed = pod_images(pod);
+                (&computed, None)
+            }
+        };
         let sum: i64 = images
             .iter()
-            .filter_map(|i| on_node.get(i).map(|&size| (size as f64 * Self::spread(state, i)) as i64))
+            .filter_map(|i| {
+                let size = *node.images.get(i)?;
+                let spread = spread.and_then(|s| s.get(i)).copied().unwrap_or(1.0);
+                Some((size as f64 * spread) as i64)
+            })
             .fold(0i64, i64::saturating_add);
         calculate_priority(sum, images.len())
     }
@@ -200,7 +200,7 @@ mod tests {
         let p = running(&["gcr.io/40", "gcr.io/250"]);
         let nodes = [n1, n2];
         let mut s = state();
-        ImageLocality::pre_score(&mut s, &p, &nodes);
+        ImageLocality.pre_score(&mut s, &p, &nodes, &[]);
         assert_eq!(ImageLocality.score(&mut s, &p, &nodes[0]), 0);
         assert_eq!(ImageLocality.score(&mut s, &p, &nodes[1]), 5);
     }
@@ -241,9 +241,9 @@ mod tests {
         let c = bare("c");
         let p = running(&["x:1"]);
         let mut s = state();
-        ImageLocality::pre_score(&mut s, &p, &[a.clone(), b, c]);
-        assert_eq!(s.values.get("ImageLocality/totalNodes").map(String::as_str), Some("3"));
-        assert_eq!(s.values.get("ImageLocality/numNodes/docker.io/library/x:1").map(String::as_str), Some("2"));
+        ImageLocality.pre_score(&mut s, &p, &[a.clone(), b, c], &[]);
+        let recorded = s.get::<PreScoreState>(PRE_SCORE_STATE_KEY).unwrap();
+        assert_eq!(recorded.spread["docker.io/library/x:1"], 2.0 / 3.0, "on 2 of 3 nodes");
         // 100MB × 2/3 = 66MB → 100 × (66.67 − 23) / (1000 − 23) = 4.
         assert_eq!(ImageLocality.score(&mut s, &p, &a), 4);
     }

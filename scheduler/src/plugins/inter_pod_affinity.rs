@@ -198,8 +198,12 @@ impl FilterPlugin for InterPodAffinity {
         let mut affinity_counts: HashMap<Pair, i64> = HashMap::new();
         let mut anti_affinity_counts: HashMap<Pair, i64> = HashMap::new();
         let mut existing_anti_affinity_counts: HashMap<Pair, i64> = HashMap::new();
+        // Without required terms of its own, only existing pods with terms can matter
+        // (their anti-affinity against this pod): upstream's shortcut, O(affinity pods).
+        let own_terms = !affinity.is_empty() || !anti_affinity.is_empty();
         for n in nodes {
-            for existing in &n.pods {
+            let candidates = if own_terms { &n.pods } else { &n.pods_with_affinity };
+            for existing in candidates {
                 if !affinity.is_empty() && matches_all(&affinity, existing) {
                     for pair in affinity.iter().filter_map(|t| t.pair(&n.node)) {
                         *affinity_counts.entry(pair).or_default() += 1;
@@ -282,8 +286,11 @@ impl ScorePlugin for InterPodAffinity {
         let preferred = parse_weighted(preferred, namespace);
         let preferred_anti = parse_weighted(preferred_anti, namespace);
         let mut s = PreScoreState::default();
+        // Without preferred terms of its own, only existing pods with terms can score.
+        let own_terms = !preferred.is_empty() || !preferred_anti.is_empty();
         for n in nodes {
-            for existing in &n.pods {
+            let candidates = if own_terms { &n.pods } else { &n.pods_with_affinity };
+            for existing in candidates {
                 for (t, w) in &preferred {
                     s.process(t, *w, existing, &n.node);
                 }
@@ -309,6 +316,9 @@ impl ScorePlugin for InterPodAffinity {
 
     fn score(&self, state: &mut CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         let Some(s) = state.get::<PreScoreState>(PRE_SCORE_STATE_KEY) else { return 0 };
+        if s.topology_score.is_empty() {
+            return 0;
+        }
         node.node.metadata.labels.iter().flatten().filter_map(|(k, v)| s.topology_score.get(k)?.get(v)).sum()
     }
 

@@ -149,7 +149,9 @@ pub fn by_name(name: &str) -> Option<PluginRef> {
         node_resources_fit::NAME => {
             PluginRef::Both(Box::new(NodeResourcesFit::default()), Box::new(NodeResourcesFit::default()))
         }
-        pod_topology_spread::NAME => PluginRef::Both(Box::new(PodTopologySpread), Box::new(PodTopologySpread)),
+        pod_topology_spread::NAME => {
+            PluginRef::Both(Box::new(PodTopologySpread::default()), Box::new(PodTopologySpread::default()))
+        }
         inter_pod_affinity::NAME => PluginRef::Both(Box::new(InterPodAffinity), Box::new(InterPodAffinity)),
         balanced_allocation::NAME => PluginRef::Score(Box::new(NodeResourcesBalancedAllocation)),
         image_locality::NAME => PluginRef::Score(Box::new(ImageLocality)),

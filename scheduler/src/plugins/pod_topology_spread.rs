@@ -20,8 +20,15 @@
 //! - PreScore/Score (`whenUnsatisfiable: ScheduleAnyway`): a node's raw score is the sum over
 //!   constraints of the matching pods in its domain; normalized reversed (fewer pods, higher
 //!   score). Nodes missing a key score 0.
+//!
+//! Counting is the cost: upstream recounts every pod of the cluster in each cycle. Here a
+//! node's count and domain for a (namespace, selector, topology key) are remembered with the
+//! node's [`NodeInfo::generation`] and recomputed only when the node or its pods changed, so
+//! a cycle costs a few integer operations per node instead of O(all pods) label matching.
+//! The memo never changes an answer.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{Node, Pod, TopologySpreadConstraint};
 use skiff_api::selector::{LabelSelector, Operator, Requirement};
@@ -48,8 +55,43 @@ const PRE_SCORE_STATE_KEY: &str = "PreScorePodTopologySpread";
 const IGNORED: i64 = -1;
 
 /// Filters on `DoNotSchedule` constraints; scores `ScheduleAnyway` constraints.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PodTopologySpread;
+#[derive(Default)]
+pub struct PodTopologySpread {
+    counts: Mutex<CountMemo>,
+}
+
+impl std::fmt::Debug for PodTopologySpread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PodTopologySpread")
+    }
+}
+
+/// What is remembered per (namespace, selector, topology key): per node position, the
+/// node's generation, its matching pods and its domain (an index into `domains`, `None`
+/// without the key).
+#[derive(Default)]
+struct Memo {
+    domains: Vec<String>,
+    index: HashMap<String, u32>,
+    slots: Vec<(u64, i64, Option<u32>)>,
+}
+
+impl Memo {
+    fn intern(&mut self, domain: &str) -> u32 {
+        if let Some(&i) = self.index.get(domain) {
+            return i;
+        }
+        let i = u32::try_from(self.domains.len()).unwrap_or(u32::MAX);
+        self.domains.push(domain.to_string());
+        self.index.insert(domain.to_string(), i);
+        i
+    }
+}
+
+type CountMemo = HashMap<(String, Option<LabelSelector>, String), Memo>;
+
+/// Distinct (namespace, selector, key) remembered at most; past it the memo starts over.
+const MAX_MEMO_SELECTORS: usize = 64;
 
 /// One constraint, parsed.
 #[derive(Debug, Clone)]
@@ -145,20 +187,71 @@ fn constraints(pod: &Pod, when_unsatisfiable: &str) -> Result<Vec<Constraint>, S
 
 /// Matching pods per domain, one map per constraint, over the nodes that carry every
 /// constraint's key and that each constraint's inclusion policies admit.
-fn count_domains(constraints: &[Constraint], pod: &Pod, nodes: &[NodeInfo]) -> Vec<HashMap<String, i64>> {
+fn count_domains(
+    memo: &Mutex<CountMemo>,
+    constraints: &[Constraint],
+    pod: &Pod,
+    nodes: &[NodeInfo],
+) -> Vec<HashMap<String, i64>> {
+    if constraints.is_empty() {
+        return Vec::new();
+    }
     let namespace = namespace_of(pod);
-    let mut counts = vec![HashMap::new(); constraints.len()];
-    for n in nodes {
-        if !constraints.iter().all(|c| label(&n.node, &c.topology_key).is_some()) {
-            continue;
+    let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() > MAX_MEMO_SELECTORS {
+        memo.clear();
+    }
+    let key = |c: &Constraint| (namespace.to_string(), c.selector.clone(), c.topology_key.clone());
+    // Each constraint's memo, taken out of the map for the loop.
+    let mut memos: Vec<Memo> = constraints
+        .iter()
+        .map(|c| {
+            let mut m = memo.remove(&key(c)).unwrap_or_default();
+            m.slots.resize(nodes.len(), (0, 0, None));
+            m
+        })
+        .collect();
+    // Inclusion depends on the incoming pod; skipped when it admits every node.
+    let pod_has_node_constraints = pod.spec.as_ref().is_some_and(|s| {
+        s.node_selector.as_ref().is_some_and(|m| !m.is_empty())
+            || s.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).is_some()
+    });
+    let check_inclusion: Vec<bool> = constraints
+        .iter()
+        .map(|c| (c.honor_node_affinity && pod_has_node_constraints) || c.honor_node_taints)
+        .collect();
+    // Per constraint, per domain: matching pods (None: no eligible node has the domain).
+    let mut per_domain: Vec<Vec<Option<i64>>> = vec![Vec::new(); constraints.len()];
+    'nodes: for (i, n) in nodes.iter().enumerate() {
+        for (c, m) in constraints.iter().zip(memos.iter_mut()) {
+            if m.slots[i].0 != n.generation {
+                let domain = label(&n.node, &c.topology_key).map(|v| m.intern(v));
+                let count = if domain.is_some() { c.count_on(n, namespace) } else { 0 };
+                m.slots[i] = (n.generation, count, domain);
+            }
+            if m.slots[i].2.is_none() {
+                continue 'nodes; // a node must carry every constraint's key
+            }
         }
-        for (c, domains) in constraints.iter().zip(counts.iter_mut()) {
-            if !c.includes_node(pod, &n.node) {
+        for (ci, (c, m)) in constraints.iter().zip(&memos).enumerate() {
+            if check_inclusion[ci] && !c.includes_node(pod, &n.node) {
                 continue;
             }
-            let Some(value) = label(&n.node, &c.topology_key) else { continue };
-            *domains.entry(value.to_string()).or_insert(0) += c.count_on(n, namespace);
+            let (_, count, Some(domain)) = m.slots[i] else { continue };
+            let d = domain as usize;
+            if per_domain[ci].len() <= d {
+                per_domain[ci].resize(d + 1, None);
+            }
+            *per_domain[ci][d].get_or_insert(0) += count;
         }
+    }
+    let counts = per_domain
+        .iter()
+        .zip(&memos)
+        .map(|(counts, m)| counts.iter().enumerate().filter_map(|(d, c)| Some((m.domains[d].clone(), (*c)?))).collect())
+        .collect();
+    for (c, m) in constraints.iter().zip(memos) {
+        memo.insert(key(c), m);
     }
     counts
 }
@@ -170,6 +263,8 @@ struct PreFilterState {
     constraints: Vec<Constraint>,
     counts: Vec<HashMap<String, i64>>,
     min_match: Vec<i64>,
+    /// 1 where the incoming pod matches the constraint's selector itself.
+    self_match: Vec<i64>,
 }
 
 /// What PreScore computed: the `ScheduleAnyway` constraints and their counts per domain.
@@ -189,7 +284,8 @@ impl FilterPlugin for PodTopologySpread {
             Ok(c) => c,
             Err(e) => return Status::UnschedulableAndUnresolvable(format!("invalid topology spread constraint: {e}")),
         };
-        let counts = count_domains(&constraints, pod, nodes);
+        let counts = count_domains(&self.counts, &constraints, pod, nodes);
+        let self_match = constraints.iter().map(|c| i64::from(c.selects(pod))).collect();
         let min_match = constraints
             .iter()
             .zip(&counts)
@@ -203,11 +299,11 @@ impl FilterPlugin for PodTopologySpread {
                 },
             )
             .collect();
-        state.insert(PRE_FILTER_STATE_KEY, PreFilterState { constraints, counts, min_match });
+        state.insert(PRE_FILTER_STATE_KEY, PreFilterState { constraints, counts, min_match, self_match });
         Status::Success
     }
 
-    fn filter(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &mut CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
         let Some(s) = state.get::<PreFilterState>(PRE_FILTER_STATE_KEY) else {
             return Status::UnschedulableAndUnresolvable(format!(
                 "reading \"{PRE_FILTER_STATE_KEY}\" from cycleState: not found"
@@ -218,8 +314,7 @@ impl FilterPlugin for PodTopologySpread {
                 return Status::UnschedulableAndUnresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH.to_string());
             };
             let matching = s.counts[i].get(value).copied().unwrap_or(0);
-            let self_match = i64::from(c.selects(pod));
-            if matching + self_match - s.min_match[i] > c.max_skew {
+            if matching + s.self_match[i] - s.min_match[i] > c.max_skew {
                 return Status::Unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH.to_string());
             }
         }
@@ -235,7 +330,7 @@ impl ScorePlugin for PodTopologySpread {
     fn pre_score(&self, state: &mut CycleState, pod: &Pod, nodes: &[NodeInfo], _feasible: &[&NodeInfo]) {
         // An invalid constraint was already reported by the filter; score nothing then.
         let constraints = constraints(pod, "ScheduleAnyway").unwrap_or_default();
-        let counts = count_domains(&constraints, pod, nodes);
+        let counts = count_domains(&self.counts, &constraints, pod, nodes);
         state.insert(PRE_SCORE_STATE_KEY, PreScoreState { constraints, counts });
     }
 
@@ -297,12 +392,36 @@ mod tests {
     /// The filter outcome per node, after PreFilter over all of them.
     fn filter_all(p: &Pod, nodes: &[NodeInfo]) -> Vec<Status> {
         let mut st = state();
-        assert!(PodTopologySpread.pre_filter(&mut st, p, nodes).is_success());
-        nodes.iter().map(|n| PodTopologySpread.filter(&mut st, p, n)).collect()
+        assert!(PodTopologySpread::default().pre_filter(&mut st, p, nodes).is_success());
+        nodes.iter().map(|n| PodTopologySpread::default().filter(&mut st, p, n)).collect()
     }
 
     fn unschedulable() -> Status {
         Status::Unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH.into())
+    }
+
+    #[test]
+    fn remembered_counts_follow_pod_changes() {
+        // One plugin instance across cycles, as in the scheduler: a node's count is reused
+        // while its pods stay, recounted when they change.
+        let plugin = PodTopologySpread::default();
+        let p = spreading(json!({"app": "web"}), json!([constraint(1, "DoNotSchedule")]));
+        let mut nodes = vec![zone_node("a", Some("a"), webs("a", 1)), zone_node("b", Some("b"), vec![])];
+        let run = |nodes: &[NodeInfo]| {
+            let mut st = state();
+            assert!(plugin.pre_filter(&mut st, &p, nodes).is_success());
+            nodes.iter().map(|n| plugin.filter(&mut st, &p, n).is_success()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&nodes), [false, true]);
+        assert_eq!(run(&nodes), [false, true], "same answer from the memo");
+        nodes[1].add_pod(app_pod("b-0", "web"));
+        assert_eq!(run(&nodes), [true, true], "b's new pod is counted");
+        let uid_less = nodes[0].pods[0].clone();
+        nodes[0].clear_pods();
+        assert_eq!(run(&nodes), [true, false], "a emptied");
+        nodes[0].add_pod(uid_less);
+        nodes.swap(0, 1);
+        assert_eq!(run(&nodes), [true, true], "positions moved: nothing stale is reused");
     }
 
     #[test]
@@ -412,10 +531,10 @@ mod tests {
         assert!(filter_all(&p, &nodes).iter().all(Status::is_success));
         let mut st = state();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
-        PodTopologySpread.pre_score(&mut st, &p, &nodes, &feasible);
-        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread.score(&mut st, &p, n)).collect();
+        PodTopologySpread::default().pre_score(&mut st, &p, &nodes, &feasible);
+        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread::default().score(&mut st, &p, n)).collect();
         assert_eq!(scores, [2, 1, 0, IGNORED]);
-        ScorePlugin::normalize(&PodTopologySpread, &mut scores);
+        ScorePlugin::normalize(&PodTopologySpread::default(), &mut scores);
         assert_eq!(scores, [0, 50, 100, 0]);
     }
 
@@ -424,9 +543,9 @@ mod tests {
         let nodes = [zone_node("a", Some("a"), webs("a", 2)), zone_node("x", None, vec![])];
         let p = app_pod("new", "web");
         let mut st = state();
-        PodTopologySpread.pre_score(&mut st, &p, &nodes, &nodes.iter().collect::<Vec<_>>());
-        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread.score(&mut st, &p, n)).collect();
-        ScorePlugin::normalize(&PodTopologySpread, &mut scores);
+        PodTopologySpread::default().pre_score(&mut st, &p, &nodes, &nodes.iter().collect::<Vec<_>>());
+        let mut scores: Vec<i64> = nodes.iter().map(|n| PodTopologySpread::default().score(&mut st, &p, n)).collect();
+        ScorePlugin::normalize(&PodTopologySpread::default(), &mut scores);
         assert_eq!(scores, [100, 100]);
     }
 }

@@ -19,7 +19,6 @@
 //! process (the apiserver, plus the bench's one watch). Every loop is bounded.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,26 +30,10 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
-use skiff_e2e::bench::{cpu_seconds, median, memory_mib};
+use skiff_e2e::bench::{cpu_seconds, median, memory_mib, release_bin, spawn, BenchApi};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A child process that is stopped (by its PID) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &std::path::Path, args: &[&str], log: &std::path::Path) -> anyhow::Result<Proc> {
-    let out = std::fs::File::create(log)?;
-    let child = Command::new(bin).args(args).stdout(out.try_clone()?).stderr(out).stdin(Stdio::null()).spawn()?;
-    Ok(Proc(child))
-}
 
 fn pod_spec() -> serde_json::Value {
     json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["httpd", "-f", "-p", "80"],
@@ -96,52 +79,20 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = args.iter().position(|a| a == "--nodes").and_then(|i| args.get(i + 1)) {
         node_count = n.parse()?;
     }
-    let dir = std::env::current_exe()?.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    let (cm_bin, sched_bin) = (dir.join("skiff-controller-manager"), dir.join("skiff-scheduler"));
-    for bin in [&cm_bin, &sched_bin] {
-        anyhow::ensure!(
-            bin.is_file(),
-            "{} is missing: run `cargo build --release -p skiff-controllers -p skiff-scheduler` first",
-            bin.display()
-        );
-    }
-
-    let etcd = skiff_testkit::EtcdCluster::start();
-    let mut cfg = skiff_apiserver::Config::new(etcd.endpoints(), "127.0.0.1:0".parse()?);
-    cfg.compaction_interval = Duration::ZERO;
-    // Each client its own user, as in a real cluster: the apiserver's per-user in-flight
-    // share then applies to each separately (none is in system:masters, which is exempt).
-    let identities =
-        [("bench", "bench-user"), ("cm", "system:kube-controller-manager"), ("sched", "system:kube-scheduler")];
-    let token_file: String = identities.iter().map(|(t, user)| format!("{t}-token,{user},uid-{t}\n")).collect();
-    cfg.authentication.tokens = Some(
-        skiff_apiserver::authn::TokenFile::parse(&token_file)
-            .map_err(|(line, e)| anyhow::anyhow!("line {line}: {e}"))?,
-    );
-    let server = skiff_apiserver::ApiServer::bind(cfg).await?;
-    let addr = server.local_addr();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    server.spawn(shutdown.clone()).await?;
-    let logs = tempfile::tempdir()?;
+    let cm_bin = release_bin("skiff-controller-manager", "skiff-controllers -p skiff-scheduler")?;
+    let sched_bin = release_bin("skiff-scheduler", "skiff-controllers -p skiff-scheduler")?;
+    let mut api = BenchApi::start(&[
+        ("bench", "bench-user"),
+        ("cm", "system:kube-controller-manager"),
+        ("sched", "system:kube-scheduler"),
+    ])
+    .await?;
+    let shutdown = api.shutdown.clone();
+    let logs = api.dir.path().to_path_buf();
     if std::env::var_os("BENCH_TRACE").is_some() {
-        eprintln!("  logs in {}", logs.path().display());
+        eprintln!("  logs in {}", logs.display());
     }
-    let master = format!("http://{addr}");
-    let kubeconfig = |who: &str| -> anyhow::Result<std::path::PathBuf> {
-        let path = logs.path().join(format!("{who}.kubeconfig"));
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster: {{server: \"{master}\"}}\n\
-                 users:\n- name: {who}\n  user: {{token: {who}-token}}\ncontexts:\n- name: bench\n  context: {{cluster: bench, user: {who}}}\n\
-                 current-context: bench\n"
-            ),
-        )?;
-        Ok(path)
-    };
-    let bench_kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig("bench")?)?;
-    let client =
-        kube::Client::try_from(kube::Config::from_custom_kubeconfig(bench_kubeconfig, &Default::default()).await?)?;
+    let client = api.client("bench").await?;
 
     // Fake nodes, Ready, each with a lease the bench keeps renewing.
     let nodes: Api<Node> = Api::all(client.clone());
@@ -181,12 +132,14 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    let (cm_config, sched_config) = (kubeconfig("cm")?, kubeconfig("sched")?);
-    let cm =
-        spawn(&cm_bin, &["--kubeconfig", &cm_config.to_string_lossy()], &logs.path().join("controller-manager.log"))?;
-    let sched =
-        spawn(&sched_bin, &["--kubeconfig", &sched_config.to_string_lossy()], &logs.path().join("scheduler.log"))?;
-    let (cm_pid, sched_pid) = (cm.0.id().to_string(), sched.0.id().to_string());
+    let (cm_config, sched_config) = (api.kubeconfig("cm")?, api.kubeconfig("sched")?);
+    let cm = spawn(&cm_bin, &["--kubeconfig", &cm_config.to_string_lossy()], &logs.join("controller-manager.log"))?;
+    let sched = spawn(
+        &sched_bin,
+        &["--kubeconfig", &sched_config.to_string_lossy(), "--leader-elect=false"],
+        &logs.join("scheduler.log"),
+    )?;
+    let (cm_pid, sched_pid) = (cm.pid(), sched.pid());
     // Both are up once a probe pod gets a node and namespace "default" its ServiceAccount.
     let probe: Pod = serde_json::from_value(json!({"metadata": {"name": "probe"}, "spec": pod_spec()}))?;
     Api::<Pod>::namespaced(client.clone(), "default").create(&PostParams::default(), &probe).await?;
@@ -283,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
     drop((cm, sched));
     shutdown.cancel();
     if std::env::var_os("BENCH_TRACE").is_some() {
-        std::mem::forget(logs); // kept for reading
+        api.keep_logs();
     }
     Ok(())
 }
