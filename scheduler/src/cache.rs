@@ -79,6 +79,11 @@ impl Cache {
         self.index = self.infos.iter().enumerate().map(|(i, n)| (n.node.name_any(), i)).collect();
     }
 
+    /// The node called `name`.
+    pub fn info(&self, name: &str) -> Option<&NodeInfo> {
+        self.index.get(name).map(|&i| &self.infos[i])
+    }
+
     /// Whether the pod with this uid is counted on a node (bound or assumed).
     pub fn is_placed(&self, uid: &str) -> bool {
         self.placed.contains_key(uid)
@@ -237,12 +242,12 @@ impl Cache {
     /// than `pod` itself) counted on their nominated nodes, as upstream's
     /// `addNominatedPods`: room a preemption freed is kept for the pod it was freed for.
     pub fn with_nominated<R>(&mut self, pod: &Pod, f: impl FnOnce(&[NodeInfo]) -> R) -> R {
-        let priority = crate::preemption::priority(pod);
+        let priority = crate::plugins::default_preemption::priority(pod);
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let adds: Vec<(usize, Pod)> = self
             .nominated
             .iter()
-            .filter(|(u, p)| u.as_str() != uid && crate::preemption::priority(p) >= priority)
+            .filter(|(u, p)| u.as_str() != uid && crate::plugins::default_preemption::priority(p) >= priority)
             .filter_map(|(_, p)| Some((*self.index.get(nominated_node(p)?)?, p.clone())))
             .collect();
         for (i, p) in &adds {

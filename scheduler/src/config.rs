@@ -1,7 +1,9 @@
 //! `--config`: upstream's `KubeSchedulerConfiguration` (`kubescheduler.config.k8s.io/v1`),
 //! the part Skiff implements: profiles (one per `schedulerName`), plugins enabled and
-//! disabled per extension point (`multiPoint`, `filter`, `score`, and the ones this
-//! scheduler has no separate list for, accepted for compatibility), score weights,
+//! disabled per extension point (`multiPoint`, `filter`, `score`, `postFilter` — disable
+//! `DefaultPreemption` for a profile that never preempts —, `queueSort` and `bind` with
+//! their one plugin each, `reserve`; PreFilter/PreScore lists are accepted for compatibility,
+//! as those run with their Filter/Score plugin), score weights,
 //! `pluginConfig` for `NodeResourcesFit`'s scoring strategy, `percentageOfNodesToScore`
 //! (global and per profile), and `leaderElection`.
 //!
@@ -274,7 +276,7 @@ fn build_profile(
     let mut fit = node_resources_fit::NodeResourcesFit::default();
     for (i, pc) in p.plugin_config.iter().enumerate() {
         let field = format!("{path}.pluginConfig[{i}]");
-        if plugins::by_name(&pc.name).is_none() {
+        if !plugins::is_known(&pc.name) {
             return Err(invalid(format!("{field}.name"), format!("plugin {:?} does not exist", pc.name)));
         }
         if pc.name == node_resources_fit::NAME {
@@ -301,24 +303,75 @@ fn build_profile(
     };
     let pl = &p.plugins;
     for (point, set) in [
-        ("queueSort", &pl.queue_sort),
         ("preEnqueue", &pl.pre_enqueue),
         ("preFilter", &pl.pre_filter),
-        ("postFilter", &pl.post_filter),
         ("preScore", &pl.pre_score),
-        ("reserve", &pl.reserve),
         ("permit", &pl.permit),
         ("preBind", &pl.pre_bind),
-        ("bind", &pl.bind),
         ("postBind", &pl.post_bind),
     ] {
         if !set.enabled.is_empty() || !set.disabled.is_empty() {
             warnings.push(format!(
-                "{path}.plugins.{point}: Skiff runs PreFilter/PreScore with their Filter/Score plugin, and one \
-                 fixed QueueSort (PrioritySort), PostFilter (DefaultPreemption) and Bind (DefaultBinder); ignored"
+                "{path}.plugins.{point}: Skiff runs PreFilter/PreScore as part of their Filter/Score plugin and \
+                 has no plugins at this point; ignored"
             ));
         }
     }
+    // The points with one implementation each: QueueSort (PrioritySort, the queue itself)
+    // and Reserve (none shipped).
+    for (i, e) in pl.queue_sort.enabled.iter().enumerate() {
+        if e.name != plugins::PRIORITY_SORT {
+            let why = if plugins::is_known(&e.name) { "does not extend QueueSort" } else { "does not exist" };
+            return Err(invalid(
+                format!("{path}.plugins.queueSort.enabled[{i}].name"),
+                format!("plugin {:?} {why}", e.name),
+            ));
+        }
+    }
+    if let Some(e) = pl.reserve.enabled.first() {
+        let why = if plugins::is_known(&e.name) { "does not extend Reserve" } else { "does not exist" };
+        return Err(invalid(format!("{path}.plugins.reserve.enabled[0].name"), format!("plugin {:?} {why}", e.name)));
+    }
+    // PostFilter: DefaultPreemption unless disabled (a profile that never preempts).
+    let mut post_filters: Vec<Box<dyn crate::framework::PostFilterPlugin>> = Vec::new();
+    let preemption = crate::plugins::default_preemption::NAME;
+    let enabled_at = |set: &PluginSet, name: &str| set.enabled.iter().any(|e| e.name == name);
+    if (!is_disabled(&pl.multi_point, preemption) && !is_disabled(&pl.post_filter, preemption))
+        || enabled_at(&pl.post_filter, preemption)
+        || enabled_at(&pl.multi_point, preemption)
+    {
+        post_filters.extend(plugins::post_filter_by_name(preemption));
+    }
+    for (i, e) in pl.post_filter.enabled.iter().enumerate() {
+        if plugins::post_filter_by_name(&e.name).is_none() {
+            let why = if plugins::is_known(&e.name) { "does not extend PostFilter" } else { "does not exist" };
+            return Err(invalid(
+                format!("{path}.plugins.postFilter.enabled[{i}].name"),
+                format!("plugin {:?} {why}", e.name),
+            ));
+        }
+    }
+    // Bind: exactly one; DefaultBinder is the only one.
+    let binder_name = crate::plugins::default_binder::NAME;
+    for (i, e) in pl.bind.enabled.iter().enumerate() {
+        if plugins::bind_by_name(&e.name).is_none() {
+            let why = if plugins::is_known(&e.name) { "does not extend Bind" } else { "does not exist" };
+            return Err(invalid(
+                format!("{path}.plugins.bind.enabled[{i}].name"),
+                format!("plugin {:?} {why}", e.name),
+            ));
+        }
+    }
+    if pl.bind.disabled.iter().any(|d| d.name == binder_name || d.name == "*") && !enabled_at(&pl.bind, binder_name) {
+        return Err(invalid(format!("{path}.plugins.bind"), "at least one Bind plugin must be enabled"));
+    }
+    let binder = plugins::bind_by_name(binder_name).expect("DefaultBinder is registered");
+    // Only the filter and score halves of a plugin: the points handled above are skipped.
+    let other_point = |name: &str| {
+        plugins::post_filter_by_name(name).is_some()
+            || plugins::bind_by_name(name).is_some()
+            || name == plugins::PRIORITY_SORT
+    };
 
     // Filters: the defaults minus disabled, then multiPoint and filter additions.
     let mut filter_names: Vec<String> = Vec::new();
@@ -362,6 +415,9 @@ fn build_profile(
     };
     for (i, e) in pl.multi_point.enabled.iter().enumerate() {
         let field = format!("{path}.plugins.multiPoint.enabled[{i}]");
+        if other_point(&e.name) {
+            continue;
+        }
         let (f, s) = make(&e.name, &format!("{field}.name"))?.into_parts();
         if let Some(f) = f {
             add_filter(&e.name, f, &mut filter_names);
@@ -384,9 +440,17 @@ fn build_profile(
             .ok_or_else(|| invalid(format!("{field}.name"), format!("plugin {:?} does not extend Score", e.name)))?;
         add_score(&e.name, s, e.weight, &field)?;
     }
-    for (point, set) in [("multiPoint", &pl.multi_point), ("filter", &pl.filter), ("score", &pl.score)] {
+    for (point, set) in [
+        ("multiPoint", &pl.multi_point),
+        ("filter", &pl.filter),
+        ("score", &pl.score),
+        ("postFilter", &pl.post_filter),
+        ("queueSort", &pl.queue_sort),
+        ("reserve", &pl.reserve),
+        ("bind", &pl.bind),
+    ] {
         for (i, d) in set.disabled.iter().enumerate() {
-            if d.name != "*" && plugins::by_name(&d.name).is_none() {
+            if d.name != "*" && !plugins::is_known(&d.name) {
                 return Err(invalid(
                     format!("{path}.plugins.{point}.disabled[{i}].name"),
                     format!("plugin {:?} does not exist", d.name),
@@ -398,6 +462,9 @@ fn build_profile(
         scheduler_name: name,
         filters,
         scores: scores.into_iter().map(|(_, s, w)| (s, w)).collect(),
+        post_filters,
+        reserves: Vec::new(),
+        binder,
         percentage_of_nodes_to_score: p.percentage_of_nodes_to_score.filter(|p| *p > 0).or(global_pct),
     })
 }
@@ -621,9 +688,30 @@ profiles:
     #[test]
     fn unsupported_points_and_args_are_warned_about() {
         let cfg = parse(&format!(
-            "{HEAD}profiles:\n  - plugins:\n      reserve:\n        enabled: [{{name: VolumeBinding}}]\n    pluginConfig:\n      - name: PodTopologySpread\n        args: {{defaultingType: List}}\n"
+            "{HEAD}profiles:\n  - plugins:\n      preScore:\n        disabled: [{{name: '*'}}]\n    pluginConfig:\n      - name: PodTopologySpread\n        args: {{defaultingType: List}}\n"
         ))
         .unwrap();
         assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
+    }
+
+    #[test]
+    fn post_filter_bind_queue_sort_and_reserve() {
+        let cfg = parse(&format!(
+            "{HEAD}profiles:\n  - schedulerName: a\n  - schedulerName: never-preempts\n    plugins:\n      postFilter:\n        disabled: [{{name: DefaultPreemption}}]\n"
+        ))
+        .unwrap();
+        let post = |p: &Profile| p.post_filters.iter().map(|f| f.name()).collect::<Vec<_>>();
+        assert_eq!(post(&cfg.profiles[0]), ["DefaultPreemption"]);
+        assert!(post(&cfg.profiles[1]).is_empty());
+        assert_eq!(cfg.profiles[1].binder.name(), "DefaultBinder");
+        assert!(err("profiles: [{plugins: {reserve: {enabled: [{name: VolumeBinding}]}}}]")
+            .contains("reserve.enabled[0].name: plugin \"VolumeBinding\" does not exist"));
+        assert!(err("profiles: [{plugins: {bind: {disabled: [{name: DefaultBinder}]}}}]")
+            .contains("at least one Bind plugin must be enabled"));
+        assert!(err("profiles: [{plugins: {postFilter: {enabled: [{name: NodeName}]}}}]")
+            .contains("does not extend PostFilter"));
+        assert!(err("profiles: [{plugins: {queueSort: {enabled: [{name: Fifo}]}}}]").contains("does not exist"));
+        parse(&format!("{HEAD}profiles: [{{plugins: {{multiPoint: {{enabled: [{{name: DefaultPreemption}}, {{name: PrioritySort}}]}}}}}}]\n"))
+            .unwrap();
     }
 }

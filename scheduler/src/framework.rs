@@ -3,6 +3,10 @@
 //! survivors (each plugin's scores normalized to 0..=100, then weighted and summed), and the
 //! best node wins. Plugin names are upstream's.
 //!
+//! After the filters, upstream's other extension points: [`PostFilterPlugin`] (when no node
+//! fits: DefaultPreemption), [`ReservePlugin`] (after the choice, before binding) and
+//! [`BindPlugin`] (DefaultBinder: `POST pods/{name}/binding`).
+//!
 //! Plugins that need the whole cluster (PodTopologySpread, InterPodAffinity) compute it once
 //! per cycle at upstream's PreFilter and PreScore points ([`FilterPlugin::pre_filter`],
 //! [`ScorePlugin::pre_score`]) and keep it in the [`CycleState`] for their per-node calls.
@@ -218,6 +222,53 @@ pub trait ScorePlugin: Send + Sync {
             *s = (*s).clamp(0, 100);
         }
     }
+}
+
+/// What a PostFilter plugin proposes when no node fits (upstream's `PostFilterResult` with
+/// its `NominatingInfo`): evict `victims`, and the pod will fit on `node`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nomination {
+    pub node: String,
+    pub victims: Vec<Pod>,
+}
+
+/// Upstream's PostFilter point: runs only when no node passed the filters, in profile
+/// order; the first plugin that returns a [`Nomination`] wins.
+pub trait PostFilterPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// `filters`: the profile's filters (to re-check a node with pods removed);
+    /// `resolvable`: indexes in `nodes` of the nodes that failed with resolvable statuses
+    /// only (`Unschedulable`, not `UnschedulableAndUnresolvable`).
+    fn post_filter(
+        &self,
+        filters: &[Box<dyn FilterPlugin>],
+        pod: &Pod,
+        nodes: &[NodeInfo],
+        resolvable: &[usize],
+    ) -> Option<Nomination>;
+}
+
+/// Upstream's Reserve point: once a node is chosen and the pod assumed on it, before the
+/// binding. A failure un-reserves the plugins that had reserved (in reverse order), the
+/// assumption is dropped, and the pod is retried after its back-off; a failed binding
+/// un-reserves too. Skiff ships no Reserve plugin (upstream's only one is VolumeBinding);
+/// the point is there for plugins of one's own.
+pub trait ReservePlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn reserve(&self, pod: &Pod, node: &NodeInfo) -> Status;
+    fn unreserve(&self, _pod: &Pod, _node: &str) {}
+}
+
+/// Upstream's Bind point: writes the decision to the cluster (the one extension point that
+/// does IO).
+pub trait BindPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn bind<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        pod: &'a Pod,
+        node: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), kube::Error>>;
 }
 
 /// The requests of a pod as upstream computes them for scheduling: the sum over containers,

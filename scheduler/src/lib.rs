@@ -6,8 +6,9 @@
 //! [`framework::ScorePlugin`]s on the survivors (normalized, weighted) — over a [`cache`] of
 //! nodes kept current by the Node and Pod watches. The winner is bound with
 //! `POST pods/{name}/binding` in the background, as kube-scheduler's binding cycle. When no
-//! node fits, [`preemption`] (upstream's DefaultPreemption PostFilter) may evict pods of
-//! lower priority. Plugins live in [`plugins`], one file each, named as upstream's;
+//! node fits, the PostFilter plugins (upstream's DefaultPreemption) may evict pods of lower
+//! priority; Reserve plugins run after the choice and the Bind plugin (DefaultBinder)
+//! writes it. Plugins live in [`plugins`], one file each, named as upstream's;
 //! [`config`] reads a `KubeSchedulerConfiguration`; [`explain`] shows every plugin's verdict
 //! for a pod without binding it.
 //!
@@ -27,7 +28,6 @@ pub mod config;
 pub mod explain;
 pub mod framework;
 pub mod plugins;
-pub mod preemption;
 pub mod queue;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -35,7 +35,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cache::Cache;
-use framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin, Status};
+use framework::{
+    BindPlugin, CycleState, FilterPlugin, NodeInfo, Nomination, PostFilterPlugin, ReservePlugin, ScorePlugin, Status,
+};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -69,6 +71,9 @@ pub struct Profile {
     pub scheduler_name: String,
     pub filters: Vec<Box<dyn FilterPlugin>>,
     pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+    pub post_filters: Vec<Box<dyn PostFilterPlugin>>,
+    pub reserves: Vec<Box<dyn ReservePlugin>>,
+    pub binder: Box<dyn BindPlugin>,
     /// Upstream's `percentageOfNodesToScore`: `None` (or 0) is adaptive
     /// ([`num_feasible_nodes_to_find`]), 100 filters every node.
     pub percentage_of_nodes_to_score: Option<u32>,
@@ -77,11 +82,49 @@ pub struct Profile {
 impl Profile {
     /// Upstream's default plugin set and weights.
     pub fn default_profile(scheduler_name: &str) -> Self {
+        Self::new(scheduler_name, plugins::default_filters(), plugins::default_scores())
+    }
+
+    /// These filters and scores, with upstream's default PostFilter (DefaultPreemption) and
+    /// Bind (DefaultBinder) plugins and no Reserve plugin.
+    pub fn new(
+        scheduler_name: &str,
+        filters: Vec<Box<dyn FilterPlugin>>,
+        scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+    ) -> Self {
         Self {
             scheduler_name: scheduler_name.into(),
-            filters: plugins::default_filters(),
-            scores: plugins::default_scores(),
+            filters,
+            scores,
+            post_filters: vec![Box::new(plugins::default_preemption::DefaultPreemption)],
+            reserves: Vec::new(),
+            binder: Box::new(plugins::default_binder::DefaultBinder),
             percentage_of_nodes_to_score: None,
+        }
+    }
+
+    /// The PostFilter plugins in order; the first nomination wins.
+    fn post_filter(&self, pod: &Pod, nodes: &[NodeInfo], resolvable: &[usize]) -> Option<Nomination> {
+        self.post_filters.iter().find_map(|p| p.post_filter(&self.filters, pod, nodes, resolvable))
+    }
+
+    /// The Reserve plugins in order; on a failure, those that reserved are un-reserved (in
+    /// reverse) and the failing plugin's name and reason are returned.
+    fn reserve(&self, pod: &Pod, node: &NodeInfo) -> Result<(), (&'static str, String)> {
+        for (i, r) in self.reserves.iter().enumerate() {
+            if let Some(reason) = r.reserve(pod, node).reason() {
+                for done in self.reserves[..i].iter().rev() {
+                    done.unreserve(pod, &node.node.name_any());
+                }
+                return Err((r.name(), reason.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn unreserve(&self, pod: &Pod, node: &str) {
+        for r in self.reserves.iter().rev() {
+            r.unreserve(pod, node);
         }
     }
 }
@@ -302,9 +345,13 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn profile_for(&self, pod: &Pod) -> Option<&Profile> {
+    fn profile_index(&self, pod: &Pod) -> Option<usize> {
         let name = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler");
-        self.profiles.iter().find(|p| p.scheduler_name == name)
+        self.profiles.iter().position(|p| p.scheduler_name == name)
+    }
+
+    fn profile_for(&self, pod: &Pod) -> Option<&Profile> {
+        self.profile_index(pod).map(|i| &self.profiles[i])
     }
 
     /// A pending pod one of our profiles schedules.
@@ -319,60 +366,71 @@ impl Ctx {
 /// One scheduling cycle for a popped pod: decide under the lock, then hand the API writes
 /// to a task that holds `permit` (bounding the writes in flight).
 fn schedule(ctx: &Arc<Ctx>, pod: Pod, permit: tokio::sync::OwnedSemaphorePermit) {
-    let Some(profile) = ctx.profile_for(&pod) else { return };
+    let Some(profile_index) = ctx.profile_index(&pod) else { return };
+    let profile = &ctx.profiles[profile_index];
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let now = Instant::now();
-    let (outcome, candidate) = {
+    let (decision, nomination) = {
         let mut guard = lock(&ctx.shared);
         let s = &mut *guard;
         let start = s.cache.next_start;
-        let (outcome, candidate) = s.cache.with_nominated(&pod, |infos| {
+        let (outcome, nomination) = s.cache.with_nominated(&pod, |infos| {
             let outcome = schedule_one(profile, &pod, infos, start);
-            let candidate = match outcome.decision {
-                Decision::Unschedulable(_) => preemption::find_candidate(profile, &pod, infos, &outcome.resolvable),
+            let nomination = match outcome.decision {
+                Decision::Unschedulable(_) => profile.post_filter(&pod, infos, &outcome.resolvable),
                 Decision::Bind(_) => None,
             };
-            (outcome, candidate)
+            (outcome, nomination)
         });
         s.cache.next_start = start.wrapping_add(outcome.processed);
-        match &outcome.decision {
-            Decision::Bind(node) => {
-                s.cache.assume(&pod, node);
-                s.queue.on_event(ClusterEvent::AssignedPodAdd, now);
-            }
-            Decision::Unschedulable(_) => {
-                if let Some(c) = &candidate {
-                    s.cache.nominate(&pod, &c.node);
+        let mut decision = outcome.decision;
+        if let Decision::Bind(node) = &decision {
+            let reserved = match s.cache.info(node) {
+                Some(info) => profile.reserve(&pod, info),
+                None => Ok(()),
+            };
+            match reserved {
+                Ok(()) => {
+                    s.cache.assume(&pod, node);
+                    s.queue.on_event(ClusterEvent::AssignedPodAdd, now);
                 }
-                s.queue.failed(&uid, Some(outcome.rejected_by.clone()), now);
+                Err((plugin, reason)) => {
+                    warn!(pod = pod.name_any(), plugin, %reason, "reserve failed");
+                    s.queue.failed(&uid, None, now);
+                    decision = Decision::Unschedulable(format!("running Reserve plugin {plugin:?}: {reason}"));
+                }
             }
+        } else {
+            if let Some(n) = &nomination {
+                s.cache.nominate(&pod, &n.node);
+            }
+            s.queue.failed(&uid, Some(outcome.rejected_by), now);
         }
-        (outcome, candidate)
+        (decision, nomination)
     };
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        match outcome.decision {
-            Decision::Bind(node) => bind(&ctx, &pod, &node).await,
-            Decision::Unschedulable(message) => report_unschedulable(&ctx, &pod, &message, candidate).await,
+        let profile = &ctx.profiles[profile_index];
+        match decision {
+            Decision::Bind(node) => bind(&ctx, profile, &pod, &node).await,
+            Decision::Unschedulable(message) => report_unschedulable(&ctx, &pod, &message, nomination).await,
         }
         drop(permit);
     });
 }
 
-/// Upstream's binding cycle: `POST pods/{name}/binding`.
-async fn bind(ctx: &Ctx, pod: &Pod, node: &str) {
+/// Upstream's binding cycle, through the profile's Bind plugin.
+async fn bind(ctx: &Ctx, profile: &Profile, pod: &Pod, node: &str) {
     let (ns, name, uid) =
         (pod.namespace().unwrap_or_default(), pod.name_any(), pod.metadata.uid.clone().unwrap_or_default());
-    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns, "uid": uid},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    match pods.create_subresource::<_, kube::core::Status>("binding", &name, &PostParams::default(), &binding).await {
-        Ok(_) => {
+    match profile.binder.bind(&ctx.client, pod, node).await {
+        Ok(()) => {
             lock(&ctx.shared).queue.done(&uid);
             info!(pod = format!("{ns}/{name}"), node, "bound");
             ctx.events.record(pod, "Normal", "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}"));
         }
         Err(e) => {
+            profile.unreserve(pod, node);
             let mut s = lock(&ctx.shared);
             s.cache.forget(&uid);
             match e {
@@ -392,7 +450,7 @@ async fn bind(ctx: &Ctx, pod: &Pod, node: &str) {
 /// A pod that fits nowhere: evict the victims preemption chose (if any), then record
 /// `PodScheduled=False` (and `nominatedNodeName`) and a `FailedScheduling` Event, unless
 /// the pod already says exactly this.
-async fn report_unschedulable(ctx: &Ctx, pod: &Pod, message: &str, candidate: Option<preemption::Candidate>) {
+async fn report_unschedulable(ctx: &Ctx, pod: &Pod, message: &str, candidate: Option<Nomination>) {
     let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let nominated = candidate.as_ref().map(|c| c.node.clone());
@@ -785,12 +843,7 @@ mod tests {
 
     #[test]
     fn a_failed_pre_filter_rejects_every_node() {
-        let profile = Profile {
-            scheduler_name: "s".into(),
-            filters: vec![Box::new(Refuse)],
-            scores: vec![],
-            percentage_of_nodes_to_score: None,
-        };
+        let profile = Profile::new("s", vec![Box::new(Refuse)], vec![]);
         let p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}));
         assert_eq!(
             decide(&profile, &p, &three_zones()),

@@ -326,6 +326,64 @@ profiles:
     assert!(other.status.and_then(|s| s.conditions).unwrap_or_default().is_empty(), "not even explained: not ours");
 }
 
+/// The Reserve point (a plugin of one's own that refuses some pods: they are not bound and
+/// say why) and a profile whose PostFilter list is empty (it never preempts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserve_plugins_and_profiles_without_preemption() {
+    use skiff_scheduler::framework::{NodeInfo, ReservePlugin, Status};
+    struct NoOddPods(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl ReservePlugin for NoOddPods {
+        fn name(&self) -> &'static str {
+            "NoOddPods"
+        }
+        fn reserve(&self, pod: &Pod, _node: &NodeInfo) -> Status {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if pod.metadata.name.as_deref().is_some_and(|n| n.starts_with("odd")) {
+                Status::Unschedulable("odd pods are not welcome".into())
+            } else {
+                Status::Success
+            }
+        }
+    }
+    let c = cluster().await;
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    node(&nodes, "n1", "1", json!({}), json!([])).await;
+    priority_class(&c.client, "low", 1).await;
+    priority_class(&c.client, "high", 1000).await;
+    let reserved = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut picky = skiff_scheduler::Profile::default_profile("default-scheduler");
+    picky.reserves.push(Box::new(NoOddPods(reserved.clone())));
+    let mut meek = skiff_scheduler::Profile::default_profile("meek");
+    meek.post_filters.clear();
+    tokio::spawn(skiff_scheduler::Scheduler::with_profiles(c.client.clone(), vec![picky, meek]).run(c.stop.clone()));
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("even", "100m", json!({"priorityClassName": "low"}))).await.unwrap();
+    assert_eq!(node_of(&pods, "even").await.as_deref(), Some("n1"));
+    pods.create(&PostParams::default(), &pod("odd", "100m", json!({}))).await.unwrap();
+    let message = wait_for("odd explained", async || {
+        let status = pods.get("odd").await.unwrap().status?;
+        status.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")?.message
+    })
+    .await;
+    assert_eq!(message, "running Reserve plugin \"NoOddPods\": odd pods are not welcome");
+    assert_eq!(pods.get("odd").await.unwrap().spec.unwrap().node_name, None);
+    assert!(reserved.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    // The meek profile's high-priority pod waits rather than evicting "even".
+    pods.create(
+        &PostParams::default(),
+        &pod("meek-vip", "950m", json!({"priorityClassName": "high", "schedulerName": "meek"})),
+    )
+    .await
+    .unwrap();
+    wait_for("meek-vip explained", async || {
+        pods.get("meek-vip").await.unwrap().status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(pods.get("even").await.unwrap().metadata.deletion_timestamp.is_none(), "no preemption in this profile");
+    assert_eq!(pods.get("meek-vip").await.unwrap().status.unwrap().nominated_node_name, None);
+}
+
 /// Two schedulers with leader election: only the Lease holder binds (a pod only the
 /// standby's profile matches waits), and a graceful stop hands over at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,10 @@
 //!   [`image_locality::ImageLocality`], [`simple::LeastPods`], [`simple::RoundRobin`],
 //!   [`simple::Random`].
 //!
+//! - PostFilter: [`default_preemption::DefaultPreemption`]; Bind:
+//!   [`default_binder::DefaultBinder`]; the queue's order is upstream's PrioritySort
+//!   ([`crate::queue`]).
+//!
 //! [`default_filters`] and [`default_scores`] are upstream's default profile (for the plugins
 //! implemented here); [`by_name`] looks a plugin up by its upstream name so a config file can
 //! enable, disable and weight plugins.
@@ -24,6 +28,8 @@
 use crate::framework::{FilterPlugin, ScorePlugin};
 
 pub mod balanced_allocation;
+pub mod default_binder;
+pub mod default_preemption;
 pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
@@ -160,6 +166,24 @@ pub fn by_name(name: &str) -> Option<PluginRef> {
         simple::RANDOM => PluginRef::Score(Box::new(Random)),
         _ => return None,
     })
+}
+
+/// Upstream's QueueSort plugin, the one order [`crate::queue`] implements.
+pub const PRIORITY_SORT: &str = "PrioritySort";
+
+/// Whether `name` is a plugin this scheduler knows at any extension point.
+pub fn is_known(name: &str) -> bool {
+    by_name(name).is_some() || [default_preemption::NAME, default_binder::NAME, PRIORITY_SORT].contains(&name)
+}
+
+/// The PostFilter plugin called `name`.
+pub fn post_filter_by_name(name: &str) -> Option<Box<dyn crate::framework::PostFilterPlugin>> {
+    (name == default_preemption::NAME).then(|| Box::new(default_preemption::DefaultPreemption) as _)
+}
+
+/// The Bind plugin called `name`.
+pub fn bind_by_name(name: &str) -> Option<Box<dyn crate::framework::BindPlugin>> {
+    (name == default_binder::NAME).then(|| Box::new(default_binder::DefaultBinder) as _)
 }
 
 /// Upstream's default score weight for a plugin name (`None`: not in the default profile).

@@ -1,6 +1,6 @@
-//! `DefaultPreemption`, upstream's PostFilter plugin: when no node fits a pod, find a node
-//! where evicting pods of *lower* priority would make it fit, evicting as few and as
-//! unimportant pods as possible.
+//! `DefaultPreemption` (PostFilter), as upstream's `defaultpreemption` plugin: when no node
+//! fits a pod, find a node where evicting pods of *lower* priority would make it fit,
+//! evicting as few and as unimportant pods as possible.
 //!
 //! For every node that failed only with a resolvable status (`Unschedulable`, not
 //! `UnschedulableAndUnresolvable`: evicting pods cannot fix a taint or a node selector),
@@ -23,8 +23,30 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
-use crate::framework::{CycleState, NodeInfo};
-use crate::Profile;
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, Nomination, PostFilterPlugin};
+
+/// Upstream's plugin name.
+pub const NAME: &str = "DefaultPreemption";
+
+/// Evicts lower-priority pods to make room; see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultPreemption;
+
+impl PostFilterPlugin for DefaultPreemption {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn post_filter(
+        &self,
+        filters: &[Box<dyn FilterPlugin>],
+        pod: &Pod,
+        nodes: &[NodeInfo],
+        resolvable: &[usize],
+    ) -> Option<Nomination> {
+        find_candidate(filters, pod, nodes, resolvable)
+    }
+}
 
 /// Upstream's `MinCandidateNodesAbsolute` and `MinCandidateNodesPercentage`: how many
 /// candidate nodes are evaluated at most.
@@ -32,11 +54,7 @@ const MIN_CANDIDATE_NODES_ABSOLUTE: usize = 100;
 const MIN_CANDIDATE_NODES_PERCENTAGE: usize = 10;
 
 /// A node where evicting `victims` lets the pod fit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    pub node: String,
-    pub victims: Vec<Pod>,
-}
+pub type Candidate = Nomination;
 
 /// `spec.priority`, 0 when unset (as upstream's `corev1helpers.PodPriority`).
 pub fn priority(pod: &Pod) -> i32 {
@@ -66,14 +84,14 @@ pub fn eligible(pod: &Pod, nodes: &[NodeInfo]) -> bool {
     !info.pods.iter().any(|v| v.metadata.deletion_timestamp.is_some() && priority(v) < p)
 }
 
-fn passes_filters(profile: &Profile, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> bool {
-    profile.filters.iter().all(|f| f.filter(state, pod, node).is_success())
+fn passes_filters(filters: &[Box<dyn FilterPlugin>], state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> bool {
+    filters.iter().all(|f| f.filter(state, pod, node).is_success())
 }
 
 /// The fewest, least important pods to evict from `node` so `pod` fits; `None` if
 /// evicting every lower-priority pod is not enough.
 pub fn select_victims_on_node(
-    profile: &Profile,
+    filters: &[Box<dyn FilterPlugin>],
     state: &mut CycleState,
     pod: &Pod,
     node: &NodeInfo,
@@ -87,14 +105,14 @@ pub fn select_victims_on_node(
     for v in &potential {
         info.remove_pod(v.metadata.uid.as_deref().unwrap_or_default());
     }
-    if !passes_filters(profile, state, pod, &info) {
+    if !passes_filters(filters, state, pod, &info) {
         return None;
     }
     potential.sort_by(more_important);
     let mut victims = Vec::new();
     for v in potential {
         info.add_pod(v.clone());
-        if !passes_filters(profile, state, pod, &info) {
+        if !passes_filters(filters, state, pod, &info) {
             info.remove_pod(v.metadata.uid.as_deref().unwrap_or_default());
             victims.push(v);
         }
@@ -118,12 +136,17 @@ pub fn pick_one_node(candidates: Vec<Candidate>) -> Option<Candidate> {
 
 /// DefaultPreemption for `pod`, which fit nowhere; `resolvable` are the indexes in `nodes`
 /// of the nodes that failed only with resolvable statuses. `None`: preemption cannot help.
-pub fn find_candidate(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], resolvable: &[usize]) -> Option<Candidate> {
+pub fn find_candidate(
+    filters: &[Box<dyn FilterPlugin>],
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    resolvable: &[usize],
+) -> Option<Candidate> {
     if !eligible(pod, nodes) || resolvable.is_empty() {
         return None;
     }
     let mut state = CycleState::default();
-    for f in &profile.filters {
+    for f in filters {
         if !f.pre_filter(&mut state, pod, nodes).is_success() {
             return None;
         }
@@ -135,7 +158,7 @@ pub fn find_candidate(profile: &Profile, pod: &Pod, nodes: &[NodeInfo], resolvab
             break;
         }
         let Some(node) = nodes.get(i) else { continue };
-        if let Some(victims) = select_victims_on_node(profile, &mut state, pod, node) {
+        if let Some(victims) = select_victims_on_node(filters, &mut state, pod, node) {
             candidates.push(Candidate { node: node.node.name_any(), victims });
         }
     }
@@ -148,7 +171,7 @@ mod tests {
 
     use super::*;
     use crate::plugins::testutil::{info, node, pod as make_pod};
-    use crate::{schedule_one, Decision};
+    use crate::{schedule_one, Decision, Profile};
 
     fn node_info(name: &str, pods: Vec<Pod>) -> NodeInfo {
         info(
@@ -179,7 +202,7 @@ mod tests {
         let profile = Profile::default_profile("default-scheduler");
         let outcome = schedule_one(&profile, pod, nodes, 0);
         assert!(matches!(outcome.decision, Decision::Unschedulable(_)), "{:?}", outcome.decision);
-        find_candidate(&profile, pod, nodes, &outcome.resolvable)
+        DefaultPreemption.post_filter(&profile.filters, pod, nodes, &outcome.resolvable)
     }
 
     #[test]
