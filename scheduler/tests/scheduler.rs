@@ -138,6 +138,74 @@ async fn pods_are_placed_by_the_plugins() {
     assert_eq!(node_of(&pods, "late").await.as_deref(), Some("small"));
 }
 
+/// The remaining constraints end to end: node affinity with `Gt`, hostPort conflicts, pod
+/// anti-affinity and affinity, topology spread, and the PreferNoSchedule score.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_constraint_is_honoured() {
+    let c = cluster().await;
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    for (name, zone, generation) in [("a1", "a", "3"), ("a2", "a", "5"), ("b1", "b", "3"), ("b2", "b", "4")] {
+        let labels = json!({"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone, "gen": generation});
+        node(&nodes, name, "4", labels, json!([])).await;
+    }
+    tokio::spawn(skiff_scheduler::Scheduler::new(c.client.clone()).run(c.stop.clone()));
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let create = |name: &'static str, labels: serde_json::Value, extra: serde_json::Value| {
+        let pods = pods.clone();
+        async move {
+            let mut p = pod(name, "100m", extra);
+            p.metadata.labels = serde_json::from_value(labels).unwrap();
+            pods.create(&PostParams::default(), &p).await.unwrap();
+            node_of(&pods, name).await.unwrap_or_else(|| panic!("{name} not bound"))
+        }
+    };
+    // Gt: only a2 has gen > 4.
+    let gt = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["4"]}]}]}}}});
+    assert_eq!(create("newest", json!({}), gt).await, "a2");
+    // hostPort 8080 twice within zone b: the second goes to the other b node.
+    let port = |zone: &str| {
+        json!({"nodeSelector": {"topology.kubernetes.io/zone": zone},
+            "containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80, "hostPort": 8080}],
+                "resources": {"requests": {"cpu": "100m"}}}]})
+    };
+    let first = create("port-1", json!({}), port("b")).await;
+    let second = create("port-2", json!({}), port("b")).await;
+    assert_ne!(first, second, "hostPort 8080 is taken on {first}");
+    // Required anti-affinity on the hostname: three db pods on three nodes.
+    let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
+    let mut dbs = std::collections::BTreeSet::new();
+    for name in ["db-1", "db-2", "db-3"] {
+        dbs.insert(create(name, json!({"app": "db"}), anti.clone()).await);
+    }
+    assert_eq!(dbs.len(), 3, "{dbs:?}");
+    // Required affinity to a cache pod's zone.
+    let cache_node = create("cache", json!({"app": "cache"}), json!({})).await;
+    let cache_zone = if cache_node.starts_with('a') { "a" } else { "b" };
+    let near = json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "topology.kubernetes.io/zone"}]}}});
+    for name in ["near-1", "near-2", "near-3"] {
+        assert!(create(name, json!({}), near.clone()).await.starts_with(cache_zone), "{name} next to the cache");
+    }
+    // Spread 4 pods over 2 zones with maxSkew 1: 2 and 2.
+    let spread = json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "spread"}}}]});
+    let mut per_zone = std::collections::BTreeMap::new();
+    for name in ["spread-1", "spread-2", "spread-3", "spread-4"] {
+        let n = create(name, json!({"app": "spread"}), spread.clone()).await;
+        *per_zone.entry(n[..1].to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(per_zone.values().copied().collect::<Vec<_>>(), [2, 2], "{per_zone:?}");
+    // PreferNoSchedule: avoided while an untainted node is as good.
+    for n in ["a1", "b1", "b2"] {
+        let taint = json!({"spec": {"taints": [{"key": "soft", "value": "x", "effect": "PreferNoSchedule"}]}});
+        nodes.patch(n, &PatchParams::default(), &Patch::Merge(taint)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // the node watch catches up
+    assert_eq!(create("soft", json!({}), json!({})).await, "a2");
+}
+
 /// 100 pods racing for 10 nodes that hold 60 of them: exactly 60 are bound, no node is
 /// over capacity, and the other 40 wait, explained.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
