@@ -69,6 +69,18 @@ enum Command {
         #[arg(long)]
         recursive: bool,
     },
+    /// Why a pod is (or would be) placed where it is: every scheduler filter's verdict and
+    /// every score, per node. A dry run; nothing is bound.
+    ExplainScheduling {
+        /// A pod of the cluster (e.g. a Pending one).
+        pod: Option<String>,
+        /// Or a Pod manifest not created yet (`-` for stdin).
+        #[arg(short = 'f', long)]
+        filename: Option<String>,
+        /// The scheduler's KubeSchedulerConfiguration (default: upstream's default profile).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// The resources the server serves.
     ApiResources,
     /// Print a shell completion script (`source <(skiff completion bash)`).
@@ -201,6 +213,9 @@ async fn remote(connect: &ConnectArgs, command: Command) -> verbs::Result<i32> {
         Command::Drain(a) => verbs::nodes::drain(&ctx, &a).await?,
         Command::Wait(a) => verbs::wait::run(&ctx, &a).await?,
         Command::Explain { what, recursive } => verbs::explain::run(&ctx, &what, recursive).await?,
+        Command::ExplainScheduling { pod, filename, config } => {
+            verbs::scheduling::explain(&ctx, pod.as_deref(), filename.as_deref(), config.as_deref()).await?
+        }
         Command::ApiResources => {
             let catalog = ctx.catalog().await?;
             println!("{:<28} {:<11} {:<30} {:<11} KIND", "NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED");

@@ -228,6 +228,22 @@ async fn objects_are_listed_applied_and_deleted_as_with_kubectl() {
     // cordon / uncordon; drain refuses unmanaged pods, then evicts with --force.
     assert_eq!(c.ok(&["cordon", "n1"]).await, "node/n1 cordoned\n");
     assert_eq!(nodes.get("n1").await.unwrap().spec.unwrap().unschedulable, Some(true));
+    // explain-scheduling: the scheduler's dry run says why nothing fits while n1 is cordoned.
+    let manifest = c.write(
+        "big.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  containers:\n  - {name: c, image: busybox:1.36, resources: {requests: {cpu: '8'}}}\n",
+    );
+    let report = c.ok(&["explain-scheduling", "-f", &manifest]).await;
+    assert!(report.starts_with("Pod default/big (priority 0), profile \"default-scheduler\"\n"), "{report}");
+    assert!(
+        report.contains("Decision: unschedulable: 0/1 nodes are available: 1 node(s) were unschedulable."),
+        "{report}"
+    );
+    assert!(report.contains("FAILED: Insufficient cpu"), "every filter runs, not only the first to fail: {report}");
+    assert!(pods.get_opt("big").await.unwrap().is_none(), "a dry run creates nothing");
+    let report = c.ok(&["explain-scheduling", &first]).await;
+    assert!(report.contains(&format!("Pod default/{first} ")) && report.contains("n1: rejected"), "{report}");
+    assert!(c.fails(&["explain-scheduling"]).await.contains("give a pod name or -f FILE"));
     assert_eq!(c.ok(&["uncordon", "n1"]).await, "node/n1 uncordoned\n");
     let bare: Pod = serde_json::from_value(
         json!({"metadata": {"name": "bare"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 0,

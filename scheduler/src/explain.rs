@@ -4,9 +4,12 @@
 //! the first failure, no sampling), and every score plugin's raw, normalized and weighted
 //! score is shown for every feasible node, so "why did it go *there*?" has an answer too.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 
 use crate::framework::{CycleState, NodeInfo, Status};
@@ -85,6 +88,57 @@ pub fn explain(profile: &Profile, pod: &Pod, nodes: &[NodeInfo]) -> Explanation 
     }
     let decision = schedule_one(profile, pod, nodes, 0).decision;
     Explanation { nodes: out, decision }
+}
+
+/// Why explaining a pod against a live cluster failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("no profile is named {0:?} (the pod's schedulerName)")]
+    NoProfile(String),
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// The dry run against a live cluster: the nodes and their (non-terminal) pods as the
+/// scheduler's cache would hold them, the pod's priority as priority admission would set it
+/// (for a manifest not created yet), the profile its `schedulerName` selects. Returns the
+/// [`render`]ed report. Reads only; binds nothing.
+pub async fn explain_in_cluster(
+    client: &kube::Client,
+    profiles: &[Profile],
+    pod: &Pod,
+) -> Result<String, ExplainError> {
+    let mut pod = pod.clone();
+    if pod.metadata.uid.is_none() {
+        pod.metadata.uid = Some(format!("explain-{}", pod.name_any()));
+    }
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    if let (None, Some(class)) = (spec.priority, spec.priority_class_name.clone()) {
+        spec.priority = Some(Api::<PriorityClass>::all(client.clone()).get(&class).await?.value);
+    }
+    let scheduler_name = spec.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into());
+    let profile =
+        profiles.iter().find(|p| p.scheduler_name == scheduler_name).ok_or(ExplainError::NoProfile(scheduler_name))?;
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let mut by_node: HashMap<String, Vec<Pod>> = HashMap::new();
+    for p in Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items {
+        if crate::cache::is_terminal(&p) || p.metadata.uid == pod.metadata.uid {
+            continue;
+        }
+        if let Some(node) = crate::cache::node_of(&p) {
+            by_node.entry(node.to_string()).or_default().push(p);
+        }
+    }
+    let mut infos: Vec<NodeInfo> = nodes
+        .into_iter()
+        .map(|n| {
+            let pods = by_node.remove(&n.name_any()).unwrap_or_default();
+            NodeInfo::with_pods(n, pods)
+        })
+        .collect();
+    infos.sort_by(|a, b| a.node.metadata.name.cmp(&b.node.metadata.name));
+    let e = explain(profile, &pod, &infos);
+    Ok(render(&pod, profile, &e))
 }
 
 /// The report as text: the decision, then one block per node (feasible ones by total,

@@ -2,15 +2,9 @@
 //! `--leader-elect`, `--kubeconfig`, `--master`), plus `explain -f pod.yaml`, a dry run that
 //! prints every plugin's verdict for a pod on every node without binding it.
 
-use std::collections::HashMap;
-
 use clap::{Parser, Subcommand};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::scheduling::v1::PriorityClass;
-use kube::api::{Api, ListParams};
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::Pod;
 use skiff_scheduler::config::{self, SchedulerConfig};
-use skiff_scheduler::framework::NodeInfo;
 use skiff_scheduler::{explain, Profile};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -83,45 +77,15 @@ fn load_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
     Ok(cfg)
 }
 
-/// The dry run: reads the cluster as the scheduler's cache would see it.
+/// The dry run of `explain -f`.
 async fn explain_pod(client: kube::Client, profiles: &[Profile], filename: &str) -> anyhow::Result<String> {
     let text = if filename == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
         std::fs::read_to_string(filename).map_err(|e| anyhow::anyhow!("reading {filename}: {e}"))?
     };
-    let mut pod: Pod = serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{filename} is not a Pod: {e}"))?;
-    if pod.metadata.uid.is_none() {
-        pod.metadata.uid = Some(format!("explain-{}", pod.name_any()));
-    }
-    let spec = pod.spec.get_or_insert_with(Default::default);
-    // As priority admission would: the class's value.
-    if let (None, Some(class)) = (spec.priority, spec.priority_class_name.clone()) {
-        let pc = Api::<PriorityClass>::all(client.clone()).get(&class).await?;
-        spec.priority = Some(pc.value);
-    }
-    let scheduler_name = spec.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into());
-    let profile = profiles
-        .iter()
-        .find(|p| p.scheduler_name == scheduler_name)
-        .ok_or_else(|| anyhow::anyhow!("no profile is named {scheduler_name:?} (the pod's schedulerName)"))?;
-    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
-    let mut by_node: HashMap<String, Vec<Pod>> = HashMap::new();
-    for p in Api::<Pod>::all(client).list(&ListParams::default()).await?.items {
-        let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-            if phase != "Succeeded" && phase != "Failed" {
-                by_node.entry(node).or_default().push(p);
-            }
-        }
-    }
-    let mut infos: Vec<NodeInfo> = nodes
-        .into_iter()
-        .map(|n| NodeInfo::with_pods(n.clone(), by_node.remove(&n.name_any()).unwrap_or_default()))
-        .collect();
-    infos.sort_by_key(|n| n.node.name_any());
-    let e = explain::explain(profile, &pod, &infos);
-    Ok(explain::render(&pod, profile, &e))
+    let pod: Pod = serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{filename} is not a Pod: {e}"))?;
+    Ok(explain::explain_in_cluster(&client, profiles, &pod).await?)
 }
 
 #[tokio::main]

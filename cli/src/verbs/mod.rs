@@ -10,7 +10,7 @@
 //! Start at [`Ctx`] (the client and the default namespace), then one file per verb family:
 //! [`get`], [`describe`], [`objects`] (apply/create/delete), [`pods`] (logs, exec,
 //! port-forward), [`workloads`] (scale, rollout), [`nodes`] (cordon, drain), [`wait`],
-//! [`explain`].
+//! [`explain`], [`scheduling`] (the scheduler's dry run for a pod).
 
 pub mod describe;
 pub mod discovery;
@@ -19,6 +19,7 @@ pub mod get;
 pub mod nodes;
 pub mod objects;
 pub mod pods;
+pub mod scheduling;
 pub mod wait;
 pub mod workloads;
 
