@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apis", get(crate::discovery::apis))
         .route("/api/v1", get(crate::discovery::core_v1))
         .route("/apis/{group}/{version}", get(crate::discovery::group_version))
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(access_review))
@@ -110,6 +111,16 @@ async fn access_review(State(s): State<AppState>, req: Request) -> Response {
         Ok(v) => json_response(StatusCode::CREATED, &v),
         Err(e) => e.into_response(),
     }
+}
+
+/// `/openapi/v2`: gnostic protobuf when asked for (kubectl 1.27/1.28), JSON otherwise.
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/com.github.proto-openapi.spec.v2") {
+        let pb = crate::openapi_v2::v2_protobuf().clone();
+        return (StatusCode::OK, [(header::CONTENT_TYPE, crate::openapi_v2::PROTOBUF_MEDIA_TYPE)], pb).into_response();
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], crate::openapi_v2::v2_json().clone()).into_response()
 }
 
 async fn openapi_root() -> Response {

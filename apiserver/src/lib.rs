@@ -43,6 +43,7 @@ pub mod namespaces;
 pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod output;
 pub mod patch;
 pub mod printers;

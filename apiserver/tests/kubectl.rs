@@ -178,12 +178,9 @@ async fn create_get_delete_with_tables_and_errors() {
     assert_eq!(header(&labelled).last().unwrap(), "TIER");
     assert_eq!(row(&labelled, "web").last().unwrap(), &"front");
 
-    // replace (PUT without a resourceVersion) and kubectl 1.27 (no OpenAPI v3: --validate=false)
+    // replace (PUT without a resourceVersion)
     let replaced = k.file("replaced.yaml", &POD.replace("app: web", "app: replaced"));
     assert_eq!(k.ok("1.33", &["replace", "-f", &replaced]).await.trim(), "pod/web replaced");
-    let old = k.file("old.yaml", &POD.replace("name: web", "name: old127"));
-    assert_eq!(k.ok("1.27", &["create", "--validate=false", "-f", &old]).await.trim(), "pod/old127 created");
-    assert_eq!(k.ok("1.27", &["delete", "pod", "old127"]).await.trim(), "pod \"old127\" deleted");
 
     assert_eq!(k.ok("1.33", &["delete", "pod", "web"]).await.trim(), "pod \"web\" deleted");
     let gone = k.run("1.33", &["delete", "pod", "web"]).await;
@@ -256,6 +253,52 @@ async fn apply_validation_and_scale() {
     assert_eq!(k.ok("1.33", &["apply", "--server-side", "-f", &pod]).await.trim(), "pod/web serverside-applied");
 
     assert_eq!(k.ok("1.33", &["delete", "-f", &d2]).await.trim(), "deployment.apps \"app\" deleted");
+}
+
+/// kubectl 1.27 and 1.28 never ask for OpenAPI v3: with the default `--validate=strict` they
+/// read the protobuf OpenAPI v2 (`fieldValidation` on the kind's PATCH → server-side
+/// validation), and `explain` walks its definitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_27_and_1_28_validate_through_openapi_v2() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    for version in ["1.27", "1.28"] {
+        let name = format!("old{}", version.replace('.', ""));
+        let pod = k.file(&format!("{name}.yaml"), &POD.replace("name: web", &format!("name: {name}")));
+        assert_eq!(k.ok(version, &["create", "-f", &pod]).await.trim(), format!("pod/{name} created"));
+        // unknown fields: refused by the server (Strict), nothing created
+        let bad = k.file(
+            &format!("bad{name}.yaml"),
+            &POD.replace("name: web", "name: typo")
+                .replace("    image: busybox:1.36\n", "    image: busybox:1.36\n    imagePullPolcy: Always\n"),
+        );
+        let out = k.run(version, &["create", "-f", &bad]).await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        assert!(
+            out.stderr.contains("unknown field \"spec.containers[0].imagePullPolcy\""),
+            "{version}: {}",
+            out.stderr
+        );
+        assert_eq!(k.run(version, &["get", "pod", "typo"]).await.code, 1);
+        // client-side apply twice: created, then unchanged; server-side apply
+        let d = k.file(
+            &format!("d{name}.yaml"),
+            &deployment("busybox:1.36").replace("name: app", &format!("name: app{name}")),
+        );
+        assert_eq!(k.ok(version, &["apply", "-f", &d]).await.trim(), format!("deployment.apps/app{name} created"));
+        assert_eq!(k.ok(version, &["apply", "-f", &d]).await.trim(), format!("deployment.apps/app{name} unchanged"));
+        let ssa = k.file(&format!("ssa{name}.yaml"), &POD.replace("name: web", &format!("name: ssa{name}")));
+        assert_eq!(
+            k.ok(version, &["apply", "--server-side", "-f", &ssa]).await.trim(),
+            format!("pod/ssa{name} serverside-applied")
+        );
+        // explain from the v2 definitions
+        let explain = k.ok(version, &["explain", "pod.spec.containers"]).await;
+        assert!(
+            explain.contains("KIND:") && explain.contains("Pod") && explain.contains("imagePullPolicy"),
+            "{version}: {explain}"
+        );
+    }
 }
 
 /// describe (with events), edit, patch (all three types), label/annotate, cordon/uncordon,
