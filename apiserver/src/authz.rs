@@ -5,6 +5,8 @@
 //! - `RBAC`: [`skiff_api::rbac`] over the Roles, ClusterRoles and bindings in the watch
 //!   cache (eventually consistent, as upstream's informer-fed authorizer); `system:masters`
 //!   may do everything; anything no rule allows gets 403 with upstream's message.
+//! - `Node,RBAC`: the same, plus [`crate::nodeauthz`]: kubelets reach only what their own pods
+//!   refer to, and write only their own Node, Lease and pods (NodeRestriction).
 //!
 //! The request's attributes (verb, API group, resource, subresource, namespace, name, or the
 //! path of a non-resource request) are derived as upstream's `RequestInfoFactory` does.
@@ -34,6 +36,8 @@ pub enum Mode {
     #[default]
     AlwaysAllow,
     Rbac,
+    /// `Node,RBAC`: the Node authorizer and NodeRestriction, then RBAC.
+    NodeRbac,
 }
 
 impl std::str::FromStr for Mode {
@@ -43,7 +47,8 @@ impl std::str::FromStr for Mode {
         match modes.as_slice() {
             ["AlwaysAllow"] => Ok(Mode::AlwaysAllow),
             ["RBAC"] => Ok(Mode::Rbac),
-            _ => Err(format!("unsupported --authorization-mode {s:?}: use AlwaysAllow or RBAC")),
+            ["Node", "RBAC"] | ["RBAC", "Node"] => Ok(Mode::NodeRbac),
+            _ => Err(format!("unsupported --authorization-mode {s:?}: use AlwaysAllow, RBAC or Node,RBAC")),
         }
     }
 }
@@ -176,6 +181,10 @@ impl Authorizer {
         match self.mode {
             Mode::AlwaysAllow => Decision::Allow("AlwaysAllow".into()),
             Mode::Rbac => rbac::authorize(&self.objects(&a.namespace).await, a),
+            Mode::NodeRbac => match crate::nodeauthz::authorize(&self.registry, a).await {
+                Some(reason) => Decision::Allow(reason),
+                None => rbac::authorize(&self.objects(&a.namespace).await, a),
+            },
         }
     }
 }
@@ -200,6 +209,17 @@ pub fn forbidden(a: &Attributes) -> ApiError {
     ApiError::Forbidden { resource: qualified, kind: a.resource.clone(), name: a.name.clone(), message }
 }
 
+/// The 403 of a request NodeRestriction refuses, worded as upstream's admission denials.
+fn refused(a: &Attributes, why: &str) -> ApiError {
+    let qualified = if a.api_group.is_empty() { a.resource.clone() } else { format!("{}.{}", a.resource, a.api_group) };
+    let message = if a.name.is_empty() {
+        format!("{qualified} is forbidden: {why}")
+    } else {
+        format!("{qualified} \"{}\" is forbidden: {why}", a.name)
+    };
+    ApiError::Forbidden { resource: qualified, kind: a.resource.clone(), name: a.name.clone(), message }
+}
+
 /// Middleware: lets the request through or answers 403.
 pub async fn authorize(State(z): State<Arc<Authorizer>>, req: Request, next: Next) -> Response {
     if z.mode == Mode::AlwaysAllow {
@@ -207,6 +227,32 @@ pub async fn authorize(State(z): State<Arc<Authorizer>>, req: Request, next: Nex
     }
     let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
     let a = attributes(&user, req.method(), req.uri().path(), req.uri().query());
+    let mut req = req;
+    if z.mode == Mode::NodeRbac && crate::nodeauthz::node_of(&a).is_some() {
+        if let Err(why) = crate::nodeauthz::restrict(&z.registry, &a).await {
+            return refused(&a, &why).into_response();
+        }
+        if crate::nodeauthz::needs_body_check(&a) {
+            // The body decides (which node, which pod): read it once, then hand it on.
+            let (parts, body) = req.into_parts();
+            let bytes = match axum::body::to_bytes(body, crate::http::MAX_BODY_BYTES).await {
+                Ok(b) => b,
+                Err(_) => {
+                    return ApiError::TooLarge(format!(
+                        "the request body is larger than the {} byte limit",
+                        crate::http::MAX_BODY_BYTES
+                    ))
+                    .into_response()
+                }
+            };
+            let checked = crate::http::decode_body(&parts.headers, &bytes)
+                .and_then(|v| crate::nodeauthz::check_create(&a, &v).map_err(|why| refused(&a, &why)));
+            if let Err(e) = checked {
+                return e.into_response();
+            }
+            req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        }
+    }
     match z.decide(&a).await {
         Decision::Allow(reason) => {
             debug!(user = %a.user, verb = %a.verb, resource = %a.resource, path = %a.path, %reason, "allowed");
@@ -383,6 +429,9 @@ mod tests {
             r#"deployments.apps "web" is forbidden: User "alice" cannot delete resource "deployments" in API group "apps" in the namespace "d""#
         );
         assert_eq!("RBAC".parse::<Mode>(), Ok(Mode::Rbac));
-        assert!("Node,RBAC".parse::<Mode>().is_err());
+        assert_eq!("Node,RBAC".parse::<Mode>(), Ok(Mode::NodeRbac));
+        assert_eq!("RBAC,Node".parse::<Mode>(), Ok(Mode::NodeRbac));
+        assert!("Node".parse::<Mode>().is_err(), "the Node authorizer alone would refuse everything else");
+        assert!("ABAC".parse::<Mode>().is_err());
     }
 }

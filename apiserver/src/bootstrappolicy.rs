@@ -204,21 +204,9 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:node",
             json!({}),
             vec![
-                // Until the Node authorizer lands, every node may read every pod's secrets.
-                rule(
-                    &READ,
-                    &[""],
-                    &[
-                        "nodes",
-                        "pods",
-                        "services",
-                        "endpoints",
-                        "configmaps",
-                        "secrets",
-                        "persistentvolumeclaims",
-                        "persistentvolumes",
-                    ],
-                ),
+                // Secrets, ConfigMaps and PersistentVolumeClaims: only those its own pods
+                // refer to, through the Node authorizer (`--authorization-mode=Node,RBAC`).
+                rule(&READ, &[""], &["nodes", "pods", "services", "endpoints"]),
                 rule(&READ, &["discovery.k8s.io"], &["endpointslices"]),
                 rule(
                     &["create", "get", "list", "watch", "update", "patch", "delete"],
@@ -226,7 +214,7 @@ pub fn cluster_roles() -> Vec<Value> {
                     &["nodes", "nodes/status"],
                 ),
                 rule(&["create", "delete", "patch", "update"], &[""], &["pods", "pods/status"]),
-                rule(&["create"], &[""], &["pods/eviction", "serviceaccounts/token"]),
+                rule(&["create"], &[""], &["pods/eviction"]),
                 rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
                 rule(
                     &["create", "get", "list", "watch", "update", "patch", "delete"],

@@ -276,7 +276,7 @@ pub fn json_response<T: serde::Serialize + ?Sized>(code: StatusCode, v: &T) -> R
 }
 
 /// Decodes a JSON or YAML request body.
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+pub(crate) fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty; send the object as JSON or YAML".into()));

@@ -21,7 +21,7 @@
 //! Every request is authenticated ([`authn::identify`]: static bearer tokens
 //! `--token-auth-file`, anonymous `--anonymous-auth`), may impersonate
 //! ([`authz::impersonate`]), and is authorized ([`authz::authorize`]:
-//! `--authorization-mode=AlwaysAllow|RBAC`; the default roles are in [`bootstrappolicy`]).
+//! `--authorization-mode=AlwaysAllow|RBAC|Node,RBAC`; the default roles are in [`bootstrappolicy`]).
 //! Not yet here (see the security issue): TLS (the listener is plain HTTP on
 //! `--bind-address`), x509 and ServiceAccount tokens, the Node authorizer; AlwaysAllow stays
 //! the default until every client can present an identity.
@@ -40,6 +40,7 @@ pub mod fieldvalidation;
 pub mod flowcontrol;
 pub mod http;
 pub mod namespaces;
+pub mod nodeauthz;
 pub mod nodeproxy;
 pub mod object;
 pub mod openapi;

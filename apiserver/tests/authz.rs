@@ -221,3 +221,111 @@ async fn a_user_bound_to_view_in_one_namespace_reads_there_and_nothing_else() {
     .await;
     assert!(raw.starts_with("HTTP/1.1 403"), "nor may groups be: {raw}");
 }
+
+/// The message of a request that must have been refused with 403.
+fn forbidden<T>(r: Result<T, kube::Error>) -> String {
+    let (code, reason, message) = status(r.err().expect("refused"));
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"), "{message}");
+    message
+}
+
+/// `--authorization-mode=Node,RBAC`: a kubelet reads the Secrets and ConfigMaps of pods bound
+/// to it and nothing else, and writes only its own Node, Lease and pods (NodeRestriction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubelet_reaches_only_its_own_pods_objects_and_writes_only_its_own() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Patch, PatchParams};
+    let tokens = TokenFile::parse(
+        "admin-token,admin,1,system:masters\nn1-token,system:node:n1,2,system:nodes\nn2-token,system:node:n2,3,system:nodes\n\
+         fake-token,system:node:n3,4\n",
+    )
+    .unwrap();
+    let etcd = EtcdCluster::start();
+    let server = Server::start_with(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap(), |c| {
+        c.authentication.tokens = Some(tokens);
+        c.authorization_mode = Mode::NodeRbac;
+    })
+    .await;
+    let admin = client(server.addr, Some("admin-token"));
+    let n1 = client(server.addr, Some("n1-token"));
+
+    // Each node's pod refers to its own secret and configmap.
+    for (node, suffix) in [("n1", "1"), ("n2", "2")] {
+        let secret: Secret = obj(json!({"metadata": {"name": format!("secret-{suffix}")}, "stringData": {"k": "v"}}));
+        Api::<Secret>::namespaced(admin.clone(), "default").create(&PostParams::default(), &secret).await.unwrap();
+        let cm: ConfigMap = obj(json!({"metadata": {"name": format!("cm-{suffix}")}, "data": {"k": "v"}}));
+        Api::<ConfigMap>::namespaced(admin.clone(), "default").create(&PostParams::default(), &cm).await.unwrap();
+        let pod: Pod = obj(json!({"metadata": {"name": format!("pod-{suffix}")}, "spec": {"nodeName": node,
+            "volumes": [{"name": "s", "secret": {"secretName": format!("secret-{suffix}")}}],
+            "containers": [{"name": "c", "image": "busybox:1.36",
+                "envFrom": [{"configMapRef": {"name": format!("cm-{suffix}")}}]}]}}));
+        Api::<Pod>::namespaced(admin.clone(), "default").create(&PostParams::default(), &pod).await.unwrap();
+    }
+    // The pod cache sees them before the kubelet asks.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let secrets: Api<Secret> = Api::namespaced(n1.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(n1.clone(), "default");
+    assert_eq!(secrets.get("secret-1").await.unwrap().metadata.name.as_deref(), Some("secret-1"));
+    assert!(cms.get("cm-1").await.is_ok());
+    let msg = forbidden(secrets.get("secret-2").await);
+    assert!(msg.contains("User \"system:node:n1\" cannot get resource \"secrets\""), "{msg}");
+    forbidden(cms.get("cm-2").await);
+    forbidden(secrets.list(&ListParams::default()).await);
+    // A token that only claims the name, without the group, is no node.
+    forbidden(Api::<Secret>::namespaced(client(server.addr, Some("fake-token")), "default").get("secret-1").await);
+
+    // Nodes: its own, not another's.
+    let nodes: Api<Node> = Api::all(n1.clone());
+    let node = |name: &str| -> Node { obj(json!({"metadata": {"name": name}})) };
+    nodes.create(&PostParams::default(), &node("n1")).await.unwrap();
+    let msg = forbidden(nodes.create(&PostParams::default(), &node("n2")).await);
+    assert!(msg.contains("node \"n1\" is not allowed to create node \"n2\""), "{msg}");
+    Api::<Node>::all(admin.clone()).create(&PostParams::default(), &node("n2")).await.unwrap();
+    let ready = Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+    nodes.patch_status("n1", &PatchParams::default(), &ready).await.unwrap();
+    let msg = forbidden(nodes.patch_status("n2", &PatchParams::default(), &ready).await);
+    assert!(msg.contains("node \"n1\" is not allowed to modify node \"n2\""), "{msg}");
+    forbidden(
+        nodes.patch("n2", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await,
+    );
+
+    // Pods: status of its own; no other's, no spec changes, only mirror pods created.
+    let pods: Api<Pod> = Api::namespaced(n1.clone(), "default");
+    let running = Patch::Merge(json!({"status": {"phase": "Running"}}));
+    pods.patch_status("pod-1", &PatchParams::default(), &running).await.unwrap();
+    let msg = forbidden(pods.patch_status("pod-2", &PatchParams::default(), &running).await);
+    assert!(msg.contains("can only modify pods bound to itself"), "{msg}");
+    forbidden(
+        pods.patch("pod-1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await,
+    );
+    forbidden(pods.delete("pod-2", &Default::default()).await);
+    let plain: Pod = obj(json!({"metadata": {"name": "sneaky"}, "spec": {"nodeName": "n1",
+        "containers": [{"name": "c", "image": "busybox:1.36"}]}}));
+    let msg = forbidden(pods.create(&PostParams::default(), &plain).await);
+    assert!(msg.contains("can only create mirror pods"), "{msg}");
+    let mirror: Pod =
+        obj(json!({"metadata": {"name": "static-n1", "annotations": {"kubernetes.io/config.mirror": "hash"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox:1.36"}]}}));
+    pods.create(&PostParams::default(), &mirror).await.unwrap();
+    let mut elsewhere = mirror.clone();
+    elsewhere.metadata.name = Some("static-n2".into());
+    elsewhere.spec.as_mut().unwrap().node_name = Some("n2".into());
+    forbidden(pods.create(&PostParams::default(), &elsewhere).await);
+    assert!(Api::<Pod>::namespaced(admin.clone(), "default").get_opt("static-n2").await.unwrap().is_none());
+
+    // Leases: its own heartbeat only.
+    let leases: Api<Lease> = Api::namespaced(n1.clone(), "kube-node-lease");
+    let lease = |name: &str| -> Lease { obj(json!({"metadata": {"name": name}, "spec": {"holderIdentity": name}})) };
+    leases.create(&PostParams::default(), &lease("n1")).await.unwrap();
+    forbidden(leases.create(&PostParams::default(), &lease("n2")).await);
+    Api::<Lease>::namespaced(admin.clone(), "kube-node-lease")
+        .create(&PostParams::default(), &lease("n2"))
+        .await
+        .unwrap();
+    let renew = Patch::Merge(json!({"spec": {"renewTime": "2026-01-01T00:00:00.000000Z"}}));
+    leases.patch("n1", &PatchParams::default(), &renew).await.unwrap();
+    forbidden(leases.patch("n2", &PatchParams::default(), &renew).await);
+    // What RBAC grants every node still works: reading pods and services.
+    assert!(pods.list(&ListParams::default()).await.is_ok());
+}

@@ -577,7 +577,7 @@ impl Lab {
                 "--client-ca-file",
                 &path("ca.crt"),
                 "--authorization-mode",
-                "RBAC",
+                "Node,RBAC",
                 "--anonymous-auth=false",
                 "--encryption-provider-config",
                 &path("encryption.yaml"),
