@@ -61,6 +61,7 @@ ROOTS = [
     ("rbac.authorization.k8s.io/v1", "RoleBinding", "api.rbac.v1.RoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "api.rbac.v1.ClusterRoleBinding"),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "api.authorization.v1.SelfSubjectAccessReview"),
+    ("authentication.k8s.io/v1", "TokenRequest", "api.authentication.v1.TokenRequest"),
     ("policy/v1", "Eviction", "api.policy.v1.Eviction"),
     ("meta.k8s.io/v1", "DeleteOptions", "apimachinery.pkg.apis.meta.v1.DeleteOptions"),
     ("autoscaling/v1", "Scale", "api.autoscaling.v1.Scale"),
@@ -92,6 +93,7 @@ POINTER_SCALARS = {
         "shareProcessNamespace", "priority", "enableServiceLinks", "preemptionPolicy",
         "setHostnameAsFQDN", "hostUsers", "runtimeClassName"],
     "api.scheduling.v1.PriorityClass": ["preemptionPolicy"],
+    "api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
     "api.core.v1.PodSecurityContext": [
         "runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "fsGroupChangePolicy",
         "supplementalGroupsPolicy", "seLinuxChangePolicy"],

@@ -88,6 +88,12 @@ pub fn client_cert(ca: &Pair, cn: &str, orgs: &[&str]) -> Result<Pair, PkiError>
 }
 
 /// A kubeconfig for `server` trusting `ca_pem`, authenticating with `client`.
+/// A new ECDSA P-256 private key in PKCS#8 PEM: what the apiserver's
+/// `--service-account-signing-key-file` holds (ServiceAccount tokens are ES256 JWTs).
+pub fn signing_key() -> Result<String, PkiError> {
+    Ok(KeyPair::generate()?.serialize_pem())
+}
+
 pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, client: &Pair) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(

@@ -50,7 +50,7 @@ impl UserInfo {
 pub const ANONYMOUS_PATHS: [&str; 4] = ["/healthz", "/livez", "/readyz", "/version"];
 
 /// The group every authenticated user is added to.
-const AUTHENTICATED: &str = "system:authenticated";
+pub(crate) const AUTHENTICATED: &str = "system:authenticated";
 
 /// Why a token file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -183,18 +183,31 @@ fn csv_record(line: &str) -> Result<Vec<String>, String> {
 }
 
 /// The authentication settings (`--token-auth-file`, `--anonymous-auth`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticator {
     /// Static tokens; `None`: bearer tokens are not checked at all.
     pub tokens: Option<TokenFile>,
     /// Whether requests without credentials are served as `system:anonymous`.
     pub anonymous: bool,
+    /// Where ServiceAccount tokens are checked (the registry holds the issuer and the
+    /// ServiceAccounts and pods a token must still match); set by the apiserver.
+    pub service_accounts: Option<crate::registry::Registry>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("tokens", &self.tokens)
+            .field("anonymous", &self.anonymous)
+            .field("service_accounts", &self.service_accounts.is_some())
+            .finish()
+    }
 }
 
 impl Default for Authenticator {
     /// Everyone is anonymous (no token file, anonymous allowed).
     fn default() -> Self {
-        Self { tokens: None, anonymous: true }
+        Self { tokens: None, anonymous: true, service_accounts: None }
     }
 }
 
@@ -246,7 +259,21 @@ pub async fn identify(State(auth): State<Arc<Authenticator>>, mut req: Request, 
         return next.run(req).await;
     }
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
-    match auth.authenticate(authorization, req.uri().path()) {
+    // A JWT is a ServiceAccount token: checked against the issuer and the live objects.
+    let jwt =
+        authorization.and_then(bearer_token).filter(|t| crate::serviceaccount::looks_like_jwt(t)).map(String::from);
+    let issuer = auth.service_accounts.as_ref().and_then(|reg| Some((reg, reg.token_issuer.clone()?)));
+    let outcome = match (jwt, issuer) {
+        (Some(token), Some((reg, issuer))) => match crate::serviceaccount::authenticate(reg, &issuer, &token).await {
+            Ok(user) => Outcome::User { user, strip_authorization: true },
+            Err(why) => {
+                warn!(path = req.uri().path(), %why, "service account token refused");
+                Outcome::Unauthorized
+            }
+        },
+        _ => auth.authenticate(authorization, req.uri().path()),
+    };
+    match outcome {
         Outcome::User { user, strip_authorization } => {
             if strip_authorization {
                 req.headers_mut().remove(header::AUTHORIZATION);
@@ -322,8 +349,8 @@ mod tests {
     #[test]
     fn tokens_identify_bad_tokens_are_refused_and_anonymous_is_optional() {
         let tokens = TokenFile::parse("good,kubelet,1,system:nodes\n").unwrap();
-        let open = Authenticator { tokens: Some(tokens.clone()), anonymous: true };
-        let closed = Authenticator { tokens: Some(tokens), anonymous: false };
+        let open = Authenticator { tokens: Some(tokens.clone()), anonymous: true, service_accounts: None };
+        let closed = Authenticator { tokens: Some(tokens), anonymous: false, service_accounts: None };
         let kubelet =
             Outcome::User { user: user("kubelet", "1", &["system:nodes", AUTHENTICATED]), strip_authorization: true };
         let anonymous = Outcome::User { user: UserInfo::anonymous(), strip_authorization: false };
@@ -348,7 +375,11 @@ mod tests {
     #[tokio::test]
     async fn the_middleware_records_the_user_and_strips_the_credential() {
         use tower::ServiceExt;
-        let auth = Authenticator { tokens: Some(TokenFile::parse("good,kubelet,1\n").unwrap()), anonymous: false };
+        let auth = Authenticator {
+            tokens: Some(TokenFile::parse("good,kubelet,1\n").unwrap()),
+            anonymous: false,
+            service_accounts: None,
+        };
         let app = axum::Router::new()
             .route(
                 "/whoami",

@@ -52,6 +52,7 @@ pub mod protobuf;
 mod protobuf_schema;
 pub mod registry;
 pub mod resources;
+pub mod serviceaccount;
 pub mod strategy;
 pub mod subresources;
 pub mod tls;
@@ -96,6 +97,13 @@ pub struct Config {
     /// Serve HTTPS with this pair (and verify client certificates against the CA); None:
     /// plain HTTP.
     pub tls: Option<tls::TlsFiles>,
+    /// `--service-account-signing-key-file` (PKCS#8 PEM, ECDSA P-256); `None`: a key is
+    /// generated at start (tokens do not survive a restart).
+    pub service_account_signing_key_file: Option<std::path::PathBuf>,
+    /// `--service-account-issuer`.
+    pub service_account_issuer: String,
+    /// `--api-audiences` (default: the issuer).
+    pub api_audiences: Vec<String>,
 }
 
 impl Config {
@@ -115,6 +123,9 @@ impl Config {
             encryption: None,
             audit: None,
             tls: None,
+            service_account_signing_key_file: None,
+            service_account_issuer: serviceaccount::DEFAULT_ISSUER.into(),
+            api_audiences: Vec::new(),
         }
     }
 }
@@ -128,6 +139,8 @@ pub enum Error {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    #[error("service account signing key: {0}")]
+    ServiceAccountKey(serviceaccount::KeyError),
     #[error("{0}")]
     Audit(#[from] audit::AuditError),
     #[error("{0}")]
@@ -246,12 +259,23 @@ impl ApiServer {
             .await
             .map_err(|source| Error::Bind { addr: config.bind_address, source })?;
         let (ready, _) = tokio::sync::watch::channel(false);
-        Ok(Self {
-            registry: registry::Registry::new(store, config.service_ranges.clone()),
-            ready: Arc::new(ready),
-            listener,
-            config,
-        })
+        let issuer = match &config.service_account_signing_key_file {
+            Some(path) => serviceaccount::TokenIssuer::from_file(
+                path,
+                &config.service_account_issuer,
+                config.api_audiences.clone(),
+            )
+            .map_err(Error::ServiceAccountKey)?,
+            None => {
+                serviceaccount::TokenIssuer::new(None, &config.service_account_issuer, config.api_audiences.clone())
+                    .map_err(|why| {
+                        Error::ServiceAccountKey(serviceaccount::KeyError::Invalid { path: "generated".into(), why })
+                    })?
+            }
+        };
+        let mut registry = registry::Registry::new(store, config.service_ranges.clone());
+        registry.token_issuer = Some(Arc::new(issuer));
+        Ok(Self { registry, ready: Arc::new(ready), listener, config })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -358,7 +382,10 @@ impl ApiServer {
             registry: self.registry.clone(),
             ready: self.ready.subscribe(),
             shutdown: shutdown.clone(),
-            authn: Arc::new(self.config.authentication.clone()),
+            authn: Arc::new(authn::Authenticator {
+                service_accounts: Some(self.registry.clone()),
+                ..self.config.authentication.clone()
+            }),
             authz: Arc::new(authz::Authorizer::new(self.config.authorization_mode, self.registry.clone())),
             inflight: flowcontrol::InFlight::new(self.config.inflight),
             audit: match &self.config.audit {

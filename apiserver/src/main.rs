@@ -46,6 +46,17 @@ struct Args {
     /// (`#` starts a comment line). A bearer token not in the file gets 401.
     #[arg(long)]
     token_auth_file: Option<std::path::PathBuf>,
+    /// The key ServiceAccount tokens are signed with (PKCS#8 PEM, ECDSA P-256). Without it a
+    /// key is generated at start, and tokens do not survive a restart; with `--cert-dir`,
+    /// `sa.key` there is created once and used.
+    #[arg(long)]
+    service_account_signing_key_file: Option<std::path::PathBuf>,
+    /// The `iss` of ServiceAccount tokens.
+    #[arg(long, default_value = skiff_apiserver::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences a ServiceAccount token must name one of (default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// Serve requests without credentials as `system:anonymous`; with `--anonymous-auth=false`
     /// they get 401, except /healthz, /livez, /readyz and /version.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -139,6 +150,23 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(file = %path.display(), ?e, "encryption at rest");
         config.encryption = Some(std::sync::Arc::new(e));
     }
+    config.service_account_issuer = args.service_account_issuer.clone();
+    config.api_audiences = args.api_audiences.clone();
+    config.service_account_signing_key_file = match (&args.service_account_signing_key_file, &args.cert_dir) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(dir)) => {
+            let path = dir.join("sa.key");
+            if !path.exists() {
+                std::fs::create_dir_all(dir)?;
+                let pem = skiff_apiserver::serviceaccount::generate_key_pem();
+                let mut f = std::fs::OpenOptions::new();
+                std::os::unix::fs::OpenOptionsExt::mode(f.create_new(true).write(true), 0o600);
+                std::io::Write::write_all(&mut f.open(&path)?, pem.as_bytes())?;
+            }
+            Some(path)
+        }
+        (None, None) => None,
+    };
     if let Some(path) = &args.token_auth_file {
         let tokens = skiff_apiserver::authn::TokenFile::load(path)?;
         tracing::info!(file = %path.display(), tokens = tokens.len(), "static token authentication");

@@ -6,7 +6,7 @@
 //! rustfmt --edition 2021 apiserver/src/protobuf_schema.rs
 //! ```
 //!
-//! 25 root kinds, 226 messages, 973 fields. Read by [`crate::protobuf`].
+//! 26 root kinds, 230 messages, 985 fields. Read by [`crate::protobuf`].
 
 /// What a field holds on the wire and how it reads as JSON.
 #[derive(Debug)]
@@ -88,6 +88,7 @@ pub(crate) static ROOTS: &[(&str, &str, &Message)] = &[
     ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW),
+    ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
     ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
     ("meta.k8s.io/v1", "DeleteOptions", &META_V1_DELETE_OPTIONS),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
@@ -263,6 +264,39 @@ static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
         f(1, "maxUnavailable", Kind::IntOrString, false, false),
         f(2, "maxSurge", Kind::IntOrString, false, false),
     ],
+};
+
+static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
+    name: "authentication.v1.BoundObjectReference",
+    fields: &[
+        f(1, "kind", Kind::Str, false, false),
+        f(2, "apiVersion", Kind::Str, false, false),
+        f(3, "name", Kind::Str, false, false),
+        f(4, "uid", Kind::Str, false, false),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REQUEST: Message = Message {
+    name: "authentication.v1.TokenRequest",
+    fields: &[
+        f(1, "metadata", Kind::Msg(&META_V1_OBJECT_META), false, true),
+        f(2, "spec", Kind::Msg(&AUTHENTICATION_V1_TOKEN_REQUEST_SPEC), false, true),
+        f(3, "status", Kind::Msg(&AUTHENTICATION_V1_TOKEN_REQUEST_STATUS), false, false),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: Message = Message {
+    name: "authentication.v1.TokenRequestSpec",
+    fields: &[
+        f(1, "audiences", Kind::Str, true, true),
+        f(3, "boundObjectRef", Kind::Msg(&AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE), false, false),
+        f(4, "expirationSeconds", Kind::I64, false, true),
+    ],
+};
+
+static AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Message = Message {
+    name: "authentication.v1.TokenRequestStatus",
+    fields: &[f(1, "token", Kind::Str, false, true), f(2, "expirationTimestamp", Kind::Time, false, true)],
 };
 
 static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {

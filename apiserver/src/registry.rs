@@ -126,6 +126,8 @@ pub struct Registry {
     /// namespace through this apiserver never sees a create in it succeed afterwards
     /// (read-your-writes; a deletion through another apiserver is caught by the finalizer).
     namespace_marked: Arc<std::sync::atomic::AtomicI64>,
+    /// Signs and checks ServiceAccount tokens (TokenRequest, bearer tokens).
+    pub token_issuer: Option<Arc<crate::serviceaccount::TokenIssuer>>,
 }
 
 fn cache_key(r: &ResourceInfo) -> &'static str {
@@ -137,7 +139,7 @@ impl Registry {
     pub fn new(store: Store, ranges: crate::allocator::ServiceRanges) -> Self {
         let caches = resources::all().iter().map(|r| (cache_key(r), WatchCache::new(r))).collect();
         let allocator = crate::allocator::Allocator::new(store.clone(), ranges);
-        Self { store, allocator, caches: Arc::new(caches), namespace_marked: Default::default() }
+        Self { store, allocator, caches: Arc::new(caches), namespace_marked: Default::default(), token_issuer: None }
     }
 
     pub fn caches(&self) -> impl Iterator<Item = &Arc<WatchCache>> {

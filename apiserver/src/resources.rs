@@ -181,7 +181,7 @@ pub fn all() -> &'static [ResourceInfo] {
                          "reason", "reportingComponent", "source", "type"],
                 validate: v::validate_event, validate_update: v::validate_event_update),
             resource!(core::ServiceAccount, "", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", namespaced: true,
-                short: ["sa"], categories: [], sub: [], status: false,
+                short: ["sa"], categories: [], sub: ["token"], status: false,
                 fields: [], validate: v::validate_service_account, validate_update: v::validate_service_account_update),
             resource!(apps::Deployment, "apps", "v1", "Deployment", "deployments", "deployment", namespaced: true,
                 short: ["deploy"], categories: ["all"], sub: ["status", "scale"], status: true,

@@ -1,5 +1,6 @@
-//! Subresources: `status`, `finalize` (namespaces), `binding` and `eviction` (pods), and
-//! `scale` (deployments, replicasets) as `autoscaling/v1` Scale.
+//! Subresources: `status`, `finalize` (namespaces), `binding` and `eviction` (pods),
+//! `scale` (deployments, replicasets) as `autoscaling/v1` Scale, and `token`
+//! (serviceaccounts: the TokenRequest API, [`crate::serviceaccount`]).
 
 use std::collections::HashMap;
 
@@ -37,6 +38,11 @@ pub async fn handle(
         }
         ("binding", &Method::POST) => bind(reg, t, name, &decode(body)?, dry_run).await,
         ("eviction", &Method::POST) => evict(reg, t, name, &decode(body)?).await,
+        ("token", &Method::POST) => Ok(json_response(
+            StatusCode::CREATED,
+            // kubectl sends it as protobuf.
+            &crate::serviceaccount::token_request(reg, t, name, &crate::http::decode_body(headers, body)?).await?,
+        )),
         ("scale", &Method::GET) => Ok(json_response(StatusCode::OK, &scale_of(&reg.get(t, name).await?)?)),
         ("scale", &Method::PUT) => {
             let v = decode(body)?;

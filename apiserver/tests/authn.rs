@@ -158,3 +158,103 @@ async fn without_a_token_file_everyone_is_anonymous_as_before() {
     }
     server.stop().await;
 }
+
+/// ServiceAccount tokens (TokenRequest, `serviceaccounts/{name}/token`): a token works as a
+/// bearer token while its ServiceAccount and pod live, and is refused (401) once the pod is
+/// deleted, when it has expired, or when it was signed with another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_are_bound_to_their_pod() {
+    use skiff_apiserver::serviceaccount::{self, Claims, KubernetesClaims, ObjectRef, TokenIssuer};
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("sa.key");
+    let pem = serviceaccount::generate_key_pem();
+    std::fs::write(&key_file, &pem).unwrap();
+    let tokens = TokenFile::parse(&format!("{GOOD},admin,1,system:masters\n")).unwrap();
+    let etcd = EtcdCluster::start();
+    let server = Server::start_with(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap(), |c| {
+        c.authentication.tokens = Some(tokens);
+        c.authentication.anonymous = false;
+        c.service_account_signing_key_file = Some(key_file.clone());
+    })
+    .await;
+    let addr = server.addr;
+    let admin = async move |method: &str, path: &str, body: &str| request(addr, method, path, Some(GOOD), body).await;
+    let (code, sa) =
+        admin("POST", "/api/v1/namespaces/default/serviceaccounts", r#"{"metadata":{"name":"builder"}}"#).await;
+    assert_eq!(code, 201, "{sa}");
+    let pod = r#"{"metadata":{"name":"web"},"spec":{"serviceAccountName":"builder","containers":[{"name":"c","image":"busybox:1.36"}]}}"#;
+    let (code, pod) = admin("POST", "/api/v1/namespaces/default/pods", pod).await;
+    assert_eq!(code, 201, "{pod}");
+    let pod_uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // TokenRequest bound to the pod.
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": pod_uid}}});
+    let (code, tr) = admin("POST", "/api/v1/namespaces/default/serviceaccounts/builder/token", &body.to_string()).await;
+    assert_eq!(code, 201, "{tr}");
+    assert_eq!(tr["kind"], "TokenRequest");
+    assert_eq!(tr["spec"]["expirationSeconds"], 3600);
+    assert!(tr["status"]["expirationTimestamp"].as_str().is_some_and(|t| !t.is_empty()));
+    let token = tr["status"]["token"].as_str().unwrap().to_string();
+    let (code, list) = request(server.addr, "GET", "/api/v1/namespaces/default/configmaps", Some(&token), "").await;
+    assert_eq!(code, 200, "a live token is served: {list}");
+    // Who it is: a SelfSubjectAccessReview answers for the ServiceAccount's user.
+    let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}});
+    let (code, _) = request(
+        server.addr,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        Some(&token),
+        &review.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+
+    // Bad requests: too short, a pod that is not there, a stale uid, an unknown account.
+    let short = json!({"spec": {"expirationSeconds": 60}});
+    let (code, st) =
+        admin("POST", "/api/v1/namespaces/default/serviceaccounts/builder/token", &short.to_string()).await;
+    assert_eq!(code, 422, "{st}");
+    assert!(st["message"].as_str().unwrap().contains("may not specify a duration less than 10 minutes"), "{st}");
+    let missing = json!({"spec": {"boundObjectRef": {"kind": "Pod", "name": "nope"}}});
+    assert_eq!(
+        admin("POST", "/api/v1/namespaces/default/serviceaccounts/builder/token", &missing.to_string()).await.0,
+        404
+    );
+    let stale = json!({"spec": {"boundObjectRef": {"kind": "Pod", "name": "web", "uid": "other"}}});
+    assert_eq!(
+        admin("POST", "/api/v1/namespaces/default/serviceaccounts/builder/token", &stale.to_string()).await.0,
+        409
+    );
+    assert_eq!(admin("POST", "/api/v1/namespaces/default/serviceaccounts/ghost/token", "{}").await.0, 404);
+
+    // Expired, or signed with another key: 401. Same claims otherwise.
+    let same_key = TokenIssuer::new(Some(&pem), serviceaccount::DEFAULT_ISSUER, vec![]).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = |exp: i64| Claims {
+        iss: serviceaccount::DEFAULT_ISSUER.into(),
+        sub: "system:serviceaccount:default:builder".into(),
+        aud: vec![serviceaccount::DEFAULT_ISSUER.into()],
+        exp,
+        iat: now - 7200,
+        nbf: now - 7200,
+        kubernetes: KubernetesClaims {
+            namespace: "default".into(),
+            serviceaccount: ObjectRef { name: "builder".into(), uid: sa["metadata"]["uid"].as_str().unwrap().into() },
+            pod: Some(ObjectRef { name: "web".into(), uid: pod_uid.clone() }),
+        },
+    };
+    let fresh = same_key.sign(&claims(now + 600));
+    assert_eq!(request(server.addr, "GET", "/api/v1/namespaces/default/configmaps", Some(&fresh), "").await.0, 200);
+    let expired = same_key.sign(&claims(now - 1));
+    let (code, st) = request(server.addr, "GET", "/api/v1/namespaces/default/configmaps", Some(&expired), "").await;
+    assert_eq!((code, st["reason"].as_str()), (401, Some("Unauthorized")), "{st}");
+    let other_key = TokenIssuer::new(None, serviceaccount::DEFAULT_ISSUER, vec![]).unwrap().sign(&claims(now + 600));
+    assert_eq!(request(server.addr, "GET", "/api/v1/namespaces/default/configmaps", Some(&other_key), "").await.0, 401);
+
+    // The pod goes: its token goes with it.
+    assert_eq!(admin("DELETE", "/api/v1/namespaces/default/pods/web", "").await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(request(server.addr, "GET", "/api/v1/namespaces/default/configmaps", Some(&token), "").await.0, 401);
+}

@@ -822,3 +822,19 @@ async fn rbac_objects() {
         "clusterrole.rbac.authorization.k8s.io \"kubectl-test-health\" deleted"
     );
 }
+
+/// `kubectl create token` (the TokenRequest API): a signed JWT for a ServiceAccount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_token() {
+    let (_etcd, server) = cluster().await;
+    let k = Kubectl::new(&server);
+    assert_eq!(k.ok("1.33", &["create", "serviceaccount", "builder"]).await.trim(), "serviceaccount/builder created");
+    let token = k.ok("1.33", &["create", "token", "builder", "--duration=20m"]).await;
+    assert!(token.starts_with("eyJ") && token.trim().split('.').count() == 3, "{token}");
+    let out = k.run("1.33", &["create", "token", "ghost"]).await;
+    // kubectl's own wording for this verb (as against upstream).
+    assert!(out.stderr.contains("failed to create token: serviceaccounts \"ghost\" not found"), "{}", out.stderr);
+    let out = k.run("1.33", &["create", "token", "builder", "--duration=1m"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("may not specify a duration less than 10 minutes"), "{}", out.stderr);
+}

@@ -279,6 +279,10 @@ impl Lab {
                 0o600,
             )?;
         }
+        if !dir.join("sa.key").exists() {
+            // ServiceAccount tokens are signed with it; kept so they survive restarts.
+            write("sa.key", &skiff_api::pki::signing_key().map_err(|e| err(e.to_string()))?, 0o600)?;
+        }
         if !dir.join("apiserver.key").exists() {
             let mut hosts: Vec<String> = skiff_api::pki::APISERVER_NAMES.map(String::from).to_vec();
             hosts.push(self.host_ip());
@@ -581,6 +585,8 @@ impl Lab {
                 "--anonymous-auth=false",
                 "--encryption-provider-config",
                 &path("encryption.yaml"),
+                "--service-account-signing-key-file",
+                &path("sa.key"),
                 "--audit-log-path",
                 &self.log("audit").to_string_lossy(),
             ]

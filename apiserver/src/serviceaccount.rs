@@ -1,0 +1,360 @@
+//! ServiceAccount tokens, as upstream's bound service account tokens: signed JWTs issued by
+//! the TokenRequest API (`POST .../serviceaccounts/{name}/token`, `authentication.k8s.io/v1`
+//! TokenRequest) and accepted as bearer tokens.
+//!
+//! - Signing: ES256 (ECDSA P-256, SHA-256) with ring, the key from
+//!   `--service-account-signing-key-file` (PKCS#8 PEM), or generated at start when none is
+//!   given (tokens then die with the process: give every apiserver of a cluster the same file).
+//! - Claims as upstream's: `iss` (`--service-account-issuer`), `sub`
+//!   (`system:serviceaccount:<ns>:<name>`), `aud` (the request's audiences, default
+//!   `--api-audiences` = the issuer), `exp`/`iat`/`nbf`, and `kubernetes.io` with the
+//!   namespace, the ServiceAccount (name, uid) and the bound pod (name, uid).
+//! - Validation: signature, issuer, expiry (with upstream's 60 s leeway... none here: a token
+//!   past `exp` is refused), an audience the apiserver accepts, and the objects still there:
+//!   the ServiceAccount with the same uid and, for a pod-bound token, the pod with the same
+//!   uid — a token of a deleted pod is refused. The user is the ServiceAccount's, in groups
+//!   `system:serviceaccounts`, `system:serviceaccounts:<ns>` and `system:authenticated`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::authn::UserInfo;
+use crate::error::{ApiError, ApiResult};
+use crate::object as obj;
+use crate::registry::{Registry, Target};
+use crate::resources;
+
+/// Upstream's default `--service-account-issuer` for a cluster without one configured.
+pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// TokenRequest's default `expirationSeconds` (upstream: 1 hour).
+pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
+/// The shortest token upstream issues (`expirationSeconds` below it is invalid).
+pub const MIN_EXPIRATION_SECONDS: i64 = 600;
+/// The longest (upstream caps at 2^32 seconds).
+pub const MAX_EXPIRATION_SECONDS: i64 = 1 << 32;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Why a signing key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: not a PKCS#8 ECDSA P-256 private key in PEM ({why})")]
+    Invalid { path: String, why: String },
+}
+
+/// A name and uid, as the `kubernetes.io` claim carries them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub name: String,
+    pub uid: String,
+}
+
+/// The `kubernetes.io` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesClaims {
+    pub namespace: String,
+    pub serviceaccount: ObjectRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<ObjectRef>,
+}
+
+/// A token's claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    #[serde(rename = "kubernetes.io")]
+    pub kubernetes: KubernetesClaims,
+}
+
+/// Issues and checks tokens; one per apiserver.
+pub struct TokenIssuer {
+    key: EcdsaKeyPair,
+    key_id: String,
+    pub issuer: String,
+    /// Audiences this apiserver accepts (`--api-audiences`).
+    pub audiences: Vec<String>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).field("key_id", &self.key_id).finish()
+    }
+}
+
+/// A fresh PKCS#8 P-256 private key, in PEM (what `--service-account-signing-key-file` holds).
+pub fn generate_key_pem() -> String {
+    skiff_api::pki::signing_key().expect("generating a P-256 key")
+}
+
+impl TokenIssuer {
+    /// From a PEM key (`None`: a key generated now).
+    pub fn new(pem: Option<&str>, issuer: &str, audiences: Vec<String>) -> Result<Self, String> {
+        let pem = match pem {
+            Some(p) => p.to_string(),
+            None => generate_key_pem(),
+        };
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(body.trim()).map_err(|e| e.to_string())?;
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+            .map_err(|e| e.to_string())?;
+        // kid: upstream's is a hash of the public key; any stable id of it serves.
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
+        let key_id = B64.encode(&digest.as_ref()[..16]);
+        let audiences = if audiences.is_empty() { vec![issuer.to_string()] } else { audiences };
+        Ok(Self { key, key_id, issuer: issuer.to_string(), audiences, rng })
+    }
+
+    /// From `--service-account-signing-key-file`.
+    pub fn from_file(path: &Path, issuer: &str, audiences: Vec<String>) -> Result<Self, KeyError> {
+        let shown = path.display().to_string();
+        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
+        Self::new(Some(&pem), issuer, audiences).map_err(|why| KeyError::Invalid { path: shown, why })
+    }
+
+    /// The signed JWT of `claims`.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let header = json!({"alg": "ES256", "kid": self.key_id});
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(serde_json::to_vec(claims).expect("claims serialize"))
+        );
+        let sig = self.key.sign(&self.rng, signing_input.as_bytes()).expect("signing with a valid key");
+        format!("{signing_input}.{}", B64.encode(sig.as_ref()))
+    }
+
+    /// The claims of a token this issuer signed that is valid at `now` (unix seconds);
+    /// `Err` says why not. Only the token itself: [`authenticate`] also checks the objects.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, String> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err("not a JWT".into());
+        };
+        let sig = B64.decode(s).map_err(|_| "bad signature encoding")?;
+        let public =
+            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref());
+        public.verify(format!("{h}.{c}").as_bytes(), &sig).map_err(|_| "invalid signature")?;
+        let claims: Claims =
+            serde_json::from_slice(&B64.decode(c).map_err(|_| "bad claims encoding")?).map_err(|e| e.to_string())?;
+        if claims.iss != self.issuer {
+            return Err(format!("issuer {:?} is not {:?}", claims.iss, self.issuer));
+        }
+        if now >= claims.exp {
+            return Err("token has expired".into());
+        }
+        if now < claims.nbf {
+            return Err("token is not valid yet".into());
+        }
+        if !claims.aud.iter().any(|a| self.audiences.contains(a)) {
+            return Err("token audiences are not accepted by this apiserver".into());
+        }
+        Ok(claims)
+    }
+}
+
+/// Whether a bearer token is shaped as a JWT (three base64url parts), so it is ours to judge.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3 && token.starts_with("eyJ")
+}
+
+async fn cached_get(reg: &Registry, plural: &str, ns: &str, name: &str) -> Option<Value> {
+    let r = resources::find("", "v1", plural)?;
+    let t = Target { resource: r, namespace: Some(ns.to_string()) };
+    let key = t.key(name);
+    if let Some(v) = reg.cache(r).get(&key).await {
+        return Some((*v).clone());
+    }
+    reg.get(&t, name).await.ok()
+}
+
+/// The user of a ServiceAccount token, or why it is refused (401).
+pub async fn authenticate(reg: &Registry, issuer: &TokenIssuer, token: &str) -> Result<UserInfo, String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = issuer.verify(token, now)?;
+    let k = &claims.kubernetes;
+    let sa = cached_get(reg, "serviceaccounts", &k.namespace, &k.serviceaccount.name)
+        .await
+        .ok_or("the service account no longer exists")?;
+    if obj::meta_str(&sa, "uid") != Some(k.serviceaccount.uid.as_str()) {
+        return Err("the service account was deleted and re-created".into());
+    }
+    if let Some(pod) = &k.pod {
+        let live =
+            cached_get(reg, "pods", &k.namespace, &pod.name).await.ok_or("the pod it is bound to no longer exists")?;
+        if obj::meta_str(&live, "uid") != Some(pod.uid.as_str()) {
+            return Err("the pod it is bound to was deleted".into());
+        }
+    }
+    Ok(UserInfo {
+        name: claims.sub.clone(),
+        uid: k.serviceaccount.uid.clone(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", k.namespace),
+            crate::authn::AUTHENTICATED.into(),
+        ],
+    })
+}
+
+/// `POST .../serviceaccounts/{name}/token`: a TokenRequest in, the same with `status.token`
+/// and `status.expirationTimestamp` out.
+pub async fn token_request(reg: &Registry, t: &Target, name: &str, body: &Value) -> ApiResult<Value> {
+    let issuer = reg.token_issuer.clone().ok_or_else(|| {
+        ApiError::Unavailable("this apiserver issues no service account tokens (no signing key)".into())
+    })?;
+    let ns = t.namespace.clone().unwrap_or_default();
+    let sa = reg.get(t, name).await?;
+    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let expiration = spec.get("expirationSeconds").and_then(Value::as_i64).unwrap_or(DEFAULT_EXPIRATION_SECONDS);
+    let invalid = |field: &str, value: String, detail: &str| {
+        let r = resources::find("authentication.k8s.io", "v1", "tokenrequests").unwrap_or(t.resource);
+        ApiError::invalid(
+            r,
+            name,
+            vec![skiff_api::validation::FieldError::invalid(field, format!("{value}: {detail}"))],
+        )
+    };
+    if expiration < MIN_EXPIRATION_SECONDS {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            expiration.to_string(),
+            "may not specify a duration less than 10 minutes",
+        ));
+    }
+    if expiration > MAX_EXPIRATION_SECONDS {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            expiration.to_string(),
+            "may not specify a duration larger than 2^32 seconds",
+        ));
+    }
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| issuer.audiences.clone());
+    let pod = match spec.get("boundObjectRef").filter(|r| !r.is_null()) {
+        None => None,
+        Some(r) => {
+            let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+            if kind != "Pod" {
+                return Err(invalid("spec.boundObjectRef.kind", format!("{kind:?}"), "supported kinds: \"Pod\""));
+            }
+            let pod_name = r.get("name").and_then(Value::as_str).unwrap_or("");
+            let live = cached_get(reg, "pods", &ns, pod_name)
+                .await
+                .ok_or_else(|| ApiError::not_found(resources::find("", "v1", "pods").expect("served"), pod_name))?;
+            let uid = obj::meta_str(&live, "uid").unwrap_or("").to_string();
+            if let Some(want) = r.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                if want != uid {
+                    return Err(ApiError::conflict(
+                        t.resource,
+                        name,
+                        &format!("the UID in the bound object reference ({want}) does not match the pod's ({uid})"),
+                    ));
+                }
+            }
+            Some(ObjectRef { name: pod_name.to_string(), uid })
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        iss: issuer.issuer.clone(),
+        sub: format!("system:serviceaccount:{ns}:{name}"),
+        aud: audiences.clone(),
+        exp: now + expiration,
+        iat: now,
+        nbf: now,
+        kubernetes: KubernetesClaims {
+            namespace: ns.clone(),
+            serviceaccount: ObjectRef {
+                name: name.to_string(),
+                uid: obj::meta_str(&sa, "uid").unwrap_or("").to_string(),
+            },
+            pod,
+        },
+    };
+    let token = issuer.sign(&claims);
+    let expires = chrono::DateTime::from_timestamp(claims.exp, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    let mut spec = spec;
+    spec["audiences"] = json!(audiences);
+    spec["expirationSeconds"] = json!(expiration);
+    Ok(json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
+        "spec": spec, "status": {"token": token, "expirationTimestamp": expires}}))
+}
+
+/// The issuer shared by the registry and the authenticator.
+pub type SharedIssuer = Option<Arc<TokenIssuer>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(issuer: &TokenIssuer, exp: i64) -> Claims {
+        Claims {
+            iss: issuer.issuer.clone(),
+            sub: "system:serviceaccount:default:builder".into(),
+            aud: issuer.audiences.clone(),
+            exp,
+            iat: 1000,
+            nbf: 1000,
+            kubernetes: KubernetesClaims {
+                namespace: "default".into(),
+                serviceaccount: ObjectRef { name: "builder".into(), uid: "sa-uid".into() },
+                pod: Some(ObjectRef { name: "web".into(), uid: "pod-uid".into() }),
+            },
+        }
+    }
+
+    #[test]
+    fn tokens_verify_only_as_signed_unexpired_and_for_us() {
+        let issuer = TokenIssuer::new(None, DEFAULT_ISSUER, vec![]).unwrap();
+        let c = claims(&issuer, 5000);
+        let token = issuer.sign(&c);
+        assert!(looks_like_jwt(&token));
+        assert_eq!(issuer.verify(&token, 2000).unwrap(), c);
+        assert_eq!(issuer.verify(&token, 5000).unwrap_err(), "token has expired");
+        assert_eq!(issuer.verify(&token, 999).unwrap_err(), "token is not valid yet");
+        // Another key, a tampered payload, a foreign audience: refused.
+        let other = TokenIssuer::new(None, DEFAULT_ISSUER, vec![]).unwrap();
+        assert_eq!(other.verify(&token, 2000).unwrap_err(), "invalid signature");
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let mut forged = c.clone();
+        forged.kubernetes.serviceaccount.name = "admin".into();
+        parts[1] = B64.encode(serde_json::to_vec(&forged).unwrap());
+        assert_eq!(issuer.verify(&parts.join("."), 2000).unwrap_err(), "invalid signature");
+        let mut foreign = c.clone();
+        foreign.aud = vec!["vault".into()];
+        assert!(issuer.verify(&issuer.sign(&foreign), 2000).unwrap_err().contains("audiences"));
+        // The key survives a round trip through its PEM file format.
+        let pem = generate_key_pem();
+        let a = TokenIssuer::new(Some(&pem), DEFAULT_ISSUER, vec![]).unwrap();
+        let b = TokenIssuer::new(Some(&pem), DEFAULT_ISSUER, vec![]).unwrap();
+        assert!(b.verify(&a.sign(&claims(&a, 5000)), 2000).is_ok());
+        assert!(TokenIssuer::new(
+            Some("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"),
+            DEFAULT_ISSUER,
+            vec![]
+        )
+        .is_err());
+    }
+}
