@@ -606,6 +606,8 @@ impl Lab {
                     self.net.cluster_cidr.clone(),
                     "--node-monitor-grace-period".into(),
                     self.net.node_grace_seconds.to_string(),
+                    "--root-ca-file".into(),
+                    self.pki_dir().join("ca.crt").to_string_lossy().into(),
                 ],
             )?;
             self.spawn(

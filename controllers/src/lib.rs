@@ -11,6 +11,8 @@
 //! - [`gc`]: the garbage collector (cascading deletion through ownerReferences:
 //!   Background, Foreground, Orphan).
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`rootcacertpublisher`]: the cluster CA as ConfigMap `kube-root-ca.crt` in every
+//!   namespace (with `--root-ca-file`).
 //! - [`job`]: Jobs (completions, parallelism, backoffLimit, deadline, suspend, TTL).
 //! - [`nodeipam`]: a `spec.podCIDR` for every Node.
 //! - [`nodelifecycle`]: quiet nodes become `Ready=Unknown`, get NoExecute taints, and lose
@@ -35,6 +37,7 @@ pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 
 use kube::Client;
@@ -118,6 +121,8 @@ pub struct ControllerManager {
     cluster_cidr: nodeipam::ClusterCidr,
     leader_election: Option<leader::LeaseConfig>,
     node_lifecycle: nodelifecycle::Config,
+    /// The PEM bundle published as `kube-root-ca.crt` (`--root-ca-file`); `None`: nothing.
+    root_ca: Option<String>,
 }
 
 impl ControllerManager {
@@ -127,7 +132,14 @@ impl ControllerManager {
             cluster_cidr: nodeipam::ClusterCidr::default(),
             leader_election: None,
             node_lifecycle: nodelifecycle::Config::default(),
+            root_ca: None,
         }
+    }
+
+    /// Publish this CA bundle in every namespace as ConfigMap `kube-root-ca.crt`.
+    pub fn with_root_ca(mut self, pem: String) -> Self {
+        self.root_ca = Some(pem);
+        self
     }
 
     /// The pod network nodes get their `podCIDR`s from (`--cluster-cidr`).
@@ -164,6 +176,9 @@ impl ControllerManager {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(gc::GarbageCollector::new(self.client.clone()).run(shutdown.clone()));
         tasks.spawn(serviceaccount::run(self.client.clone(), shutdown.clone()));
+        if let Some(ca) = self.root_ca.clone() {
+            tasks.spawn(rootcacertpublisher::run(self.client.clone(), ca, shutdown.clone()));
+        }
         tasks.spawn(nodeipam::run(self.client.clone(), self.cluster_cidr, shutdown.clone()));
         tasks.spawn(replicaset::run(self.client.clone(), shutdown.clone()));
         tasks.spawn(deployment::run(self.client.clone(), shutdown.clone()));

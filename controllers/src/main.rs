@@ -15,6 +15,10 @@ struct Args {
     /// The pod network; each node gets a range of it as `spec.podCIDR`.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
+    /// A CA bundle published in every namespace as ConfigMap `kube-root-ca.crt`, so pods
+    /// can verify the apiserver.
+    #[arg(long)]
+    root_ca_file: Option<std::path::PathBuf>,
     /// Run the loops only while holding the `kube-system/skiff-controller-manager` Lease.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -93,6 +97,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut manager =
         skiff_controllers::ControllerManager::new(client).with_cluster_cidr(cidr).with_node_lifecycle(lifecycle);
+    if let Some(path) = &args.root_ca_file {
+        let pem = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        manager = manager.with_root_ca(pem);
+    }
     if args.leader_elect {
         let identity = args.leader_elect_identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());

@@ -178,6 +178,34 @@ async fn every_namespace_has_a_default_service_account() {
     .await;
 }
 
+/// The cluster CA is published in every namespace as `kube-root-ca.crt`, and restored when
+/// deleted or edited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_ca_is_published_in_every_namespace() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::api::{Patch, PatchParams};
+    use skiff_controllers::rootcacertpublisher::{KEY, NAME};
+    let c = cluster().await;
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_string();
+    tokio::spawn(skiff_controllers::rootcacertpublisher::run(c.client.clone(), pem.clone(), c.stop.clone()));
+    let nss: Api<Namespace> = Api::all(c.client.clone());
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap())
+        .await
+        .unwrap();
+    let ca_of = |ns: &str| {
+        let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), ns);
+        async move { cms.get_opt(NAME).await.unwrap().and_then(|cm| cm.data?.get(KEY).cloned()) }
+    };
+    for ns in ["team", "default", "kube-system"] {
+        eventually("the CA is published", || async { ca_of(ns).await.as_deref() == Some(pem.as_str()) }).await;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "team");
+    cms.delete(NAME, &DeleteParams::default()).await.unwrap();
+    eventually("a deleted one comes back", || async { ca_of("team").await.as_deref() == Some(pem.as_str()) }).await;
+    cms.patch(NAME, &PatchParams::default(), &Patch::Merge(json!({"data": {KEY: "tampered"}}))).await.unwrap();
+    eventually("an edited one is restored", || async { ca_of("team").await.as_deref() == Some(pem.as_str()) }).await;
+}
+
 /// Every Node gets its own /24 from the cluster CIDR; ranges are never shared, and stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_get_distinct_pod_ranges() {
