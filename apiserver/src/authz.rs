@@ -200,16 +200,11 @@ pub fn forbidden(a: &Attributes) -> ApiError {
             message: format!("forbidden: {why}"),
         };
     }
-    let qualified = if a.api_group.is_empty() { a.resource.clone() } else { format!("{}.{}", a.resource, a.api_group) };
-    let message = if a.name.is_empty() {
-        format!("{qualified} is forbidden: {why}")
-    } else {
-        format!("{qualified} \"{}\" is forbidden: {why}", a.name)
-    };
-    ApiError::Forbidden { resource: qualified, kind: a.resource.clone(), name: a.name.clone(), message }
+    refused(a, &why)
 }
 
-/// The 403 of a request NodeRestriction refuses, worded as upstream's admission denials.
+/// The 403 of a resource request, `<resource> "<name>" is forbidden: <why>`, as upstream
+/// words both authorization and admission (NodeRestriction) denials.
 fn refused(a: &Attributes, why: &str) -> ApiError {
     let qualified = if a.api_group.is_empty() { a.resource.clone() } else { format!("{}.{}", a.resource, a.api_group) };
     let message = if a.name.is_empty() {

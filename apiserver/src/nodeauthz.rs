@@ -149,18 +149,8 @@ pub async fn restrict(reg: &Registry, a: &Attributes) -> Result<(), String> {
             }
             // status updates, deletes and evictions: only pods bound to this node
             let pods = resources::find("", "v1", "pods").ok_or("pods are served")?;
-            let key = skiff_api::keys::object_key("", "pods", Some(&a.namespace), &a.name);
-            let pod = match reg.cache(pods).get(&key).await {
-                Some(p) => Some(p),
-                None => reg
-                    .store
-                    .get(&key)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|o| serde_json::from_slice(&o.value).ok())
-                    .map(std::sync::Arc::new),
-            };
+            let t = crate::registry::Target { resource: pods, namespace: Some(a.namespace.clone()) };
+            let pod = reg.get_cached(&t, &a.name).await.ok();
             match pod {
                 Some(p) if !bound_to(&p, node) => {
                     return Err(format!("node {node:?} can only modify pods bound to itself; pod {:?} is not", a.name))

@@ -156,6 +156,15 @@ impl Registry {
 
     // ---------------------------------------------------------------- reads
 
+    /// The object from the watch cache (what admission and authentication read, as
+    /// upstream's listers), or from etcd when the cache has not seen it yet.
+    pub async fn get_cached(&self, t: &Target, name: &str) -> ApiResult<Arc<Value>> {
+        if let Some(v) = self.cache(t.resource).get(&t.key(name)).await {
+            return Ok(v);
+        }
+        self.get(t, name).await.map(Arc::new)
+    }
+
     pub async fn get(&self, t: &Target, name: &str) -> ApiResult<Value> {
         let o = self.store.get(&t.key(name)).await?.ok_or_else(|| ApiError::not_found(t.resource, name))?;
         decode_stored(&o.value, o.mod_revision)
@@ -623,7 +632,6 @@ impl Registry {
     /// Namespace lifecycle admission: the namespace must exist and not be terminating.
     async fn admit_namespace(&self, r: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
         let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
-        let key = skiff_api::keys::object_key("", "namespaces", None, ns);
         let marked = self.namespace_marked.load(std::sync::atomic::Ordering::Relaxed);
         if marked > 0 {
             // Bounded: if the cache lags more than this, the finalizer still cleans up.
@@ -632,15 +640,7 @@ impl Registry {
         // The namespace cache answers almost always (as upstream's lister does); only a
         // namespace it has not seen yet costs an etcd read. A create racing with a namespace
         // deletion the cache has not seen yet is cleaned up by the namespace finalizer.
-        let v = match self.cache(ns_info).get(&key).await {
-            Some(v) => v,
-            None => {
-                let Some(o) = self.store.get(&key).await? else {
-                    return Err(ApiError::not_found(ns_info, ns));
-                };
-                Arc::new(decode_stored(&o.value, o.mod_revision).map_err(|e| ApiError::Internal(e.to_string()))?)
-            }
-        };
+        let v = self.get_cached(&Target { resource: ns_info, namespace: None }, ns).await?;
         if obj::deletion_timestamp(&v).is_some() {
             return Err(ApiError::forbidden(
                 r,

@@ -9,8 +9,8 @@
 //!   (`system:serviceaccount:<ns>:<name>`), `aud` (the request's audiences, default
 //!   `--api-audiences` = the issuer), `exp`/`iat`/`nbf`, and `kubernetes.io` with the
 //!   namespace, the ServiceAccount (name, uid) and the bound pod (name, uid).
-//! - Validation: signature, issuer, expiry (with upstream's 60 s leeway... none here: a token
-//!   past `exp` is refused), an audience the apiserver accepts, and the objects still there:
+//! - Validation: signature, issuer, expiry (a token past `exp` is refused, without
+//!   upstream's leeway), an audience the apiserver accepts, and the objects still there:
 //!   the ServiceAccount with the same uid and, for a pod-bound token, the pod with the same
 //!   uid — a token of a deleted pod is refused. The user is the ServiceAccount's, in groups
 //!   `system:serviceaccounts`, `system:serviceaccounts:<ns>` and `system:authenticated`.
@@ -172,14 +172,10 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3 && token.starts_with("eyJ")
 }
 
-async fn cached_get(reg: &Registry, plural: &str, ns: &str, name: &str) -> Option<Value> {
-    let r = resources::find("", "v1", plural)?;
-    let t = Target { resource: r, namespace: Some(ns.to_string()) };
-    let key = t.key(name);
-    if let Some(v) = reg.cache(r).get(&key).await {
-        return Some((*v).clone());
-    }
-    reg.get(&t, name).await.ok()
+/// A core/v1 object of `ns`, from the watch cache first.
+async fn cached_get(reg: &Registry, plural: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
+    let t = Target { resource: resources::find("", "v1", plural)?, namespace: Some(ns.to_string()) };
+    reg.get_cached(&t, name).await.ok()
 }
 
 /// The user of a ServiceAccount token, or why it is refused (401).
@@ -301,9 +297,6 @@ pub async fn token_request(reg: &Registry, t: &Target, name: &str, body: &Value)
         "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
         "spec": spec, "status": {"token": token, "expirationTimestamp": expires}}))
 }
-
-/// The issuer shared by the registry and the authenticator.
-pub type SharedIssuer = Option<Arc<TokenIssuer>>;
 
 #[cfg(test)]
 mod tests {

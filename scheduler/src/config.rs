@@ -259,6 +259,12 @@ fn check_percentage(field: &str, p: Option<u32>) -> Result<(), ConfigError> {
     }
 }
 
+/// Why `name` cannot be enabled at extension point `point` (e.g. "Filter").
+fn not_at(name: &str, point: &str) -> String {
+    let why = if plugins::is_known(name) { format!("does not extend {point}") } else { "does not exist".into() };
+    format!("plugin {name:?} {why}")
+}
+
 fn is_disabled(set: &PluginSet, name: &str) -> bool {
     set.disabled.iter().any(|d| d.name == name || d.name == "*")
 }
@@ -317,20 +323,20 @@ fn build_profile(
             ));
         }
     }
-    // The points with one implementation each: QueueSort (PrioritySort, the queue itself)
-    // and Reserve (none shipped).
-    for (i, e) in pl.queue_sort.enabled.iter().enumerate() {
-        if e.name != plugins::PRIORITY_SORT {
-            let why = if plugins::is_known(&e.name) { "does not extend QueueSort" } else { "does not exist" };
-            return Err(invalid(
-                format!("{path}.plugins.queueSort.enabled[{i}].name"),
-                format!("plugin {:?} {why}", e.name),
-            ));
+    // What each point with a fixed set of plugins accepts: QueueSort (PrioritySort, the
+    // queue itself), Reserve (none shipped), PostFilter (DefaultPreemption), Bind
+    // (DefaultBinder).
+    type Accepts = fn(&str) -> bool;
+    let fixed_points: [(&str, &str, &PluginSet, Accepts); 4] = [
+        ("queueSort", "QueueSort", &pl.queue_sort, |n| n == plugins::PRIORITY_SORT),
+        ("reserve", "Reserve", &pl.reserve, |_| false),
+        ("postFilter", "PostFilter", &pl.post_filter, |n| plugins::post_filter_by_name(n).is_some()),
+        ("bind", "Bind", &pl.bind, |n| plugins::bind_by_name(n).is_some()),
+    ];
+    for (key, point, set, accepts) in fixed_points {
+        if let Some((i, e)) = set.enabled.iter().enumerate().find(|(_, e)| !accepts(&e.name)) {
+            return Err(invalid(format!("{path}.plugins.{key}.enabled[{i}].name"), not_at(&e.name, point)));
         }
-    }
-    if let Some(e) = pl.reserve.enabled.first() {
-        let why = if plugins::is_known(&e.name) { "does not extend Reserve" } else { "does not exist" };
-        return Err(invalid(format!("{path}.plugins.reserve.enabled[0].name"), format!("plugin {:?} {why}", e.name)));
     }
     // PostFilter: DefaultPreemption unless disabled (a profile that never preempts).
     let mut post_filters: Vec<Box<dyn crate::framework::PostFilterPlugin>> = Vec::new();
@@ -342,26 +348,8 @@ fn build_profile(
     {
         post_filters.extend(plugins::post_filter_by_name(preemption));
     }
-    for (i, e) in pl.post_filter.enabled.iter().enumerate() {
-        if plugins::post_filter_by_name(&e.name).is_none() {
-            let why = if plugins::is_known(&e.name) { "does not extend PostFilter" } else { "does not exist" };
-            return Err(invalid(
-                format!("{path}.plugins.postFilter.enabled[{i}].name"),
-                format!("plugin {:?} {why}", e.name),
-            ));
-        }
-    }
     // Bind: exactly one; DefaultBinder is the only one.
     let binder_name = crate::plugins::default_binder::NAME;
-    for (i, e) in pl.bind.enabled.iter().enumerate() {
-        if plugins::bind_by_name(&e.name).is_none() {
-            let why = if plugins::is_known(&e.name) { "does not extend Bind" } else { "does not exist" };
-            return Err(invalid(
-                format!("{path}.plugins.bind.enabled[{i}].name"),
-                format!("plugin {:?} {why}", e.name),
-            ));
-        }
-    }
     if pl.bind.disabled.iter().any(|d| d.name == binder_name || d.name == "*") && !enabled_at(&pl.bind, binder_name) {
         return Err(invalid(format!("{path}.plugins.bind"), "at least one Bind plugin must be enabled"));
     }
@@ -430,14 +418,14 @@ fn build_profile(
         let field = format!("{path}.plugins.filter.enabled[{i}]");
         let f = make(&e.name, &format!("{field}.name"))?
             .filter()
-            .ok_or_else(|| invalid(format!("{field}.name"), format!("plugin {:?} does not extend Filter", e.name)))?;
+            .ok_or_else(|| invalid(format!("{field}.name"), not_at(&e.name, "Filter")))?;
         add_filter(&e.name, f, &mut filter_names);
     }
     for (i, e) in pl.score.enabled.iter().enumerate() {
         let field = format!("{path}.plugins.score.enabled[{i}]");
         let s = make(&e.name, &format!("{field}.name"))?
             .score()
-            .ok_or_else(|| invalid(format!("{field}.name"), format!("plugin {:?} does not extend Score", e.name)))?;
+            .ok_or_else(|| invalid(format!("{field}.name"), not_at(&e.name, "Score")))?;
         add_score(&e.name, s, e.weight, &field)?;
     }
     for (point, set) in [

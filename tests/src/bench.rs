@@ -38,6 +38,35 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Runs `count` operations, `in_flight` at a time (workers taking the next index until
+/// none is left); the first error stops the run.
+pub async fn parallel<F, Fut>(count: usize, in_flight: usize, f: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let f = std::sync::Arc::new(f);
+    let mut workers = Vec::new();
+    for _ in 0..in_flight {
+        let (next, f) = (next.clone(), f.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                f(i).await?;
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok(())
+}
+
 /// A child process that is stopped (by its PID) when dropped.
 pub struct Proc(pub Child);
 

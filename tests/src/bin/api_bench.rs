@@ -7,7 +7,6 @@
 //! pods); watch fan-out delivery latency (1 write, 1,000 watchers). Prints medians of
 //! repeated runs and the ratios. Every loop is bounded in count.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,24 +37,16 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
-    let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (op, next) = (op.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                op(i).await;
-            }
-        }));
-    }
-    for w in workers {
-        w.await.expect("worker");
-    }
+    skiff_e2e::bench::parallel(total, concurrency, move |i| {
+        let op = op.clone();
+        async move {
+            op(i).await;
+            Ok(())
+        }
+    })
+    .await
+    .expect("operations do not fail");
     total as f64 / start.elapsed().as_secs_f64()
 }
 

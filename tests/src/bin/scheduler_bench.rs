@@ -28,8 +28,6 @@
 //! and 60 pods/s at 5,000 nodes. Every loop is bounded.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -37,7 +35,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
-use skiff_e2e::bench::{cpu_seconds, median, release_bin, spawn, BenchApi};
+use skiff_e2e::bench::{cpu_seconds, median, parallel, release_bin, spawn, BenchApi};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -89,33 +87,6 @@ fn pod(kind: Kind, name: &str, node: Option<String>) -> Value {
         spec["nodeName"] = json!(n);
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec})
-}
-
-/// Runs `count` API calls, `in_flight` at a time.
-async fn parallel<F, Fut>(count: usize, in_flight: usize, f: F) -> anyhow::Result<()>
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let next = Arc::new(AtomicUsize::new(0));
-    let f = Arc::new(f);
-    let mut workers = Vec::new();
-    for _ in 0..in_flight {
-        let (next, f) = (next.clone(), f.clone());
-        workers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                f(i).await?;
-            }
-        }));
-    }
-    for w in workers {
-        w.await??;
-    }
-    Ok(())
 }
 
 async fn create_nodes(client: &kube::Client, count: usize) -> anyhow::Result<()> {

@@ -19,8 +19,6 @@
 //! process (the apiserver, plus the bench's one watch). Every loop is bounded.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -30,7 +28,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
-use skiff_e2e::bench::{cpu_seconds, median, memory_mib, release_bin, spawn, BenchApi};
+use skiff_e2e::bench::{cpu_seconds, median, memory_mib, parallel, release_bin, spawn, BenchApi};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -167,30 +165,20 @@ async fn main() -> anyhow::Result<()> {
         // Floor: the same number of pods, created bound, 16 in flight.
         let floor_ns = format!("floor-{run}");
         let pods: Api<Pod> = Api::namespaced(client.clone(), &floor_ns);
-        let next = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
-        let mut workers = Vec::new();
-        for _ in 0..16 {
-            let (pods, next) = (pods.clone(), next.clone());
-            workers.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= replicas {
-                        return;
-                    }
-                    let mut spec = pod_spec();
-                    spec["nodeName"] = json!(format!("bench-node-{}", i % node_count));
-                    let p: Pod = serde_json::from_value(
-                        json!({"metadata": {"name": format!("p-{i}"), "labels": {"app": "floor"}}, "spec": spec}),
-                    )
-                    .expect("static pod");
-                    pods.create(&PostParams::default(), &p).await.expect("floor create");
-                }
-            }));
-        }
-        for w in workers {
-            w.await?;
-        }
+        parallel(replicas, 16, move |i| {
+            let pods = pods.clone();
+            async move {
+                let mut spec = pod_spec();
+                spec["nodeName"] = json!(format!("bench-node-{}", i % node_count));
+                let p: Pod = serde_json::from_value(
+                    json!({"metadata": {"name": format!("p-{i}"), "labels": {"app": "floor"}}, "spec": spec}),
+                )?;
+                pods.create(&PostParams::default(), &p).await?;
+                Ok(())
+            }
+        })
+        .await?;
         let floor = start.elapsed().as_secs_f64();
         // Skiff: one Deployment; the clock stops when every pod is bound.
         let ns = format!("skiff-{run}");
