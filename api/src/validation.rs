@@ -1823,6 +1823,32 @@ fn validate_volume_source(errs: &mut FieldErrors, vol: &core::Volume, path: &str
         validate_mode(errs, cm.default_mode, &child(&p, "defaultMode"));
         validate_items(errs, sl(&cm.items), &child(&p, "items"));
     }
+    if let Some(pr) = &vol.projected {
+        let p = child(path, "projected");
+        validate_mode(errs, pr.default_mode, &child(&p, "defaultMode"));
+        for (i, src) in sl(&pr.sources).iter().enumerate() {
+            let Some(t) = &src.service_account_token else { continue };
+            let tp = child(&index(&child(&p, "sources"), i), "serviceAccountToken");
+            // As upstream: a token must live at least 10 minutes and at most 2^32 seconds.
+            match t.expiration_seconds {
+                Some(s) if s < 600 => errs.push(invalid_int(
+                    child(&tp, "expirationSeconds"),
+                    s,
+                    "may not specify a duration less than 10 minutes",
+                )),
+                Some(s) if s > 1 << 32 => errs.push(invalid_int(
+                    child(&tp, "expirationSeconds"),
+                    s,
+                    "may not specify a duration larger than 2^32 seconds",
+                )),
+                _ => {}
+            }
+            if t.path.is_empty() {
+                errs.push(required(child(&tp, "path"), ""));
+            }
+            validate_local_non_reserved_path(errs, &t.path, &child(&tp, "path"));
+        }
+    }
     if let Some(pvc) = &vol.persistent_volume_claim {
         if pvc.claim_name.is_empty() {
             errs.push(required(child(&child(path, "persistentVolumeClaim"), "claimName"), ""));

@@ -143,11 +143,10 @@ pub fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:basic-user",
             json!({}),
-            vec![rule(
-                &["create"],
-                &["authorization.k8s.io"],
-                &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-            )],
+            vec![
+                rule(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
+                rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
+            ],
         ),
         cluster_role(
             "system:discovery",

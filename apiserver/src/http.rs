@@ -67,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(access_review))
         .route("/apis/authorization.k8s.io/v1/subjectaccessreviews", axum::routing::post(access_review))
+        .route("/apis/authentication.k8s.io/v1/tokenreviews", axum::routing::post(token_review))
+        .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", axum::routing::post(self_subject_review))
         .fallback(resource_handler)
         // Layers run outermost-last: identify (authentication), audit, impersonation, the
         // in-flight limit, authorize (upstream's filter order).
@@ -111,6 +113,64 @@ async fn access_review(State(s): State<AppState>, req: Request) -> Response {
         Ok(v) => json_response(StatusCode::CREATED, &v),
         Err(e) => e.into_response(),
     }
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`: who a bearer token belongs to, as
+/// the apiserver itself would authenticate it (a kubelet asks this about the tokens its own
+/// API receives). A refused token is a review with `authenticated: false`, not an error.
+async fn token_review(State(s): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let result = async {
+        let bytes = read_body(body, s.request_timeout).await?;
+        let mut review = decode_body(&parts.headers, &bytes)?;
+        let token = review.pointer("/spec/token").and_then(Value::as_str).unwrap_or_default().to_string();
+        if token.is_empty() {
+            return Err(ApiError::Invalid {
+                kind: "TokenReview".into(),
+                group: "authentication.k8s.io".into(),
+                name: String::new(),
+                causes: vec![skiff_api::validation::FieldError::required("spec.token")],
+            });
+        }
+        let audiences: Vec<String> = review
+            .pointer("/spec/audiences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect();
+        let status = match s.authn.review_token(&token, &audiences).await {
+            Ok((user, audiences)) => json!({
+                "authenticated": true,
+                "user": {"username": user.name, "uid": user.uid, "groups": user.groups},
+                "audiences": audiences,
+            }),
+            Err(why) => json!({"authenticated": false, "error": why}),
+        };
+        review["apiVersion"] = json!("authentication.k8s.io/v1");
+        review["kind"] = json!("TokenReview");
+        review["status"] = status;
+        Ok(review)
+    }
+    .await;
+    match result {
+        Ok(v) => json_response(StatusCode::CREATED, &v),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`): the
+/// caller's own identity.
+async fn self_subject_review(req: Request) -> Response {
+    let user =
+        req.extensions().get::<crate::authn::UserInfo>().cloned().unwrap_or_else(crate::authn::UserInfo::anonymous);
+    let review = json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "SelfSubjectReview",
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": {"username": user.name, "uid": user.uid, "groups": user.groups}},
+    });
+    json_response(StatusCode::CREATED, &review)
 }
 
 /// `/openapi/v2`: gnostic protobuf when asked for (kubectl 1.27/1.28), JSON otherwise.

@@ -104,6 +104,12 @@ pub struct Config {
     pub service_account_issuer: String,
     /// `--api-audiences` (default: the issuer).
     pub api_audiences: Vec<String>,
+    /// The ServiceAccount admission plugin (every pod runs as an existing ServiceAccount and
+    /// gets its `kube-api-access-*` volume). On in `skiff-apiserver` as upstream
+    /// (`--disable-admission-plugins=ServiceAccount` turns it off); off in `Config::new`,
+    /// because it refuses pods until the controller-manager has made each namespace's
+    /// `default` account, and most in-process fixtures run no controller-manager.
+    pub service_account_admission: bool,
 }
 
 impl Config {
@@ -126,6 +132,7 @@ impl Config {
             service_account_signing_key_file: None,
             service_account_issuer: serviceaccount::DEFAULT_ISSUER.into(),
             api_audiences: Vec::new(),
+            service_account_admission: false,
         }
     }
 }
@@ -275,6 +282,7 @@ impl ApiServer {
         };
         let mut registry = registry::Registry::new(store, config.service_ranges.clone());
         registry.token_issuer = Some(Arc::new(issuer));
+        registry.service_account_admission = config.service_account_admission;
         Ok(Self { registry, ready: Arc::new(ready), listener, config })
     }
 

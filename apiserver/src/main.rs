@@ -98,7 +98,19 @@ struct Args {
     /// certificates signed by that CA authenticate.
     #[arg(long, conflicts_with = "tls_cert_file")]
     cert_dir: Option<std::path::PathBuf>,
+    /// Admission plugins to turn on besides the defaults. Skiff's plugins (NamespaceLifecycle,
+    /// ServiceAccount, Priority, and NodeRestriction with `--authorization-mode=Node,...`) are
+    /// on already; the flag is accepted so upstream command lines work.
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Admission plugins to turn off: only `ServiceAccount` can be (pods then run with no
+    /// account check and no API credentials mounted).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
 }
+
+/// The admission plugins Skiff has (all on by default).
+const ADMISSION_PLUGINS: [&str; 4] = ["NamespaceLifecycle", "ServiceAccount", "Priority", "NodeRestriction"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -150,6 +162,17 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(file = %path.display(), ?e, "encryption at rest");
         config.encryption = Some(std::sync::Arc::new(e));
     }
+    for p in args.enable_admission_plugins.iter().chain(&args.disable_admission_plugins) {
+        anyhow::ensure!(
+            ADMISSION_PLUGINS.contains(&p.as_str()),
+            "unknown admission plugin {p:?} (Skiff has {})",
+            ADMISSION_PLUGINS.join(", ")
+        );
+    }
+    for p in &args.disable_admission_plugins {
+        anyhow::ensure!(p == "ServiceAccount", "admission plugin {p} cannot be disabled in Skiff");
+    }
+    config.service_account_admission = !args.disable_admission_plugins.iter().any(|p| p == "ServiceAccount");
     config.service_account_issuer = args.service_account_issuer.clone();
     config.api_audiences = args.api_audiences.clone();
     config.service_account_signing_key_file = match (&args.service_account_signing_key_file, &args.cert_dir) {

@@ -128,6 +128,9 @@ pub struct Registry {
     namespace_marked: Arc<std::sync::atomic::AtomicI64>,
     /// Signs and checks ServiceAccount tokens (TokenRequest, bearer tokens).
     pub token_issuer: Option<Arc<crate::serviceaccount::TokenIssuer>>,
+    /// Upstream's ServiceAccount admission plugin (`serviceaccount::admit_pod`) runs on pod
+    /// create.
+    pub service_account_admission: bool,
 }
 
 fn cache_key(r: &ResourceInfo) -> &'static str {
@@ -139,7 +142,14 @@ impl Registry {
     pub fn new(store: Store, ranges: crate::allocator::ServiceRanges) -> Self {
         let caches = resources::all().iter().map(|r| (cache_key(r), WatchCache::new(r))).collect();
         let allocator = crate::allocator::Allocator::new(store.clone(), ranges);
-        Self { store, allocator, caches: Arc::new(caches), namespace_marked: Default::default(), token_issuer: None }
+        Self {
+            store,
+            allocator,
+            caches: Arc::new(caches),
+            namespace_marked: Default::default(),
+            token_issuer: None,
+            service_account_admission: false,
+        }
     }
 
     pub fn caches(&self) -> impl Iterator<Item = &Arc<WatchCache>> {
@@ -249,7 +259,12 @@ impl Registry {
         strategy::prepare_for_create(r, &mut v);
         crate::defaults::apply(r.kind, &mut v);
         match r.kind {
-            "Pod" => self.admit_priority(r, &name, &mut v).await?,
+            "Pod" => {
+                self.admit_priority(r, &name, &mut v).await?;
+                if let (true, Some(ns)) = (self.service_account_admission, &t.namespace) {
+                    crate::serviceaccount::admit_pod(self, ns, &mut v).await?;
+                }
+            }
             "PriorityClass" => self.admit_priority_class(r, &name, &v).await?,
             _ => {}
         }

@@ -141,6 +141,11 @@ impl TokenIssuer {
     /// The claims of a token this issuer signed that is valid at `now` (unix seconds);
     /// `Err` says why not. Only the token itself: [`authenticate`] also checks the objects.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, String> {
+        self.verify_for(token, now, &self.audiences)
+    }
+
+    /// As [`Self::verify`], but the token must name one of `audiences` (a TokenReview's).
+    pub fn verify_for(&self, token: &str, now: i64, audiences: &[String]) -> Result<Claims, String> {
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err("not a JWT".into());
@@ -160,7 +165,7 @@ impl TokenIssuer {
         if now < claims.nbf {
             return Err("token is not valid yet".into());
         }
-        if !claims.aud.iter().any(|a| self.audiences.contains(a)) {
+        if !claims.aud.iter().any(|a| audiences.contains(a)) {
             return Err("token audiences are not accepted by this apiserver".into());
         }
         Ok(claims)
@@ -180,8 +185,18 @@ async fn cached_get(reg: &Registry, plural: &str, ns: &str, name: &str) -> Optio
 
 /// The user of a ServiceAccount token, or why it is refused (401).
 pub async fn authenticate(reg: &Registry, issuer: &TokenIssuer, token: &str) -> Result<UserInfo, String> {
+    authenticate_for(reg, issuer, token, &issuer.audiences).await
+}
+
+/// As [`authenticate`], for a token that must name one of `audiences`.
+pub async fn authenticate_for(
+    reg: &Registry,
+    issuer: &TokenIssuer,
+    token: &str,
+    audiences: &[String],
+) -> Result<UserInfo, String> {
     let now = chrono::Utc::now().timestamp();
-    let claims = issuer.verify(token, now)?;
+    let claims = issuer.verify_for(token, now, audiences)?;
     let k = &claims.kubernetes;
     let sa = cached_get(reg, "serviceaccounts", &k.namespace, &k.serviceaccount.name)
         .await
@@ -296,6 +311,104 @@ pub async fn token_request(reg: &Registry, t: &Target, name: &str, body: &Value)
     Ok(json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
         "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
         "spec": spec, "status": {"token": token, "expirationTimestamp": expires}}))
+}
+
+/// Where upstream mounts a pod's API credentials (token, ca.crt, namespace).
+pub const API_ACCESS_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The prefix of the injected volume's name (`kube-api-access-xxxxx`).
+pub const API_ACCESS_VOLUME_PREFIX: &str = "kube-api-access-";
+/// The injected token's lifetime: upstream asks for 3607 s, one it recognises as "a legacy
+/// token source" (the kubelet refreshes it long before it expires).
+pub const API_ACCESS_EXPIRATION_SECONDS: i64 = 3607;
+
+/// Upstream's ServiceAccount admission on pod create: the pod runs as `default` unless it
+/// names an account; the account must exist (403 otherwise, as upstream); and unless the pod
+/// or the account opt out (`automountServiceAccountToken: false`), every container that does
+/// not already mount something there gets the projected `kube-api-access-*` volume at
+/// [`API_ACCESS_MOUNT_PATH`]: a pod-bound token the kubelet requests and refreshes, the
+/// cluster CA (`kube-root-ca.crt`) and the namespace. Mirror pods are left alone: the
+/// kubelet, not the API, owns their spec.
+pub async fn admit_pod(reg: &Registry, ns: &str, pod: &mut Value) -> ApiResult<()> {
+    if pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some() {
+        return Ok(());
+    }
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(()) };
+    let account = match spec.get("serviceAccountName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        Some(a) => a.to_string(),
+        None => {
+            spec.insert("serviceAccountName".into(), json!("default"));
+            spec.insert("serviceAccount".into(), json!("default"));
+            "default".to_string()
+        }
+    };
+    let Some(sa) = cached_get(reg, "serviceaccounts", ns, &account).await else {
+        let r = resources::find("", "v1", "pods").expect("served");
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        return Err(ApiError::forbidden(
+            r,
+            &name,
+            format!("error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"),
+        ));
+    };
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .or_else(|| sa.get("automountServiceAccountToken"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if automount {
+        mount_api_access(spec);
+    }
+    Ok(())
+}
+
+/// Adds the `kube-api-access-*` volume and its mount (upstream's mountServiceAccountToken):
+/// an existing volume of that prefix is reused, and a container that already mounts
+/// something at the path keeps its own.
+fn mount_api_access(spec: &mut serde_json::Map<String, Value>) {
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .find(|n| n.starts_with(API_ACCESS_VOLUME_PREFIX))
+        .map(String::from);
+    let volume =
+        existing.clone().unwrap_or_else(|| format!("{API_ACCESS_VOLUME_PREFIX}{}", crate::strategy::random_suffix()));
+    let mount = json!({"name": volume, "readOnly": true, "mountPath": API_ACCESS_MOUNT_PATH});
+    let mut needed = false;
+    for list in ["initContainers", "containers"] {
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+            let Some(c) = c.as_object_mut() else { continue };
+            let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+            let Some(mounts) = mounts.as_array_mut() else { continue };
+            if mounts.iter().any(|m| m.get("mountPath").and_then(Value::as_str) == Some(API_ACCESS_MOUNT_PATH)) {
+                continue;
+            }
+            mounts.push(mount.clone());
+            needed = true;
+        }
+    }
+    if needed && existing.is_none() {
+        let v = json!({
+            "name": volume,
+            "projected": {
+                "defaultMode": 0o644,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": API_ACCESS_EXPIRATION_SECONDS, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace",
+                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        });
+        match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+            Some(vs) => vs.push(v),
+            None => {
+                spec.insert("volumes".into(), json!([v]));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

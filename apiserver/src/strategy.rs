@@ -49,10 +49,14 @@ pub fn generate_name(body: &mut Value) {
         return;
     }
     let Some(base) = obj::meta_str(body, "generateName").map(String::from) else { return };
+    obj::meta_mut(body).insert("name".into(), json!(format!("{base}{}", random_suffix())));
+}
+
+/// Five characters as upstream's `utilrand.String(5)`: no vowels (no words), no look-alikes.
+pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    let suffix: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-    obj::meta_mut(body).insert("name".into(), json!(format!("{base}{suffix}")));
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// Server-set fields on create.

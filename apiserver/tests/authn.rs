@@ -210,6 +210,38 @@ async fn service_account_tokens_are_bound_to_their_pod() {
     )
     .await;
     assert_eq!(code, 201);
+    // Who it is, as `kubectl auth whoami` asks (SelfSubjectReview) ...
+    let (code, me) = request(
+        server.addr,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        Some(&token),
+        r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#,
+    )
+    .await;
+    assert_eq!(code, 201, "{me}");
+    assert_eq!(me["status"]["userInfo"]["username"], "system:serviceaccount:default:builder");
+    assert!(me["status"]["userInfo"]["groups"].as_array().unwrap().contains(&json!("system:serviceaccounts:default")));
+    // ... and as a kubelet asks about a token it was given (TokenReview).
+    let review = |token: &str, audiences: Value| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences}})
+        .to_string()
+    };
+    let (code, tr) = admin("POST", "/apis/authentication.k8s.io/v1/tokenreviews", &review(&token, json!([]))).await;
+    assert_eq!(code, 201, "{tr}");
+    assert_eq!(tr["status"]["authenticated"], true, "{tr}");
+    assert_eq!(tr["status"]["user"]["username"], "system:serviceaccount:default:builder");
+    assert_eq!(tr["status"]["audiences"], json!([serviceaccount::DEFAULT_ISSUER]));
+    let (_, tr) = admin("POST", "/apis/authentication.k8s.io/v1/tokenreviews", &review(&token, json!(["vault"]))).await;
+    assert_eq!(tr["status"]["authenticated"], false, "another audience: {tr}");
+    let (_, tr) = admin("POST", "/apis/authentication.k8s.io/v1/tokenreviews", &review(GOOD, json!([]))).await;
+    assert_eq!(
+        (tr["status"]["authenticated"].clone(), tr["status"]["user"]["username"].clone()),
+        (json!(true), json!("admin"))
+    );
+    let (code, tr) = admin("POST", "/apis/authentication.k8s.io/v1/tokenreviews", &review("", json!([]))).await;
+    assert_eq!(code, 422, "an empty token is invalid: {tr}");
 
     // Bad requests: too short, a pod that is not there, a stale uid, an unknown account.
     let short = json!({"spec": {"expirationSeconds": 60}});
@@ -257,4 +289,87 @@ async fn service_account_tokens_are_bound_to_their_pod() {
     assert_eq!(admin("DELETE", "/api/v1/namespaces/default/pods/web", "").await.0, 200);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(request(server.addr, "GET", "/api/v1/namespaces/default/configmaps", Some(&token), "").await.0, 401);
+    let (_, tr) = admin("POST", "/apis/authentication.k8s.io/v1/tokenreviews", &review(&token, json!([]))).await;
+    assert_eq!(tr["status"]["authenticated"], false, "{tr}");
+    assert!(tr["status"]["error"].as_str().unwrap().contains("no longer exists"), "{tr}");
+}
+
+/// ServiceAccount admission (on in `skiff-apiserver`, as upstream): a pod runs as `default`
+/// unless it names an account, the account must exist (403), and every container gets the
+/// projected `kube-api-access-*` volume (token, CA, namespace) at the upstream path, unless the
+/// pod or its account opts out or the container mounts something there itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_admission_mounts_api_credentials() {
+    use skiff_apiserver::serviceaccount::API_ACCESS_MOUNT_PATH;
+    let etcd = EtcdCluster::start();
+    let server =
+        Server::start_with(&etcd.endpoints(), "127.0.0.1:0".parse().unwrap(), |c| c.service_account_admission = true)
+            .await;
+    let addr = server.addr;
+    let post = async move |path: &str, body: Value| request(addr, "POST", path, None, &body.to_string()).await;
+    let pod = |name: &str, spec: Value| {
+        let mut p = json!({"metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}});
+        json_patch::merge(&mut p["spec"], &spec);
+        p
+    };
+    // No account yet: refused, nothing stored.
+    let (code, st) = post("/api/v1/namespaces/default/pods", pod("early", json!({}))).await;
+    assert_eq!(code, 403, "{st}");
+    assert!(st["message"].as_str().unwrap().contains("error looking up service account default/default"), "{st}");
+    assert_eq!(request(addr, "GET", "/api/v1/namespaces/default/pods/early", None, "").await.0, 404);
+
+    for sa in [
+        json!({"metadata": {"name": "default"}}),
+        json!({"metadata": {"name": "quiet"}, "automountServiceAccountToken": false}),
+    ] {
+        assert_eq!(post("/api/v1/namespaces/default/serviceaccounts", sa).await.0, 201);
+    }
+    let spec = json!({"initContainers": [{"name": "init", "image": "busybox:1.36"}],
+        "containers": [{"name": "c", "image": "busybox:1.36"},
+                       {"name": "own", "image": "busybox:1.36",
+                        "volumeMounts": [{"name": "mine", "mountPath": API_ACCESS_MOUNT_PATH}]}],
+        "volumes": [{"name": "mine", "emptyDir": {}}]});
+    let (code, p) = post("/api/v1/namespaces/default/pods", pod("web", spec)).await;
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(p["spec"]["serviceAccountName"], "default");
+    let volumes = p["spec"]["volumes"].as_array().unwrap();
+    let access = volumes.iter().find(|v| v["name"].as_str().unwrap().starts_with("kube-api-access-")).unwrap();
+    let name = access["name"].as_str().unwrap();
+    assert_eq!(name.len(), "kube-api-access-".len() + 5);
+    let sources = &access["projected"]["sources"];
+    assert_eq!(sources[0]["serviceAccountToken"], json!({"expirationSeconds": 3607, "path": "token"}));
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+    assert_eq!(sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"], "metadata.namespace");
+    let mount_of = |c: &Value| {
+        c["volumeMounts"].as_array().into_iter().flatten().find(|m| m["mountPath"] == API_ACCESS_MOUNT_PATH).cloned()
+    };
+    assert_eq!(mount_of(&p["spec"]["initContainers"][0]).unwrap()["name"], name);
+    let main = mount_of(&p["spec"]["containers"][0]).unwrap();
+    assert_eq!((main["name"].as_str(), main["readOnly"].as_bool()), (Some(name), Some(true)));
+    assert_eq!(mount_of(&p["spec"]["containers"][1]).unwrap()["name"], "mine", "its own mount is kept");
+
+    // Opting out, by the pod or by the account: no volume.
+    for (pod_name, spec) in
+        [("optout", json!({"automountServiceAccountToken": false})), ("quiet", json!({"serviceAccountName": "quiet"}))]
+    {
+        let (code, p) = post("/api/v1/namespaces/default/pods", pod(pod_name, spec)).await;
+        assert_eq!(code, 201, "{p}");
+        assert!(p["spec"]["volumes"].is_null(), "{pod_name}: {p}");
+    }
+    // A pod's own opt-in beats the account's opt-out.
+    let (_, p) = post(
+        "/api/v1/namespaces/default/pods",
+        pod("loud", json!({"serviceAccountName": "quiet", "automountServiceAccountToken": true})),
+    )
+    .await;
+    assert_eq!(p["spec"]["volumes"].as_array().map(Vec::len), Some(1), "{p}");
+    // An unknown account is refused; a token lifetime under 10 minutes is invalid.
+    let (code, _) = post("/api/v1/namespaces/default/pods", pod("ghost", json!({"serviceAccountName": "ghost"}))).await;
+    assert_eq!(code, 403);
+    let short = json!({"automountServiceAccountToken": false, "volumes": [{"name": "t", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "t", "expirationSeconds": 60}}]}}]});
+    let (code, st) = post("/api/v1/namespaces/default/pods", pod("short", short)).await;
+    assert_eq!(code, 422, "{st}");
+    assert!(st["message"].as_str().unwrap().contains("expirationSeconds"), "{st}");
 }

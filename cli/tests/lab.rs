@@ -368,6 +368,26 @@ async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, 
     let out = tokio::task::block_in_place(|| tty.output().unwrap());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/") && text.contains("rows="), "exec -it runs on a terminal: {text:?}");
+    // The pod's API credentials (ServiceAccount admission + the kubelet's projected token):
+    // the token at the upstream path authenticates as the namespace's default account
+    // (`kubectl auth whoami`), with the cluster CA beside it.
+    let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let token = lab.ctl(driver, &["exec", &local_pod, "--", "cat", &format!("{sa_dir}/token")]);
+    let ca = lab.ctl(driver, &["exec", &local_pod, "--", "cat", &format!("{sa_dir}/ca.crt")]);
+    assert_eq!(ca, std::fs::read_to_string(lab.home.path().join("pki/ca.crt")).unwrap(), "the pod has the cluster CA");
+    let whoami = Command::new("kubectl")
+        .env("KUBECONFIG", "/dev/null")
+        .args(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"])
+        .args([format!("--server=https://10.{subnet}.0.1:6443"), format!("--token={}", token.trim())])
+        .arg(format!("--certificate-authority={}", lab.home.path().join("pki/ca.crt").display()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "system:serviceaccount:default:default",
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
     let log = lab.ctl(driver, &["logs", &local_pod]);
     assert_eq!(log.trim(), format!("serving on {local_pod}"));
     // port-forward to the pod from this machine's loopback.

@@ -16,7 +16,9 @@ struct Args {
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
     /// A CA bundle published in every namespace as ConfigMap `kube-root-ca.crt`, so pods
-    /// can verify the apiserver.
+    /// can verify the apiserver. Default, as upstream: the CA of this controller-manager's
+    /// kubeconfig (none for a plain-HTTP apiserver: an empty bundle is published, so pods'
+    /// API-credential volumes still mount).
     #[arg(long)]
     root_ca_file: Option<std::path::PathBuf>,
     /// Run the loops only while holding the `kube-system/skiff-controller-manager` Lease.
@@ -68,6 +70,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(master) = &args.master {
         config.cluster_url = master.parse()?;
     }
+    let root_ca = match &args.root_ca_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+        None => config.root_cert.iter().flatten().map(|der| pem_certificate(der)).collect(),
+    };
     let client = kube::Client::try_from(config)?;
     let shutdown = CancellationToken::new();
     {
@@ -97,10 +103,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut manager =
         skiff_controllers::ControllerManager::new(client).with_cluster_cidr(cidr).with_node_lifecycle(lifecycle);
-    if let Some(path) = &args.root_ca_file {
-        let pem = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        manager = manager.with_root_ca(pem);
-    }
+    manager = manager.with_root_ca(root_ca);
     if args.leader_elect {
         let identity = args.leader_elect_identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
@@ -116,4 +119,12 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("lost leadership");
     }
     Ok(())
+}
+
+/// One DER certificate as PEM (the kubeconfig's CA as kube-rs holds it).
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("base64 is ASCII")).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
 }

@@ -10,7 +10,8 @@
 //! - [`sync`] is the heart: the pure decision of what a pod needs next (sandbox, init
 //!   containers, restarts with crash-loop back-off), unit-tested rule by rule.
 //! - [`status`] turns runtime state into the pod's API status; [`spec`] turns the pod spec into
-//!   CRI configs; [`volumes`] makes emptyDir/hostPath/configMap/secret/downwardAPI volumes;
+//!   CRI configs; [`volumes`] makes emptyDir/hostPath/configMap/secret/downwardAPI/projected
+//!   volumes, with ServiceAccount tokens from [`tokens`];
 //!   [`probes`] runs liveness/readiness/startup probes; [`logs`] reads CRI log files;
 //!   [`static_pods`] mirrors manifests from `--pod-manifest-path` into the API.
 //! - [`cri`] is the only module that speaks gRPC (generated code lives in `skiff-proto`).
@@ -28,6 +29,7 @@ pub mod spec;
 pub mod static_pods;
 pub mod status;
 pub mod sync;
+pub mod tokens;
 pub mod volumes;
 
 use std::collections::BTreeMap;

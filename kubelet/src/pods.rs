@@ -59,6 +59,8 @@ pub struct Shared {
     pub memory_capacity: f64,
     /// The pods bound to this node, by UID, as last seen in the API.
     pub pods: RwLock<HashMap<String, Pod>>,
+    /// The pods' ServiceAccount tokens (projected volumes).
+    pub tokens: crate::tokens::TokenManager,
     workers: Mutex<HashMap<String, WorkerHandle>>,
     tracker: TaskTracker,
 }
@@ -86,6 +88,7 @@ impl Shared {
             host_resolv,
             memory_capacity,
             pods: Default::default(),
+            tokens: Default::default(),
             workers: Default::default(),
             tracker: TaskTracker::new(),
         })
@@ -330,7 +333,15 @@ impl Worker {
 
         // Every pass: configMap and secret volumes follow their objects (upstream refreshes
         // them on its sync period too); a pod without such references costs no API call.
-        let sources = fetch_sources(&sh.client, pod).await?;
+        let sources = match fetch_sources(&sh, pod).await {
+            Ok(s) => s,
+            Err(e) => {
+                // A token the API refuses (the account is gone) is a mount failure the
+                // user must see, as a missing Secret is.
+                sh.event(pod, "Warning", "FailedMount", format!("{e:#}"));
+                return Err(e);
+            }
+        };
         let needs_containers = actions.start_init.is_some() || !actions.start.is_empty();
         let volume_paths = match volumes::setup(&sh.cfg.root_dir, pod, &sources) {
             Ok(v) => v,
@@ -627,6 +638,7 @@ impl Worker {
         if let Err(e) = volumes::teardown(&sh.cfg.root_dir, &self.uid) {
             warn!(uid = %self.uid, error = %e, "cannot remove the pod directory");
         }
+        sh.tokens.forget(&self.uid);
         if let Some(pod) = &self.state.last_pod {
             let _ = std::fs::remove_dir_all(crate::spec::log_directory(&sh.cfg.root_dir, pod));
         }
@@ -670,8 +682,10 @@ fn pod_ref(pod: &Pod) -> String {
     )
 }
 
-/// The configMaps and secrets a pod's volumes and environment refer to.
-async fn fetch_sources(client: &kube::Client, pod: &Pod) -> anyhow::Result<Sources> {
+/// The configMaps and secrets a pod's volumes and environment refer to, and the tokens of
+/// its projected ServiceAccount token sources (from the token manager's cache while fresh).
+async fn fetch_sources(sh: &Shared, pod: &Pod) -> anyhow::Result<Sources> {
+    let client = &sh.client;
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let (mut cms, mut secrets) = volumes::referenced(pod);
     let spec = pod.spec.clone().unwrap_or_default();
@@ -711,6 +725,10 @@ async fn fetch_sources(client: &kube::Client, pod: &Pod) -> anyhow::Result<Sourc
                 e.insert(s);
             }
         }
+    }
+    for t in volumes::token_sources(pod) {
+        let token = sh.tokens.token(client, pod, t).await?;
+        src.tokens.insert(volumes::token_key(t), token);
     }
     Ok(src)
 }

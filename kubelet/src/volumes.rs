@@ -11,13 +11,31 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, ServiceAccountTokenProjection, Volume,
+};
 
-/// The data a volume needs from the API, fetched by the caller (configMaps and secrets by name).
+/// The data a volume needs from the API, fetched by the caller (configMaps and secrets by
+/// name, ServiceAccount tokens by [`token_key`]).
 #[derive(Default)]
 pub struct Sources {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// Which token a `serviceAccountToken` source needs: its audience and lifetime.
+pub fn token_key(s: &ServiceAccountTokenProjection) -> String {
+    format!("{}|{}", s.audience.as_deref().unwrap_or_default(), s.expiration_seconds.unwrap_or_default())
+}
+
+/// The `serviceAccountToken` sources of a pod's projected volumes.
+pub fn token_sources(pod: &Pod) -> impl Iterator<Item = &ServiceAccountTokenProjection> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .flat_map(|v| v.projected.iter().flat_map(|p| p.sources.iter().flatten()))
+        .filter_map(|s| s.service_account_token.as_ref())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,8 +169,13 @@ fn files_of(v: &Volume, pod: &Pod, src: &Sources) -> Result<BTreeMap<String, (Ve
             if let Some(d) = &s.downward_api {
                 downward_files(&mut files, d.items.as_deref().unwrap_or_default(), mode, pod)?;
             }
-            // serviceAccountToken sources arrive with token issuing (security issue); the
-            // rest of the projection is still written.
+            if let Some(t) = &s.service_account_token {
+                let token = src.tokens.get(&token_key(t)).ok_or_else(|| {
+                    VolumeError::Missing(format!("no service account token for volume {} yet", v.name))
+                })?;
+                // As upstream's projection: the token file gets the volume's default mode.
+                files.insert(t.path.clone(), (token.clone().into_bytes(), mode));
+            }
         }
     } else {
         return Err(VolumeError::Unsupported(v.name.clone()));

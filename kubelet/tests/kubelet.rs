@@ -41,9 +41,30 @@ async fn node() -> Node1 {
         .with_test_writer()
         .try_init();
     let etcd = EtcdCluster::start();
-    let (api_addr, api_stop) =
-        skiff_apiserver::ApiServer::start_local(etcd.endpoints()).await.expect("apiserver becomes ready");
+    // As `skiff-apiserver` runs: ServiceAccount admission gives every pod the projected
+    // kube-api-access volume, so every test pod here also gets a token from the kubelet.
+    let mut api_cfg = skiff_apiserver::Config::new(etcd.endpoints(), "127.0.0.1:0".parse().unwrap());
+    api_cfg.service_account_admission = true;
+    let server = skiff_apiserver::ApiServer::bind(api_cfg).await.unwrap();
+    let api_addr = server.local_addr();
+    let api_stop = CancellationToken::new();
+    server.spawn(api_stop.clone()).await.expect("apiserver becomes ready");
     let client = kube::Client::try_from(kube::Config::new(format!("http://{api_addr}").parse().unwrap())).unwrap();
+    // What the controller-manager would make: the namespace's default account and the
+    // cluster CA bundle (a stand-in: this apiserver serves plain HTTP).
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap())
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "kube-root-ca.crt"},
+                "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\ntest-ca\n-----END CERTIFICATE-----\n"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     let bridge = format!("sktest{}", n % 1000);
     let containerd = tokio::task::spawn_blocking(move || Containerd::start("n1", &bridge)).await.unwrap();
     let root = containerd.dir().join("kubelet");
@@ -251,6 +272,8 @@ async fn containers_share_localhost_volumes_config_and_init_order() {
                      {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                      {"name": "MSG", "value": "$(GREETING)-$(MY_NAME)"}],
              "command": ["sh", "-c", "echo env=$MSG pw=$PASSWORD; cat /etc/cfg/file.txt; echo; cat /etc/info/labels; echo; \
+                          cd /var/run/secrets/kubernetes.io/serviceaccount; \
+                          echo ns=$(cat namespace) ca=$(sed -n 2p ca.crt) token=$(cat token); cd /; \
                           until wget -qO- http://127.0.0.1:8080/index.html; do sleep 0.2; done; ".to_string() + TERM_OK],
              "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}, {"name": "info", "mountPath": "/etc/info"}]}]}}))
         .await;
@@ -266,6 +289,18 @@ async fn containers_share_localhost_volumes_config_and_init_order() {
     assert!(out.contains("env=hi-there-duo pw=s3cret"), "{out}");
     assert!(out.contains("from-configmap"), "{out}");
     assert!(out.contains("app=\"duo\""), "{out}");
+    // The API credentials at the upstream path: the namespace, the CA, and a token bound to
+    // this pod that the apiserver accepts as the pod's ServiceAccount.
+    assert!(out.contains("ns=default ca=test-ca token=eyJ"), "{out}");
+    let token = out.split("token=").nth(1).unwrap().lines().next().unwrap().trim();
+    let review: k8s_openapi::api::authentication::v1::TokenReview = serde_json::from_value(
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}),
+    )
+    .unwrap();
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> = Api::all(n.client.clone());
+    let st = reviews.create(&PostParams::default(), &review).await.unwrap().status.unwrap();
+    assert_eq!(st.authenticated, Some(true), "{st:?}");
+    assert_eq!(st.user.unwrap().username.as_deref(), Some("system:serviceaccount:default:default"));
     // `kubectl logs --tail` semantics through the apiserver and kubelet.
     let lp = kube::api::LogParams { container: Some("client".into()), tail_lines: Some(1), ..Default::default() };
     assert_eq!(n.pods().logs("duo", &lp).await.unwrap(), "from-init\n");
