@@ -142,8 +142,10 @@ echo "starting skiff-dns on 10.244.0.1:53 (behind kube-system/kube-dns, 10.96.0.
 echo $! >"$SKIFF_HOME/dns.pid"
 
 echo "starting skiff-kubelet (node $NODE)"
+# The apiserver here is plain HTTP with no client certificate for kubelets, so the kubelet API
+# (on 127.0.0.1 only) serves anonymous callers; `skiff lab` and deploy/systemd authenticate it.
 "$ROOT/target/release/skiff-kubelet" --master "http://127.0.0.1:$PORT" --hostname-override "$NODE" \
-    --node-ip 127.0.0.1 --address 127.0.0.1 --port 10250 \
+    --node-ip 127.0.0.1 --address 127.0.0.1 --port 10250 --anonymous-auth=true --authorization-mode=AlwaysAllow \
     --container-runtime-endpoint "$CTRD_SOCK" --root-dir "$SKIFF_HOME/kubelet" \
     --cni-conf-dir "$SKIFF_HOME/containerd/cni" --cni-bridge skiff0 --cluster-dns 10.96.0.10 \
     >"$SKIFF_HOME/kubelet.log" 2>&1 &

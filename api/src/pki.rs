@@ -2,6 +2,11 @@
 //! signed by it (client: CN = user, O = group, as upstream's x509 authenticator reads them),
 //! and kubeconfigs carrying a CA and a client certificate. The apiserver (`--cert-dir`) and
 //! `skiff lab` keep the files; this module only makes them.
+//!
+//! It also turns PEM into rustls configurations, shared by both ends of the cluster's TLS:
+//! [`server_config`] (the apiserver's and the kubelet's listeners, client certificates
+//! optional and verified against a CA), [`client_config`] (the apiserver dialing kubelets)
+//! and [`cert_identity`] (the user a verified client certificate names).
 
 use base64::Engine;
 use rcgen::{
@@ -13,6 +18,10 @@ use rcgen::{
 pub enum PkiError {
     #[error("generating a certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
+    #[error("{what}: {message}")]
+    Pem { what: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
     #[error("one group per issued certificate (rcgen keeps one O), not {0:?}")]
     TooManyGroups(Vec<String>),
 }
@@ -120,4 +129,132 @@ mod tests {
         let kc = kubeconfig("https://10.0.0.1:6443", &ca.cert, "alice", &client);
         assert!(kc.contains("server: https://10.0.0.1:6443") && kc.contains("client-certificate-data: "));
     }
+}
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+
+/// The certificates of a PEM bundle (`what` names it in errors); at least one.
+pub fn certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let bad = |message: String| PkiError::Pem { what: what.into(), message };
+    let certs: Vec<_> =
+        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| PkiError::Pem { what: what.into(), message: e.to_string() })
+}
+
+fn roots(pem: &str, what: &str) -> Result<rustls::RootCertStore, PkiError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certificates(pem, what)? {
+        roots.add(c).map_err(|e| PkiError::Pem { what: what.into(), message: e.to_string() })?;
+    }
+    Ok(roots)
+}
+
+/// A rustls server configuration: the serving pair and, with `client_ca`, client
+/// certificates verified against it but optional (requests without one go on to token or
+/// anonymous authentication, as upstream). Only HTTP/1.1 is offered over ALPN: exec, attach
+/// and port-forward upgrade HTTP/1.1 connections.
+pub fn server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca, "client CA")?),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| PkiError::Pem { what: "client CA".into(), message: e.to_string() })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config =
+        builder.with_single_cert(certificates(cert, "serving certificate")?, private_key(key, "serving key")?)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A rustls client configuration: the server verified against `ca` (without one, not at
+/// all: upstream's apiserver dials kubelets so when `--kubelet-certificate-authority` is not
+/// given), presenting `client` (certificate, key) when given.
+pub fn client_config(ca: Option<&str>, client: Option<(&str, &str)>) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = match ca {
+        Some(ca) => builder.with_root_certificates(roots(ca, "server CA")?),
+        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+    };
+    let mut config = match client {
+        Some((cert, key)) => {
+            builder.with_client_auth_cert(certificates(cert, "client certificate")?, private_key(key, "client key")?)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate (signatures still checked): the explicit "no CA given".
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The user a verified client certificate names, as upstream's x509 authenticator reads it:
+/// CN = user name, O = groups (`system:authenticated` is the caller's to add).
+pub fn cert_identity(cert: &CertificateDer<'_>) -> Option<(String, Vec<String>)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = parsed.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
+    Some((name, groups))
 }

@@ -161,6 +161,12 @@ pub struct Auditor {
 impl Auditor {
     /// Opens (appends to) `path` and starts the writer task.
     pub async fn open(path: &Path, policy: Policy) -> Result<Auditor, AuditError> {
+        // A fresh machine has no /var/log/skiff yet: make the directory (private, as the log).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| AuditError::Log { path: dir.display().to_string(), source })?;
+        }
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)

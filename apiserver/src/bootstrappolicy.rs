@@ -12,8 +12,9 @@
 //!   authenticated users, `system:public-info-viewer` (health, version) for everyone.
 //! - The components, by the users their client certificates name: `system:kube-scheduler`,
 //!   `system:kube-controller-manager`, `system:kube-proxy` (role `system:node-proxier`),
-//!   `system:skiff-dns` (role `skiff:dns`), and every node (group `system:nodes`, role
-//!   `system:node`).
+//!   `system:skiff-dns` (role `skiff:dns`), every node (group `system:nodes`, role
+//!   `system:node`), and the apiserver dialing kubelets (`kube-apiserver-kubelet-client`,
+//!   role `system:kubelet-api-admin`).
 
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde_json::{json, Value};
@@ -244,6 +245,17 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["create", "get", "update", "patch", "delete"], &["discovery.k8s.io"], &["endpointslices"]),
             ],
         ),
+        // Full access to the kubelet API (upstream's role; bound, as kubeadm does, to the
+        // user of the apiserver's `--kubelet-client-certificate`).
+        cluster_role(
+            "system:kubelet-api-admin",
+            json!({}),
+            vec![
+                rule(&READ, &[""], &["nodes"]),
+                rule(&["proxy"], &[""], &["nodes"]),
+                rule(&["*"], &[""], &["nodes/proxy", "nodes/metrics", "nodes/spec", "nodes/stats", "nodes/log"]),
+            ],
+        ),
         cluster_role(
             "system:public-info-viewer",
             json!({}),
@@ -253,6 +265,10 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
     ]
 }
+
+/// The user the apiserver's kubelet client certificate names (kubeadm's CN), bound to
+/// `system:kubelet-api-admin`.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// The default ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
@@ -269,6 +285,7 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("system:node", "system:node", json!([group("system:nodes")])),
         binding("system:node-proxier", "system:node-proxier", json!([user("system:kube-proxy")])),
         binding("skiff:dns", "skiff:dns", json!([user("system:skiff-dns")])),
+        binding("kube-apiserver-kubelet-client", "system:kubelet-api-admin", json!([user(KUBELET_CLIENT_USER)])),
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",

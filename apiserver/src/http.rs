@@ -46,6 +46,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The audit log, if any (`--audit-log-path`); see [`crate::audit`].
     pub audit: Option<crate::audit::Auditor>,
+    /// How to dial kubelets (`--kubelet-*` flags); see [`crate::nodeproxy`].
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -411,7 +413,7 @@ async fn handle_request(s: AppState, req: Request) -> ApiResult<Response> {
     if let (Some(name), Some(sub)) = (path.name.as_deref(), path.sub.as_deref()) {
         if matches!(sub, "log" | "exec" | "attach" | "portforward") && path.resource.subresources.contains(&sub) {
             let t = Target { resource: path.resource, namespace: path.namespace.clone() };
-            return crate::nodeproxy::handle(&s.registry, &t, name, sub, &params, req).await;
+            return crate::nodeproxy::handle(&s.registry, &s.kubelet_tls, &t, name, sub, &params, req).await;
         }
     }
     let (parts, body) = req.into_parts();

@@ -110,6 +110,8 @@ pub struct Config {
     /// because it refuses pods until the controller-manager has made each namespace's
     /// `default` account, and most in-process fixtures run no controller-manager.
     pub service_account_admission: bool,
+    /// How to dial kubelets (logs, exec, attach, port-forward): always TLS.
+    pub kubelet_client: tls::KubeletClient,
 }
 
 impl Config {
@@ -133,6 +135,7 @@ impl Config {
             service_account_issuer: serviceaccount::DEFAULT_ISSUER.into(),
             api_audiences: Vec::new(),
             service_account_admission: false,
+            kubelet_client: tls::KubeletClient::default(),
         }
     }
 }
@@ -250,6 +253,7 @@ pub struct ApiServer {
     ready: Arc<tokio::sync::watch::Sender<bool>>,
     listener: TcpListener,
     config: Config,
+    kubelet_tls: Arc<rustls::ClientConfig>,
 }
 
 impl ApiServer {
@@ -283,7 +287,8 @@ impl ApiServer {
         let mut registry = registry::Registry::new(store, config.service_ranges.clone());
         registry.token_issuer = Some(Arc::new(issuer));
         registry.service_account_admission = config.service_account_admission;
-        Ok(Self { registry, ready: Arc::new(ready), listener, config })
+        let kubelet_tls = tls::kubelet_client_config(&config.kubelet_client).map_err(Error::Tls)?;
+        Ok(Self { registry, ready: Arc::new(ready), listener, config, kubelet_tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -401,6 +406,7 @@ impl ApiServer {
                 None => None,
             },
             request_timeout: self.config.request_timeout,
+            kubelet_tls: self.kubelet_tls.clone(),
         };
         let tls = match &self.config.tls {
             Some(files) => Some(tls::server_config(files).map_err(Error::Tls)?),

@@ -98,6 +98,16 @@ struct Args {
     /// certificates signed by that CA authenticate.
     #[arg(long, conflicts_with = "tls_cert_file")]
     cert_dir: Option<std::path::PathBuf>,
+    /// Verify kubelets' serving certificates against this CA (PEM). Without it they are not
+    /// verified, as upstream.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<std::path::PathBuf>,
+    /// The client certificate presented to kubelets (with --kubelet-client-key). With
+    /// `--cert-dir` and none given, one for user `kube-apiserver-kubelet-client` is made there.
+    #[arg(long, requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<std::path::PathBuf>,
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<std::path::PathBuf>,
     /// Admission plugins to turn on besides the defaults. Skiff's plugins (NamespaceLifecycle,
     /// ServiceAccount, Priority, and NodeRestriction with `--authorization-mode=Node,...`) are
     /// on already; the flag is accepted so upstream command lines work.
@@ -144,6 +154,9 @@ async fn main() -> anyhow::Result<()> {
             hosts.push(a.to_string());
         }
         let pki = skiff_apiserver::tls::Pki::ensure(dir, &hosts)?;
+        if args.kubelet_client_certificate.is_none() {
+            config.kubelet_client.client_certificate = Some(pki.kubelet_client_pair()?);
+        }
         let mut files = pki.files();
         if let Some(ca) = &args.client_ca_file {
             files.client_ca = Some(ca.clone());
@@ -161,6 +174,10 @@ async fn main() -> anyhow::Result<()> {
         let e = skiff_apiserver::encryption::Encryption::load(path)?;
         tracing::info!(file = %path.display(), ?e, "encryption at rest");
         config.encryption = Some(std::sync::Arc::new(e));
+    }
+    config.kubelet_client.certificate_authority = args.kubelet_certificate_authority.clone();
+    if let (Some(cert), Some(key)) = (&args.kubelet_client_certificate, &args.kubelet_client_key) {
+        config.kubelet_client.client_certificate = Some((cert.clone(), key.clone()));
     }
     for p in args.enable_admission_plugins.iter().chain(&args.disable_admission_plugins) {
         anyhow::ensure!(

@@ -9,11 +9,15 @@
 //! Protocols`, copies bytes both ways. It never parses the streaming protocol, so every
 //! protocol the kubelet speaks works through it.
 //!
-//! Plain HTTP to the kubelet for now; TLS and kubelet authentication arrive with the
-//! security issue.
+//! Always over TLS, as upstream: the kubelet's certificate is verified against
+//! `--kubelet-certificate-authority` when given (else not at all, upstream's default), and the
+//! apiserver presents `--kubelet-client-certificate` (by default user
+//! `kube-apiserver-kubelet-client`, bound to `system:kubelet-api-admin`), which the kubelet
+//! authenticates and authorizes through this apiserver.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -132,6 +136,7 @@ const FORWARDED: [&str; 9] = [
 /// Serves `log`, `exec`, `attach` and `portforward` of a pod by forwarding to its kubelet.
 pub async fn handle(
     reg: &Registry,
+    tls: &Arc<rustls::ClientConfig>,
     t: &Target,
     name: &str,
     sub: &str,
@@ -164,14 +169,27 @@ pub async fn handle(
         .ok_or_else(|| ApiError::Unavailable(format!("node {node_name} reports no address for its kubelet")))?;
     let path = kubelet_path(sub, &ns, name, container.as_deref(), req.uri().query().unwrap_or(""));
     debug!(%addr, path, "forwarding to the kubelet");
-    forward(addr, &path, req).await
+    forward(tls, addr, &path, req).await
 }
+
+/// The stream to a kubelet.
+type KubeletStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Sends the request to the kubelet over a fresh connection and relays the answer; on
 /// `101 Switching Protocols` the two connections are spliced.
-async fn forward(addr: SocketAddr, path: &str, mut req: Request) -> ApiResult<Response> {
+async fn forward(
+    tls: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+    mut req: Request,
+) -> ApiResult<Response> {
     let unavailable = |e: std::io::Error| ApiError::Unavailable(format!("error dialing the kubelet at {addr}: {e}"));
-    let mut kubelet = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let dial = async {
+        let tcp = TcpStream::connect(addr).await?;
+        connector.connect(rustls::pki_types::ServerName::IpAddress(addr.ip().into()), tcp).await
+    };
+    let mut kubelet: KubeletStream = tokio::time::timeout(Duration::from_secs(5), dial)
         .await
         .map_err(|_| ApiError::Timeout(format!("timed out dialing the kubelet at {addr}")))?
         .map_err(unavailable)?;
@@ -267,7 +285,7 @@ fn parse_head(head: &[u8]) -> Option<(StatusCode, HeaderMap)> {
 /// The kubelet's body as a stream of chunks (de-chunked when the kubelet used chunked
 /// encoding; the client side is re-chunked by the HTTP server).
 fn async_stream(
-    mut kubelet: TcpStream,
+    mut kubelet: KubeletStream,
     leftover: Vec<u8>,
     chunked: bool,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {

@@ -17,8 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 
 use crate::authn::UserInfo;
 
@@ -26,14 +25,8 @@ use crate::authn::UserInfo;
 pub enum TlsError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Pem { path: PathBuf, message: String },
     #[error("{0}")]
     Generate(#[from] skiff_api::pki::PkiError),
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    #[error("{0}")]
-    Verifier(String),
 }
 
 /// Where the serving pair and the client CA are.
@@ -122,59 +115,58 @@ impl Pki {
 
     /// A kubeconfig for `server` as user `cn` in `orgs`, carrying the CA and the client
     /// certificate inline (what the tests hand to kubectl and kube-rs).
+    /// `kubelet-client.crt`/`.key` in the directory (made once): the pair the apiserver
+    /// presents to kubelets, for user [`crate::bootstrappolicy::KUBELET_CLIENT_USER`].
+    pub fn kubelet_client_pair(&self) -> Result<(PathBuf, PathBuf), TlsError> {
+        let (cert, key) = (self.dir.join("kubelet-client.crt"), self.dir.join("kubelet-client.key"));
+        if !cert.exists() || !key.exists() {
+            let (c, k) = self.client_cert(crate::bootstrappolicy::KUBELET_CLIENT_USER, &[])?;
+            write(&key, &k, true)?;
+            write(&cert, &c, false)?;
+        }
+        Ok((cert, key))
+    }
+
     pub fn kubeconfig(&self, server: &str, cn: &str, orgs: &[&str]) -> Result<String, TlsError> {
         let client = skiff_api::pki::client_cert(&self.ca, cn, orgs)?;
         Ok(skiff_api::pki::kubeconfig(server, &self.ca.cert, cn, &client))
     }
 }
 
-/// The rustls server configuration for `files`.
+/// The rustls server configuration for `files` ([`skiff_api::pki::server_config`]).
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let pem = |path: &Path, message: String| TlsError::Pem { path: path.into(), message };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(read(&files.cert)?.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem(&files.cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem(&files.cert, "no certificate in the file".into()));
-    }
-    let key =
-        PrivateKeyDer::from_pem_slice(read(&files.key)?.as_bytes()).map_err(|e| pem(&files.key, e.to_string()))?;
-    let builder =
-        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
-    let builder = match &files.client_ca {
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(read(ca)?.as_bytes()) {
-                roots.add(c.map_err(|e| pem(ca, e.to_string()))?).map_err(|e| pem(ca, e.to_string()))?;
-            }
-            // Optional: requests without a certificate go on to token / anonymous authentication.
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| TlsError::Verifier(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let ca = files.client_ca.as_deref().map(read).transpose()?;
+    Ok(skiff_api::pki::server_config(&read(&files.cert)?, &read(&files.key)?, ca.as_deref())?)
 }
 
 /// The user a verified client certificate names: CN = user, O = groups (plus
 /// `system:authenticated`), as upstream's x509 authenticator.
 pub fn identity_of(cert: &CertificateDer<'_>) -> Option<UserInfo> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let subject = parsed.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    if name.is_empty() {
-        return None;
-    }
-    let mut groups: Vec<String> =
-        subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
+    let (name, mut groups) = skiff_api::pki::cert_identity(cert)?;
     groups.push("system:authenticated".into());
     Some(UserInfo { name, uid: String::new(), groups })
+}
+
+/// How the apiserver dials kubelets (`--kubelet-certificate-authority`,
+/// `--kubelet-client-certificate`, `--kubelet-client-key`).
+#[derive(Debug, Clone, Default)]
+pub struct KubeletClient {
+    /// Verify kubelets' serving certificates against this CA; `None`: do not verify
+    /// (upstream's default, for kubelets with self-signed certificates).
+    pub certificate_authority: Option<PathBuf>,
+    /// The client pair presented to kubelets; `None`: none (kubelets then see an
+    /// anonymous caller).
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
+}
+
+/// The rustls client configuration for dialing kubelets.
+pub fn kubelet_client_config(k: &KubeletClient) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let ca = k.certificate_authority.as_deref().map(read).transpose()?;
+    let pair = match &k.client_certificate {
+        Some((cert, key)) => Some((read(cert)?, read(key)?)),
+        None => None,
+    };
+    Ok(skiff_api::pki::client_config(ca.as_deref(), pair.as_ref().map(|(c, k)| (c.as_str(), k.as_str())))?)
 }
 
 /// The identity of a TLS connection's client certificate, attached to each of its requests.
@@ -184,6 +176,7 @@ pub struct PeerIdentity(pub UserInfo);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
 
     #[test]
     fn the_pki_issues_certificates_that_name_users_and_groups() {

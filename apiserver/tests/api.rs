@@ -1016,9 +1016,10 @@ async fn field_validation_directives() {
 async fn spdy_upgrades_are_relayed_to_the_kubelet() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (_etcd, server) = cluster().await;
-    // A stand-in kubelet that accepts the SPDY upgrade on /portForward and echoes bytes.
+    // A stand-in kubelet (behind a TLS front, as kubelets serve HTTPS) that accepts the SPDY
+    // upgrade on /portForward and echoes bytes.
     let kubelet = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kubelet_port = kubelet.local_addr().unwrap().port();
+    let kubelet_port = common::tls_front(kubelet.local_addr().unwrap()).await.port();
     let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::spawn(async move {
         let (mut c, _) = kubelet.accept().await.unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{cluster, Server};
+use common::{cluster, tls_front, Server};
 
 const SDK_BIN: &str = "/usr/lib/google-cloud-sdk/bin";
 
@@ -544,7 +544,7 @@ async fn fake_kubelet() -> std::net::SocketAddr {
 async fn logs_and_exec_reach_the_kubelet_through_the_apiserver() {
     let (_etcd, server) = cluster().await;
     let k = Kubectl::new(&server);
-    let kubelet = fake_kubelet().await;
+    let kubelet = tls_front(fake_kubelet().await).await;
     let node = k.file(
         "node.yaml",
         &format!(

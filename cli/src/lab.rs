@@ -291,7 +291,28 @@ impl Lab {
             write("apiserver.key", &serving.key, 0o600)?;
             write("apiserver.crt", &serving.cert, 0o644)?;
         }
+        if !dir.join("kubelet-client.key").exists() {
+            // What the apiserver presents to kubelets (bound to system:kubelet-api-admin).
+            let client = skiff_api::pki::client_cert(&ca, "kube-apiserver-kubelet-client", &[])
+                .map_err(|e| err(e.to_string()))?;
+            write("kubelet-client.key", &client.key, 0o600)?;
+            write("kubelet-client.crt", &client.cert, 0o644)?;
+        }
         Ok(ca)
+    }
+
+    /// A node's kubelet serving pair, signed by the lab CA for its name and address (the
+    /// apiserver verifies it), in `<home>/pki/<node>-kubelet.{crt,key}`.
+    fn ensure_kubelet_serving(&self, ca: &skiff_api::pki::Pair, node: &str, ip: &str) -> Result<(PathBuf, PathBuf)> {
+        let (cert, key) =
+            (self.pki_dir().join(format!("{node}-kubelet.crt")), self.pki_dir().join(format!("{node}-kubelet.key")));
+        if !key.exists() {
+            let pair = skiff_api::pki::serving_cert(ca, node, &[node.to_string(), ip.to_string()])
+                .map_err(|e| step_err("certificates", e.to_string()))?;
+            write_file(&key, &pair.key, 0o600, "certificates")?;
+            write_file(&cert, &pair.cert, 0o644, "certificates")?;
+        }
+        Ok((cert, key))
     }
 
     /// Writes (once) the kubeconfig of user `cn` in `group`, named `name`.
@@ -589,6 +610,13 @@ impl Lab {
                 &path("sa.key"),
                 "--audit-log-path",
                 &self.log("audit").to_string_lossy(),
+                // Kubelets: their certificates verified, ours presented.
+                "--kubelet-certificate-authority",
+                &path("ca.crt"),
+                "--kubelet-client-certificate",
+                &path("kubelet-client.crt"),
+                "--kubelet-client-key",
+                &path("kubelet-client.key"),
             ]
             .map(String::from)
             .to_vec();
@@ -709,7 +737,17 @@ impl Lab {
         // The node's identity: system:node:<name> in system:nodes.
         let ca = self.ensure_pki()?;
         let node_kubeconfig = self.ensure_kubeconfig(&ca, &step, &format!("system:node:{step}"), &["system:nodes"])?;
+        // The kubelet API: HTTPS with a certificate the apiserver verifies; callers are
+        // authenticated (client certificates of the lab CA, or tokens) and authorized by the
+        // apiserver (skiff-kubelet's defaults: no anonymous access, Webhook authorization).
+        let (serving_cert, serving_key) = self.ensure_kubelet_serving(&ca, &step, &ip)?;
         let kubelet_args: Vec<String> = [
+            "--tls-cert-file",
+            &serving_cert.to_string_lossy(),
+            "--tls-private-key-file",
+            &serving_key.to_string_lossy(),
+            "--client-ca-file",
+            &self.pki_dir().join("ca.crt").to_string_lossy(),
             "--kubeconfig",
             &node_kubeconfig.to_string_lossy(),
             "--hostname-override",

@@ -268,6 +268,63 @@ fn ready(n: &Node) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The kubelet API of `node` (HTTPS on its address, port 10250, a certificate of the lab CA):
+/// anonymous callers get 401; a user or ServiceAccount without `nodes/proxy` gets upstream's
+/// 403 (the kubelet asked the apiserver: TokenReview, SubjectAccessReview); the admin
+/// (system:masters) is served. `kubectl logs`/`exec` in the scenario show the apiserver's own
+/// client certificate is.
+async fn kubelet_api_is_authenticated_and_authorized(lab: &LabRun, node: &str, pod_token: &str) {
+    let ip = lab.node_ip(node.rsplit('-').next().unwrap().parse().unwrap());
+    let url = format!("https://{ip}:10250");
+    let pki = lab.home.path().join("pki");
+    let ca = skiff_api::pki::Pair {
+        cert: std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
+        key: std::fs::read_to_string(pki.join("ca.key")).unwrap(),
+    };
+    let client_for = |kubeconfig: &str| {
+        let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+        let url = url.clone();
+        async move {
+            let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+            cfg.cluster_url = url.parse().unwrap();
+            kube::Client::try_from(cfg).unwrap()
+        }
+    };
+    let code_of =
+        async |client: kube::Client| match client.request_text(http::Request::get("/pods").body(vec![]).unwrap()).await
+        {
+            Ok(body) => (200, body),
+            Err(kube::Error::Api(e)) => (e.code, e.message),
+            Err(e) => panic!("kubelet API: {e}"),
+        };
+    let admin = client_for(&std::fs::read_to_string(lab.kubeconfig()).unwrap()).await;
+    let (code, body) = code_of(admin).await;
+    assert!(code == 200 && body.contains("PodList"), "the admin is served: {code} {body:.200}");
+
+    let mallory = skiff_api::pki::client_cert(&ca, "mallory", &[]).unwrap();
+    let (code, body) =
+        code_of(client_for(&skiff_api::pki::kubeconfig(&url, &ca.cert, "mallory", &mallory)).await).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("Forbidden (user=mallory, verb=get, resource=nodes, subresource=proxy)"), "{body}");
+
+    let with_token = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {url}\n    certificate-authority-data: {}\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: sa\nusers:\n- name: sa\n  user:\n    token: {pod_token}\ncurrent-context: k\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ca.cert)
+    );
+    let (code, body) = code_of(client_for(&with_token).await).await;
+    assert_eq!(code, 403, "a pod's token is known but not allowed: {body}");
+    assert!(body.contains("user=system:serviceaccount:default:default"), "{body}");
+
+    let anonymous = kube::Client::try_from({
+        let mut cfg = kube::Config::new(url.parse().unwrap());
+        cfg.root_cert =
+            Some(skiff_api::pki::certificates(&ca.cert, "ca").unwrap().into_iter().map(|c| c.to_vec()).collect());
+        cfg
+    })
+    .unwrap();
+    assert_eq!(code_of(anonymous).await.0, 401);
+}
+
 async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, etcd_members: usize) {
     let lab = LabRun::new(prefix, subnet, cluster_cidr);
     let up = lab.lab_ok(&["up", "--nodes", "3", "--etcd-members", &etcd_members.to_string()]);
@@ -388,6 +445,7 @@ async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, 
         "{}",
         String::from_utf8_lossy(&whoami.stderr)
     );
+    kubelet_api_is_authenticated_and_authorized(&lab, &local_node, token.trim()).await;
     let log = lab.ctl(driver, &["logs", &local_pod]);
     assert_eq!(log.trim(), format!("serving on {local_pod}"));
     // port-forward to the pod from this machine's loopback.

@@ -6,7 +6,8 @@
 //! Where to start:
 //! - [`Kubelet::run`] wires everything: register the [`node`], write the node's CNI config
 //!   once it has a `podCIDR` ([`cni`]), heartbeat with a Lease, run the pod workers and PLEG
-//!   ([`pods`]) and serve the kubelet API ([`server`]).
+//!   ([`pods`]) and serve the kubelet API over HTTPS ([`server`]), where [`auth`] checks
+//!   every caller with the apiserver (TokenReview, SubjectAccessReview).
 //! - [`sync`] is the heart: the pure decision of what a pod needs next (sandbox, init
 //!   containers, restarts with crash-loop back-off), unit-tested rule by rule.
 //! - [`status`] turns runtime state into the pod's API status; [`spec`] turns the pod spec into
@@ -18,6 +19,7 @@
 //!
 //! The kubelet reaches the cluster only through the API (kube-rs), never etcd.
 
+pub mod auth;
 pub mod cni;
 pub mod cri;
 pub mod logs;
@@ -85,6 +87,14 @@ pub struct Config {
     pub eviction_hard: node::EvictionHard,
     /// Static pod manifests (`--pod-manifest-path`).
     pub pod_manifest_path: Option<PathBuf>,
+    /// `--tls-cert-file` / `--tls-private-key-file`: the kubelet API's serving pair (default:
+    /// self-signed, see [`server::serving_pair`]).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    /// `--client-ca-file`: client certificates signed by it authenticate (CN = user).
+    pub client_ca_file: Option<PathBuf>,
+    /// Who may call the kubelet API ([`auth`]).
+    pub api_auth: auth::ApiAuth,
 }
 
 impl Config {
@@ -114,6 +124,10 @@ impl Config {
             node_lease_duration: Duration::from_secs(40),
             eviction_hard: node::EvictionHard::default(),
             pod_manifest_path: None,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            client_ca_file: None,
+            api_auth: auth::ApiAuth::default(),
         }
     }
 }
@@ -157,6 +171,9 @@ impl Kubelet {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Kubelet { cfg, client, listener } = self;
         std::fs::create_dir_all(&cfg.root_dir)?;
+        let (cert, key) = server::serving_pair(&cfg)?;
+        let client_ca = cfg.client_ca_file.as_ref().map(std::fs::read_to_string).transpose()?;
+        let tls = skiff_api::pki::server_config(&cert, &key, client_ca.as_deref())?;
         let cri = cri::Cri::connect(&cfg.runtime_endpoint)?;
         // Wait for the runtime: a kubelet that starts before containerd keeps trying.
         loop {
@@ -193,8 +210,9 @@ impl Kubelet {
         tracker.spawn(static_pods::run(client.clone(), cfg.clone(), node_uid, shutdown.clone()));
         tracker.spawn(node::status_loop(client.clone(), cfg.clone(), cri.clone(), shutdown.clone()));
         tracker.spawn(cni::config_loop(client.clone(), cfg.clone(), shutdown.clone()));
+        let auth = auth::Auth::new(cfg.api_auth.clone(), &cfg.node_name, client.clone());
         let shared = pods::Shared::new(cfg.clone(), cri, client);
-        tracker.spawn(server::serve(listener, shared.clone(), shutdown.clone()));
+        tracker.spawn(server::serve(listener, shared.clone(), tls, auth, shutdown.clone()));
         info!(node = %cfg.node_name, port = cfg.port, "kubelet running");
         pods::run(Arc::clone(&shared), shutdown.clone()).await;
         tracker.close();

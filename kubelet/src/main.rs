@@ -71,6 +71,28 @@ struct Args {
     /// Labels to add to the Node (key=value, comma-separated).
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
+    /// The kubelet API's serving certificate (PEM; default: self-signed, kept in
+    /// `<root-dir>/pki`).
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Client certificates signed by this CA authenticate to the kubelet API (CN = user,
+    /// O = groups); the apiserver presents one.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Serve kubelet API requests without credentials as `system:anonymous`. Off by default
+    /// (CIS 4.2.1; upstream's flag defaults to on).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+    /// Check bearer tokens on the kubelet API with the apiserver (TokenReview).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    authentication_token_webhook: bool,
+    /// `Webhook`: ask the apiserver (SubjectAccessReview on nodes/proxy, nodes/log, ...)
+    /// whether a caller may use the kubelet API; `AlwaysAllow`: any authenticated caller may.
+    /// Default Webhook (CIS 4.2.2; upstream's flag defaults to AlwaysAllow).
+    #[arg(long, default_value = "Webhook", value_parser = ["Webhook", "AlwaysAllow"])]
+    authorization_mode: String,
 }
 
 #[tokio::main]
@@ -115,6 +137,14 @@ async fn main() -> anyhow::Result<()> {
     cfg.resolv_conf = args.resolv_conf;
     cfg.max_pods = args.max_pods;
     cfg.eviction_hard = args.eviction_hard;
+    cfg.tls_cert_file = args.tls_cert_file.clone();
+    cfg.tls_private_key_file = args.tls_private_key_file.clone();
+    cfg.client_ca_file = args.client_ca_file.clone();
+    cfg.api_auth = skiff_kubelet::auth::ApiAuth {
+        anonymous: args.anonymous_auth,
+        token_webhook: args.authentication_token_webhook,
+        authorization_webhook: args.authorization_mode == "Webhook",
+    };
     cfg.node_lease_duration = std::time::Duration::from_secs(args.node_lease_duration_seconds);
     cfg.cpus = args.cpus;
     cfg.memory = args.memory_bytes;

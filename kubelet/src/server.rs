@@ -9,6 +9,8 @@
 //! `v4.channel.k8s.io` and older, and `portforward.k8s.io`); clients that first try a
 //! protocol it does not know (kubectl 1.30+'s WebSocket) get its refusal and fall back to
 //! SPDY, as they are built to.
+//!
+//! Served over HTTPS only ([`serve`], [`serving_pair`]); [`crate::auth`] decides who may call.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::auth;
 use crate::cri::{pod_labels, types as cri};
 use crate::logs;
 use crate::pods::{runtime_pod, Shared};
@@ -41,11 +44,83 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let app = router(shared);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
-        warn!(error = %e, "kubelet server stopped");
+/// Serves the kubelet API over HTTPS (HTTP/1.1 with upgrades for exec and friends) until
+/// `shutdown`; every request but `/healthz` passes [`auth::filter`]. A verified client
+/// certificate's CN and O reach the filter as [`auth::CertUser`].
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    tls: Arc<rustls::ServerConfig>,
+    auth: Arc<auth::Auth>,
+    shutdown: CancellationToken,
+) {
+    let app = router(shared).layer(axum::middleware::from_fn_with_state(auth, auth::filter));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accepting a kubelet API connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app, stop) = (acceptor.clone(), app.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                _ => return debug!(%peer, "TLS handshake failed"),
+            };
+            let cert =
+                stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(skiff_api::pki::cert_identity);
+            let svc = tower::ServiceExt::map_request(app, move |mut req: Request<hyper::body::Incoming>| {
+                if let Some((name, groups)) = &cert {
+                    req.extensions_mut().insert(auth::CertUser(name.clone(), groups.clone()));
+                }
+                req
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(svc))
+                .with_upgrades();
+            // Streams (exec, logs -f) end with the kubelet: pods outlive it, sessions do not.
+            tokio::select! {
+                r = conn => if let Err(e) = r { debug!(%peer, error = %e, "kubelet API connection ended") },
+                _ = stop.cancelled() => {}
+            }
+        });
     }
+    conns.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
+}
+
+/// The kubelet's serving pair: `--tls-cert-file`/`--tls-private-key-file`, or (as upstream
+/// when none is given) a self-signed pair in `<root>/pki/kubelet.{crt,key}`, made on first
+/// start for the node's name and address and reused after.
+pub fn serving_pair(cfg: &crate::Config) -> anyhow::Result<(String, String)> {
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_private_key_file) {
+        let read =
+            |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+        return Ok((read(cert)?, read(key)?));
+    }
+    let dir = cfg.root_dir.join("pki");
+    let (cert_path, key_path) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
+    if let (Ok(cert), Ok(key)) = (std::fs::read_to_string(&cert_path), std::fs::read_to_string(&key_path)) {
+        return Ok((cert, key));
+    }
+    let ca = skiff_api::pki::new_ca(&format!("{}-ca@{}", cfg.hostname, Timestamp::now().as_second()))?;
+    let mut hosts = vec![cfg.hostname.clone()];
+    hosts.extend(cfg.node_ip.clone());
+    let pair = skiff_api::pki::serving_cert(&ca, &cfg.hostname, &hosts)?;
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(&cert_path, format!("{}{}", pair.cert, ca.cert))?;
+    let mut f = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(f.create(true).truncate(true).write(true), 0o600);
+    std::io::Write::write_all(&mut f.open(&key_path)?, pair.key.as_bytes())?;
+    Ok((format!("{}{}", pair.cert, ca.cert), pair.key))
 }
 
 /// A Kubernetes `Status` error body.

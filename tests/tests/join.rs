@@ -3,19 +3,23 @@
 //!
 //! The "server machine" is this host: etcd (testkit), then `skiff-apiserver` and
 //! `skiff-controller-manager` started from their units' `ExecStart=` lines, expanded with
-//! `server.env` (the shipped template with this test's values), with a token file and
-//! `--anonymous-auth=false`. The "node machine" is a network namespace joined to the host by
-//! a veth pair (10.187.0.0/24: host .1, node .2): `skiff-containerd`, `skiff-kubelet` and
-//! `skiff-proxy` start from their units inside it (`nsenter --net`), with `node.env` and a
-//! `node.kubeconfig` rendered from `deploy/systemd/kubeconfig.in` with the join token.
+//! `server.env` (the shipped template with this test's values), with the token file,
+//! encryption config and kubeconfigs JOIN.md makes. The apiserver makes the cluster CA in
+//! `/etc/skiff/pki` on its first start. The "node machine" is a network namespace joined to
+//! the host by a veth pair (10.187.0.0/24: host .1, node .2): `skiff-containerd`,
+//! `skiff-kubelet` and `skiff-proxy` start from their units inside it (`nsenter --net`), with
+//! `node.env`, the CA, and a `node.kubeconfig` rendered from `deploy/systemd/kubeconfig.in`
+//! with the node's token.
 //! Each machine's `/etc/skiff`, `/var/lib/skiff` and `/run/skiff` live in its own directory
 //! under the test's temp dir, and `/usr/local/bin` is cargo's target directory; nothing else
 //! in the commands is changed.
 //!
-//! Checked: the Node registers and turns Ready (so the join token authenticates it: anonymous
-//! requests get 401), the proxy routes the `kubernetes` ClusterIP from the node, a pod bound
-//! to the node runs and is reached from the server through the podCIDR route JOIN.md adds,
-//! and a second kubelet with a wrong token is refused (401) and never registers.
+//! Checked: anonymous requests get 401; the Node registers over HTTPS and turns Ready (so its
+//! token authenticates it), the proxy routes the `kubernetes` ClusterIP from the node (HTTPS,
+//! verified against the CA), a pod bound to the node runs, is reached from the server through
+//! the podCIDR route JOIN.md adds, and its logs come through the kubelet API (the apiserver's
+//! client certificate, authorized by a SubjectAccessReview), which refuses anonymous callers;
+//! a second kubelet with a wrong token is refused (401) and never registers.
 //! `every_unit_expands_to_flags_its_program_accepts` checks every unit's command line
 //! against its program's `--help`.
 
@@ -135,11 +139,49 @@ fn env_file(name: &str, values: &[(&str, String)]) -> String {
 }
 
 /// `deploy/systemd/kubeconfig.in` rendered as JOIN.md renders it.
-fn kubeconfig(server_url: &str, token: &str) -> String {
+fn kubeconfig(server_url: &str, ca_file: &str, token: &str) -> String {
     std::fs::read_to_string(units_dir().join("kubeconfig.in"))
         .expect("reading kubeconfig.in")
         .replace("@SERVER_URL@", server_url)
+        .replace("@CA_FILE@", ca_file)
         .replace("@TOKEN@", token)
+}
+
+/// The encryption config JOIN.md writes (a random AES-GCM key).
+fn encryption_config() -> String {
+    let key = Command::new("sh").args(["-c", "head -c32 /dev/urandom | base64"]).output().expect("running sh");
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - name: key1\n        secret: {}\n  - identity: {{}}\n",
+        String::from_utf8(key.stdout).unwrap().trim()
+    )
+}
+
+/// A client of `kubeconfig` (a file of `machine`, its paths moved into the machine).
+async fn client_of(machine: &Machine, kubeconfig: &str) -> kube::Client {
+    let kc = kube::config::Kubeconfig::from_yaml(&std::fs::read_to_string(machine.path(kubeconfig)).unwrap()).unwrap();
+    kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap()
+}
+
+/// A client without credentials for `url`, trusting `ca` (PEM), or any certificate if None.
+fn anonymous_client(url: &str, ca: Option<&str>) -> kube::Client {
+    let mut cfg = kube::Config::new(url.parse().unwrap());
+    match ca {
+        Some(ca) => {
+            let certs = skiff_api::pki::certificates(ca, "ca").unwrap();
+            cfg.root_cert = Some(certs.into_iter().map(|c| c.to_vec()).collect());
+        }
+        None => cfg.accept_invalid_certs = true,
+    }
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// GET `path` with `client`: (status code, body).
+async fn get(client: &kube::Client, path: &str) -> (u16, String) {
+    match client.request_text(http::Request::get(path).body(vec![]).unwrap()).await {
+        Ok(body) => (200, body),
+        Err(kube::Error::Api(e)) => (e.code, e.message),
+        Err(e) => (0, e.to_string()),
+    }
 }
 
 /// The random token JOIN.md makes.
@@ -164,7 +206,7 @@ impl Machine {
     /// A path or any text naming the machine's paths, moved into this machine.
     fn map(&self, s: &str) -> String {
         let mut out = s.replace("/usr/local/bin/", &format!("{}/", self.bins.display()));
-        for p in ["/etc/skiff", "/var/lib/skiff", "/run/skiff"] {
+        for p in ["/etc/skiff", "/var/lib/skiff", "/run/skiff", "/var/log/skiff"] {
             out = out.replace(p, &format!("{}{p}", self.root.display()));
         }
         out
@@ -437,8 +479,8 @@ async fn a_node_machine_joins_with_the_units_and_a_token() {
     let server = join.machine("server");
     let server_ip = format!("{NET}.1");
     let port = skiff_testkit::free_port();
-    let server_url = format!("http://{server_ip}:{port}");
-    let (admin_token, join_token) = (make_token(), make_token());
+    let server_url = format!("https://{server_ip}:{port}");
+    let (admin_token, controllers_token, node_token) = (make_token(), make_token(), make_token());
     server.write(
         "/etc/skiff/server.env",
         &env_file(
@@ -448,33 +490,48 @@ async fn a_node_machine_joins_with_the_units_and_a_token() {
                 ("API_PORT", port.to_string()),
                 ("SKIFF_ETCD_URL", etcd.endpoints()[0].clone()),
                 ("CLUSTER_CIDR", CLUSTER_CIDR.into()),
-                ("ANONYMOUS_AUTH", "false".into()),
             ],
         ),
     );
     server.write(
         "/etc/skiff/tokens.csv",
-        &format!("{admin_token},admin,admin,\"system:masters\"\n{join_token},kubelet,kubelet,\"system:nodes\"\n"),
+        &format!(
+            "{admin_token},admin,admin,\"system:masters\"\n\
+             {controllers_token},system:kube-controller-manager,kube-controller-manager\n\
+             {node_token},system:node:skjoin-node,skjoin-node,\"system:nodes\"\n"
+        ),
     );
-    server.write("/etc/skiff/admin.kubeconfig", &kubeconfig(&server_url, &admin_token));
+    server.write("/etc/skiff/encryption.yaml", &encryption_config());
+    let server_ca = "/etc/skiff/pki/ca.crt";
+    for (file, token) in [("admin", &admin_token), ("controller-manager", &controllers_token)] {
+        let text = server.map(&kubeconfig(&server_url, server_ca, token));
+        server.write(&format!("/etc/skiff/{file}.kubeconfig"), &text);
+    }
     join.spawn("apiserver", false, server.command("skiff-apiserver.service"));
-    let api: SocketAddr = format!("{server_ip}:{port}").parse().unwrap();
-    eventually(&join, "the apiserver is ready", Duration::from_secs(30), || async move {
-        tokio::task::spawn_blocking(move || http_get(api, "/readyz"))
-            .await
-            .unwrap()
-            .is_some_and(|(s, _)| s.contains("200"))
+    // First start: the apiserver makes the cluster CA, then serves HTTPS.
+    let ca_path = server.path(server_ca);
+    eventually(&join, "the apiserver made its CA", Duration::from_secs(30), || {
+        let p = ca_path.clone();
+        async move { p.exists() }
+    })
+    .await;
+    let ca = std::fs::read_to_string(&ca_path).unwrap();
+    let client = client_of(&server, "/etc/skiff/admin.kubeconfig").await;
+    eventually(&join, "the apiserver is ready", Duration::from_secs(30), || {
+        let c = client.clone();
+        async move { get(&c, "/readyz").await == (200, "ok".into()) }
     })
     .await;
     join.spawn("controller-manager", false, server.command("skiff-controller-manager.service"));
 
-    // Requests without a token are refused; the admin token is served.
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(api, "/api/v1/nodes")).await.unwrap().unwrap();
-    assert!(status.contains("401") && body.contains("Unauthorized"), "anonymous request: {status} {body}");
-    let kc = kube::config::Kubeconfig::read_from(server.path("/etc/skiff/admin.kubeconfig")).unwrap();
-    let client =
-        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap();
+    // Requests without a token are refused; plain HTTP is not served; the admin is served.
+    let (code, body) = get(&anonymous_client(&server_url, Some(&ca)), "/api/v1/nodes").await;
+    assert_eq!(code, 401, "anonymous request: {body}");
+    let api: SocketAddr = format!("{server_ip}:{port}").parse().unwrap();
+    let plain = tokio::task::spawn_blocking(move || http_get(api, "/api/v1/nodes")).await.unwrap();
+    assert!(plain.as_ref().is_none_or(|(s, _)| !s.contains("200")), "plain HTTP: {plain:?}");
     let nodes: Api<Node> = Api::all(client.clone());
+    assert!(std::fs::read_to_string(server.path("/var/log/skiff/audit.log")).unwrap().contains("audit.k8s.io/v1"));
 
     // --- The node machine (JOIN.md "Node machines").
     let node = join.machine("node");
@@ -486,7 +543,8 @@ async fn a_node_machine_joins_with_the_units_and_a_token() {
             &[("NODE_NAME", "skjoin-node".into()), ("NODE_IP", node_ip.clone()), ("CLUSTER_CIDR", CLUSTER_CIDR.into())],
         ),
     );
-    node.write("/etc/skiff/node.kubeconfig", &kubeconfig(&server_url, &join_token));
+    node.write("/etc/skiff/ca.crt", &ca);
+    node.write("/etc/skiff/node.kubeconfig", &node.map(&kubeconfig(&server_url, "/etc/skiff/ca.crt", &node_token)));
     let template = std::fs::read_to_string(repo().join("deploy/containerd-config.toml.in")).unwrap();
     let containerd_toml = template
         .replace("@ROOT@", "/var/lib/skiff/containerd")
@@ -522,12 +580,16 @@ async fn a_node_machine_joins_with_the_units_and_a_token() {
         "/etc/skiff/node.env",
         &env_file("node.env", &[("NODE_NAME", "skjoin-wrong".into()), ("NODE_IP", format!("{NET}.3"))]),
     );
-    wrong.write("/etc/skiff/node.kubeconfig", &kubeconfig(&server_url, &format!("{join_token}x")));
+    wrong.write("/etc/skiff/ca.crt", &ca);
+    wrong.write(
+        "/etc/skiff/node.kubeconfig",
+        &wrong.map(&kubeconfig(&server_url, "/etc/skiff/ca.crt", &format!("{node_token}x"))),
+    );
     std::fs::create_dir_all(wrong.root.join("run")).unwrap();
     std::os::unix::fs::symlink(node.path("/run/skiff"), wrong.path("/run/skiff")).unwrap();
     join.spawn("kubelet-wrong-token", true, wrong.command("skiff-kubelet.service"));
 
-    // The node registers with the join token and turns Ready (its podCIDR from the
+    // The node registers with its token and turns Ready (its podCIDR from the
     // controller-manager, its CNI config written, containerd's network ready).
     let n = nodes.clone();
     eventually(&join, "skjoin-node is Ready", Duration::from_secs(60), || {
@@ -560,17 +622,22 @@ async fn a_node_machine_joins_with_the_units_and_a_token() {
         join.logs()
     );
 
-    // The proxy (also on the join token) routes the `kubernetes` ClusterIP from the node.
+    // The proxy (on the node's token) routes the `kubernetes` ClusterIP from the node, where
+    // the apiserver's certificate verifies against the CA for that address.
     let ns = join.ns.clone();
     eventually(&join, "the node reaches the apiserver through 10.96.0.1:443", Duration::from_secs(20), || {
-        let ns = ns.clone();
+        let (ns, ca) = (ns.clone(), ca.clone());
         async move {
             tokio::task::spawn_blocking(move || {
-                skiff_testkit::netns::in_netns(&ns, || http_get("10.96.0.1:443".parse().unwrap(), "/readyz"))
+                skiff_testkit::netns::in_netns(&ns, move || {
+                    // A runtime on this thread: its sockets are made in the node's namespace.
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    rt.block_on(async { get(&anonymous_client("https://10.96.0.1:443", Some(&ca)), "/readyz").await })
+                })
             })
             .await
             .unwrap()
-            .is_some_and(|(s, b)| s.contains("200") && b == "ok")
+                == (200, "ok".into())
         }
     })
     .await;
@@ -581,7 +648,7 @@ async fn a_node_machine_joins_with_the_units_and_a_token() {
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
         "nodeName": "skjoin-node", "terminationGracePeriodSeconds": 1,
         "containers": [{"name": "httpd", "image": "busybox:1.36",
-            "command": ["sh", "-c", "echo joined > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]}]}}))
+            "command": ["sh", "-c", "echo joined | tee /tmp/index.html; exec httpd -f -p 80 -h /tmp"]}]}}))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let p = pods.clone();
@@ -599,6 +666,12 @@ async fn a_node_machine_joins_with_the_units_and_a_token() {
         tokio::task::spawn_blocking(move || http_get(target, "/")).await.unwrap().is_some_and(|(_, b)| b == "joined\n")
     })
     .await;
+    // `kubectl logs`: the apiserver dials the kubelet with its client certificate, which the
+    // kubelet authenticates (the CA) and authorizes (SubjectAccessReview); anonymous callers
+    // of the kubelet API get 401.
+    assert_eq!(pods.logs("web", &Default::default()).await.unwrap(), "joined\n");
+    let (code, body) = get(&anonymous_client(&format!("https://{node_ip}:10250"), None), "/pods").await;
+    assert_eq!(code, 401, "anonymous kubelet API call: {body}");
     println!("done after {:.1}s", started.elapsed().as_secs_f64());
 
     drop(join);

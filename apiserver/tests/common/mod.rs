@@ -118,3 +118,30 @@ pub async fn raw_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> 
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A TLS front for a plain-HTTP stand-in kubelet at `backend` (the apiserver dials kubelets
+/// over HTTPS only): a self-signed certificate, as a kubelet's default; each connection is
+/// decrypted and copied both ways. Returns the address to advertise as the kubelet's.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn tls_front(backend: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ca = skiff_api::pki::new_ca("kubelet-ca").unwrap();
+    let pair = skiff_api::pki::serving_cert(&ca, "kubelet", &["127.0.0.1".into()]).unwrap();
+    let tls = tokio_rustls::TlsAcceptor::from(skiff_api::pki::server_config(&pair.cert, &pair.key, None).unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let (Ok(mut front), Ok(mut back)) =
+                    (tls.accept(tcp).await, tokio::net::TcpStream::connect(backend).await)
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut front, &mut back).await;
+            });
+        }
+    });
+    addr
+}
