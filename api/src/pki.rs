@@ -63,7 +63,7 @@ fn issue(
     cn: &str,
     orgs: &[&str],
     sans: Vec<String>,
-    usage: ExtendedKeyUsagePurpose,
+    usages: &[ExtendedKeyUsagePurpose],
 ) -> Result<Pair, PkiError> {
     if orgs.len() > 1 {
         return Err(PkiError::TooManyGroups(orgs.iter().map(|o| o.to_string()).collect()));
@@ -78,7 +78,7 @@ fn issue(
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages.to_vec();
     params.use_authority_key_identifier_extension = true;
     let ca_key = KeyPair::from_pem(&ca.key)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, &ca_key)?;
@@ -88,12 +88,18 @@ fn issue(
 
 /// A serving certificate for `hosts` (IPs or DNS names) signed by `ca`.
 pub fn serving_cert(ca: &Pair, cn: &str, hosts: &[String]) -> Result<Pair, PkiError> {
-    issue(ca, cn, &[], hosts.to_vec(), ExtendedKeyUsagePurpose::ServerAuth)
+    issue(ca, cn, &[], hosts.to_vec(), &[ExtendedKeyUsagePurpose::ServerAuth])
 }
 
 /// A client certificate for user `cn` in group `orgs` (at most one) signed by `ca`.
 pub fn client_cert(ca: &Pair, cn: &str, orgs: &[&str]) -> Result<Pair, PkiError> {
-    issue(ca, cn, orgs, vec![], ExtendedKeyUsagePurpose::ClientAuth)
+    issue(ca, cn, orgs, vec![], &[ExtendedKeyUsagePurpose::ClientAuth])
+}
+
+/// A certificate that serves `hosts` and is also a client (etcd members dial each other
+/// with their peer certificate).
+pub fn peer_cert(ca: &Pair, cn: &str, hosts: &[String]) -> Result<Pair, PkiError> {
+    issue(ca, cn, &[], hosts.to_vec(), &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])
 }
 
 /// A kubeconfig for `server` trusting `ca_pem`, authenticating with `client`.

@@ -71,6 +71,9 @@ use tracing::{info, warn};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub etcd_servers: Vec<String>,
+    /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile` (PEM read from them): TLS to
+    /// `https://` etcd servers with a client certificate.
+    pub etcd_tls: Option<skiff_store::Tls>,
     /// Key prefix in etcd (`/registry`).
     pub etcd_prefix: String,
     pub bind_address: SocketAddr,
@@ -118,6 +121,7 @@ impl Config {
     pub fn new(etcd_servers: Vec<String>, bind_address: SocketAddr) -> Self {
         Self {
             etcd_servers,
+            etcd_tls: None,
             etcd_prefix: "/registry".into(),
             bind_address,
             compaction_interval: skiff_store::compactor::DEFAULT_INTERVAL,
@@ -263,6 +267,7 @@ impl ApiServer {
         store_cfg.prefix = config.etcd_prefix.clone();
         store_cfg.request_timeout = config.etcd_request_timeout;
         store_cfg.transformer = config.encryption.clone().map(|e| e as Arc<dyn skiff_store::ValueTransformer>);
+        store_cfg.tls = config.etcd_tls.clone();
         let store = skiff_store::Store::connect(store_cfg)
             .await
             .map_err(|source| Error::Etcd { endpoints: config.etcd_servers.clone(), source })?;

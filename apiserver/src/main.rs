@@ -98,6 +98,14 @@ struct Args {
     /// certificates signed by that CA authenticate.
     #[arg(long, conflicts_with = "tls_cert_file")]
     cert_dir: Option<std::path::PathBuf>,
+    /// etcd's CA (PEM), for `https://` etcd servers.
+    #[arg(long)]
+    etcd_cafile: Option<std::path::PathBuf>,
+    /// The client certificate presented to etcd (its `--client-cert-auth`), with --etcd-keyfile.
+    #[arg(long, requires = "etcd_keyfile", requires = "etcd_cafile")]
+    etcd_certfile: Option<std::path::PathBuf>,
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<std::path::PathBuf>,
     /// Verify kubelets' serving certificates against this CA (PEM). Without it they are not
     /// verified, as upstream.
     #[arg(long)]
@@ -130,6 +138,16 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut config = skiff_apiserver::Config::new(args.etcd_servers, SocketAddr::new(args.bind_address, args.port));
     config.etcd_prefix = args.etcd_prefix;
+    if let Some(ca) = &args.etcd_cafile {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+        };
+        let client = match (&args.etcd_certfile, &args.etcd_keyfile) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        config.etcd_tls = Some(skiff_store::Tls { ca: read(ca)?, client });
+    }
     config.advertise_address = args.advertise_address;
     config.service_ranges =
         skiff_apiserver::allocator::ServiceRanges::parse(&args.service_cluster_ip_range, &args.service_node_port_range)

@@ -3,7 +3,7 @@
 //!
 //! Layout (all under `--home`, default `/var/lib/skiff-lab`; names, subnet and ports are
 //! [`LabNet`]'s defaults):
-//! - host: the bridge `skiff-lab0` (10.250.0.1/24), etcd (10.250.0.1:23790), the apiserver
+//! - host: the bridge `skiff-lab0` (10.250.0.1/24), etcd (https://10.250.0.1:23790), the apiserver
 //!   (https://10.250.0.1:6443), controller-manager, scheduler and skiff-dns (10.250.0.1:53, behind
 //!   the `kube-dns` Service).
 //! - node *i* (`skiff-node-i`): network namespace `skiff-n<i>` with `eth0` = 10.250.0.(10+i),
@@ -18,7 +18,11 @@
 //! `system:node:<name>` in `system:nodes` per node); the apiserver serves HTTPS only, with
 //! RBAC and anonymous requests refused. The default RBAC policy binds each of those users.
 //! Secrets are sealed in etcd (AES-GCM, a random key in `<home>/pki/encryption.yaml`) and
-//! every request is audited (`<home>/logs/audit.log`, Metadata level).
+//! every request is audited (`<home>/logs/audit.log`, Metadata level). etcd serves clients
+//! and peers over TLS only and requires certificates of its own CA (`<home>/pki/etcd`; the
+//! apiserver has one), with `/health` on a plain metrics port (etcd port + 10). Each kubelet
+//! serves HTTPS with a certificate of the lab CA, which the apiserver verifies, and authorizes
+//! callers through the apiserver.
 //!
 //! Every process is recorded in a PID file and stopped by PID; `down` removes the
 //! namespaces, the bridge and the state it made, and nothing else. It builds nothing: the
@@ -222,11 +226,50 @@ impl Lab {
     }
 
     fn etcd_client_url(&self, m: usize) -> String {
-        format!("http://{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16)
+        format!("https://{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16)
     }
 
     fn etcd_peer_url(&self, m: usize) -> String {
-        format!("http://{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16 + 1)
+        format!("https://{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16 + 1)
+    }
+
+    /// Where member `m` serves `/health` and `/metrics` without a client certificate (as
+    /// kubeadm's `--listen-metrics-urls`): plain HTTP, no data.
+    fn etcd_metrics_addr(&self, m: usize) -> SocketAddr {
+        format!("{}:{}", self.host_ip(), self.net.etcd_port + 10 + m as u16).parse().expect("valid address")
+    }
+
+    /// etcd's own CA (`<home>/pki/etcd/ca.crt`, separate from the cluster CA so that no
+    /// cluster client certificate opens etcd), the members' server and peer certificates,
+    /// and the apiserver's client pair, made on the first `up`.
+    fn ensure_etcd_pki(&self) -> Result<PathBuf> {
+        let dir = self.pki_dir().join("etcd");
+        let err = |e: String| step_err("certificates", e);
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let write = |name: &str, pair: &skiff_api::pki::Pair| {
+            write_file(&dir.join(format!("{name}.key")), &pair.key, 0o600, "certificates")?;
+            write_file(&dir.join(format!("{name}.crt")), &pair.cert, 0o644, "certificates")
+        };
+        if !dir.join("ca.key").exists() {
+            write("ca", &skiff_api::pki::new_ca("skiff-lab-etcd-ca").map_err(|e| err(e.to_string()))?)?;
+        }
+        let ca = skiff_api::pki::Pair {
+            cert: std::fs::read_to_string(dir.join("ca.crt")).map_err(|e| err(e.to_string()))?,
+            key: std::fs::read_to_string(dir.join("ca.key")).map_err(|e| err(e.to_string()))?,
+        };
+        let hosts = vec![self.host_ip(), "127.0.0.1".into(), "localhost".into()];
+        if !dir.join("server.key").exists() {
+            write("server", &skiff_api::pki::serving_cert(&ca, "etcd", &hosts).map_err(|e| err(e.to_string()))?)?;
+        }
+        if !dir.join("peer.key").exists() {
+            write("peer", &skiff_api::pki::peer_cert(&ca, "etcd-peer", &hosts).map_err(|e| err(e.to_string()))?)?;
+        }
+        if !dir.join("apiserver-etcd-client.key").exists() {
+            let client =
+                skiff_api::pki::client_cert(&ca, "kube-apiserver-etcd-client", &[]).map_err(|e| err(e.to_string()))?;
+            write("apiserver-etcd-client", &client)?;
+        }
+        Ok(dir)
     }
 
     /// Every control-plane process name, in start order.
@@ -541,6 +584,8 @@ impl Lab {
             .map_err(|e| step_err("state directory", e.to_string()))?;
         let names = self.etcd_names();
         p.step(&format!("etcd ({members} member(s)) on {}", self.host_ip()), || {
+            let etcd_pki = self.ensure_etcd_pki()?;
+            let cert = |f: &str| etcd_pki.join(f).to_string_lossy().into_owned();
             let cluster: Vec<String> =
                 names.iter().enumerate().map(|(m, n)| format!("{n}={}", self.etcd_peer_url(m))).collect();
             for (m, name) in names.iter().enumerate() {
@@ -568,6 +613,23 @@ impl Lab {
                     // resources (kubeadm sets the same).
                     "--experimental-watch-progress-notify-interval",
                     "5s",
+                    // TLS for clients and peers, certificates of etcd's own CA required.
+                    "--cert-file",
+                    &cert("server.crt"),
+                    "--key-file",
+                    &cert("server.key"),
+                    "--client-cert-auth",
+                    "--trusted-ca-file",
+                    &cert("ca.crt"),
+                    "--peer-cert-file",
+                    &cert("peer.crt"),
+                    "--peer-key-file",
+                    &cert("peer.key"),
+                    "--peer-client-cert-auth",
+                    "--peer-trusted-ca-file",
+                    &cert("ca.crt"),
+                    "--listen-metrics-urls",
+                    &format!("http://{}", self.etcd_metrics_addr(m)),
                 ]
                 .map(String::from)
                 .to_vec();
@@ -575,8 +637,7 @@ impl Lab {
             }
             // A member reports healthy once the cluster has a leader (all members started).
             for (m, name) in names.iter().enumerate() {
-                let addr: SocketAddr =
-                    format!("{}:{}", self.host_ip(), self.net.etcd_port + 2 * m as u16).parse().expect("valid address");
+                let addr = self.etcd_metrics_addr(m);
                 wait(name, Duration::from_secs(30), || http_get(addr, "/health").is_some_and(|b| b.contains("true")))
                     .map_err(|e| self.with_log_tail(e, name))?;
             }
@@ -588,6 +649,12 @@ impl Lab {
             let args: Vec<String> = [
                 "--etcd-servers",
                 &(0..members).map(|m| self.etcd_client_url(m)).collect::<Vec<_>>().join(","),
+                "--etcd-cafile",
+                &path("etcd/ca.crt"),
+                "--etcd-certfile",
+                &path("etcd/apiserver-etcd-client.crt"),
+                "--etcd-keyfile",
+                &path("etcd/apiserver-etcd-client.key"),
                 "--bind-address",
                 &*self.host_ip(),
                 "--advertise-address",

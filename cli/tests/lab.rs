@@ -354,12 +354,23 @@ async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, 
     let secret: k8s_openapi::api::core::v1::Secret =
         serde_json::from_value(json!({"metadata": {"name": "db"}, "stringData": {"password": "lab-hunter2"}})).unwrap();
     secrets.create(&PostParams::default(), &secret).await.unwrap();
-    let raw = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints=http://10.{subnet}.0.1:23790"))
-        .args(["get", "/registry/secrets/default/db", "--print-value-only"])
-        .output()
-        .unwrap();
+    // etcd takes only clients with a certificate of its own CA (the apiserver's here).
+    let etcd_pki = lab.home.path().join("pki/etcd");
+    let etcdctl = |with_cert: bool| {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=https://10.{subnet}.0.1:23790"))
+            .arg(format!("--cacert={}", etcd_pki.join("ca.crt").display()))
+            .args(["--command-timeout=3s", "get", "/registry/secrets/default/db", "--print-value-only"]);
+        if with_cert {
+            cmd.arg(format!("--cert={}", etcd_pki.join("apiserver-etcd-client.crt").display()))
+                .arg(format!("--key={}", etcd_pki.join("apiserver-etcd-client.key").display()));
+        }
+        cmd.output().unwrap()
+    };
+    let refused = etcdctl(false);
+    assert!(!refused.status.success() && refused.stdout.is_empty(), "etcd without a client certificate: {refused:?}");
+    let raw = etcdctl(true);
     let raw = String::from_utf8_lossy(&raw.stdout);
     assert!(raw.starts_with("k8s:enc:aesgcm:v1:key1:") && !raw.contains("lab-hunter2"), "sealed: {raw:.60}");
     let audit_log = lab.home.path().join("logs/audit.log");

@@ -66,11 +66,29 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Applied to every value written and read (None: values are stored as given).
     pub transformer: Option<Arc<dyn ValueTransformer>>,
+    /// TLS to etcd (`https://` endpoints): the CA that signs etcd's certificates and the
+    /// client pair etcd's `--client-cert-auth` asks for.
+    pub tls: Option<Tls>,
+}
+
+/// TLS settings for etcd, as PEM (upstream's `--etcd-cafile`, `--etcd-certfile`,
+/// `--etcd-keyfile`).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub ca: String,
+    /// Client certificate and key.
+    pub client: Option<(String, String)>,
 }
 
 impl Config {
     pub fn new(endpoints: Vec<String>) -> Self {
-        Self { endpoints, prefix: "/registry".into(), request_timeout: Duration::from_secs(10), transformer: None }
+        Self {
+            endpoints,
+            prefix: "/registry".into(),
+            request_timeout: Duration::from_secs(10),
+            transformer: None,
+            tls: None,
+        }
     }
 }
 
@@ -206,11 +224,18 @@ impl Store {
     /// Connects to etcd. The connection is lazy per endpoint: this succeeds as long as one
     /// endpoint answers within the timeout.
     pub async fn connect(config: Config) -> Result<Self> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(attempt_timeout(config.request_timeout))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            let mut t = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(&tls.ca));
+            if let Some((cert, key)) = &tls.client {
+                t = t.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(t);
+        }
         let client = tokio::time::timeout(config.request_timeout, Client::connect(&config.endpoints, Some(options)))
             .await
             .map_err(|_| Error::Timeout { op: "connect", after: config.request_timeout })?

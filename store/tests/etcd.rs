@@ -317,3 +317,40 @@ async fn lists_larger_than_a_grpc_message() {
     assert_eq!(rest.items[0].key, "/configmaps/big/cm0650");
     assert!(rest.continue_token.is_none());
 }
+
+/// etcd with TLS and `--client-cert-auth` (the lab's): the store works with the CA and a
+/// client certificate; without the certificate, or with another CA, or over plain HTTP,
+/// nothing is read or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    let etcd = tokio::task::spawn_blocking(EtcdCluster::start_tls).await.unwrap();
+    let tls = etcd.tls.clone().unwrap();
+    let connect_with = async |endpoints: Vec<String>, tls: Option<skiff_store::Tls>| {
+        let mut cfg = Config::new(endpoints);
+        cfg.request_timeout = Duration::from_secs(3);
+        cfg.tls = tls;
+        Store::connect(cfg).await
+    };
+    let good = skiff_store::Tls { ca: tls.ca.clone(), client: Some((tls.client_cert.clone(), tls.client_key.clone())) };
+    let store = connect_with(etcd.endpoints(), Some(good)).await.expect("connect with a client certificate");
+    crud_suite(&store).await;
+
+    // No client certificate: etcd refuses the handshake.
+    let anonymous = connect_with(etcd.endpoints(), Some(skiff_store::Tls { ca: tls.ca.clone(), client: None })).await;
+    if let Ok(s) = anonymous {
+        assert!(s.get("/pods/default/a").await.is_err(), "read without a client certificate");
+    }
+    // A certificate of another CA.
+    let other = skiff_api::pki::new_ca("other").unwrap();
+    let stranger = skiff_api::pki::client_cert(&other, "stranger", &[]).unwrap();
+    let forged = skiff_store::Tls { ca: tls.ca.clone(), client: Some((stranger.cert, stranger.key)) };
+    if let Ok(s) = connect_with(etcd.endpoints(), Some(forged)).await {
+        assert!(s.create("/pods/default/x", obj("x", 0)).await.is_err(), "write with another CA's certificate");
+    }
+    // Plain HTTP to the TLS port.
+    let plain: Vec<String> = etcd.endpoints().iter().map(|e| e.replace("https://", "http://")).collect();
+    if let Ok(s) = connect_with(plain, None).await {
+        assert!(s.get("/pods/default/a").await.is_err(), "read over plain HTTP");
+    }
+    assert!(store.get("/pods/default/x").await.unwrap().is_none(), "nothing was written by the refused clients");
+}

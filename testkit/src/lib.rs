@@ -58,6 +58,11 @@ pub struct EtcdMember {
     data_dir: PathBuf,
     log_path: PathBuf,
     initial_cluster: String,
+    /// TLS flags (server certificate, `--client-cert-auth`), empty for plain HTTP.
+    tls_args: Vec<String>,
+    /// Where `/health` is served without a client certificate: the client URL for plain
+    /// HTTP, else a separate `--listen-metrics-urls` port.
+    health_addr: SocketAddr,
     child: Option<Child>,
 }
 
@@ -95,6 +100,7 @@ impl EtcdMember {
             .arg("500")
             .arg("--logger")
             .arg("zap")
+            .args(&self.tls_args)
             .stdout(Stdio::from(log.try_clone().expect("cloning log handle")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -104,7 +110,8 @@ impl EtcdMember {
 
     /// The address part of the client URL (`127.0.0.1:port`).
     pub fn client_addr(&self) -> SocketAddr {
-        self.client_url.trim_start_matches("http://").parse().expect("client url is http://127.0.0.1:port")
+        let hostport = self.client_url.split("://").nth(1).unwrap_or_default();
+        hostport.parse().expect("client url is http(s)://127.0.0.1:port")
     }
 
     /// The member's process id while it runs (for benchmarks that read its CPU time).
@@ -131,12 +138,69 @@ impl EtcdMember {
 pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
     dir: tempfile::TempDir,
+    /// With [`EtcdCluster::start_tls`]: the CA of etcd's certificates and a client pair it
+    /// accepts (PEM), also written to `dir()` as `ca.crt`, `client.crt`, `client.key`.
+    pub tls: Option<EtcdTls>,
+}
+
+/// The PEM a client of a TLS etcd needs.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: String,
+    pub client_cert: String,
+    pub client_key: String,
 }
 
 impl EtcdCluster {
     /// A single-member etcd, healthy when this returns.
     pub fn start() -> Self {
         Self::start_members(1)
+    }
+
+    /// A single-member etcd serving clients over HTTPS only, with `--client-cert-auth`: its
+    /// own CA (not any cluster's), a server certificate for 127.0.0.1, and one client pair
+    /// ([`EtcdCluster::tls`]). Healthy when this returns.
+    pub fn start_tls() -> Self {
+        let dir = tempfile::Builder::new().prefix("skiff-etcd-").tempdir().expect("creating a temp dir for etcd");
+        let ca = skiff_api::pki::new_ca("skiff-test-etcd-ca").expect("an etcd CA");
+        let server = skiff_api::pki::serving_cert(&ca, "etcd", &["127.0.0.1".into(), "localhost".into()])
+            .expect("a server certificate");
+        let client = skiff_api::pki::client_cert(&ca, "kube-apiserver-etcd-client", &[]).expect("a client pair");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("writing an etcd certificate");
+            path.to_string_lossy().into_owned()
+        };
+        let (client_port, peer_port, metrics_port) = (free_port(), free_port(), free_port());
+        let tls_args = vec![
+            "--cert-file".into(),
+            file("server.crt", &server.cert),
+            "--key-file".into(),
+            file("server.key", &server.key),
+            "--client-cert-auth".into(),
+            "--trusted-ca-file".into(),
+            file("ca.crt", &ca.cert),
+            "--listen-metrics-urls".into(),
+            format!("http://127.0.0.1:{metrics_port}"),
+        ];
+        file("client.crt", &client.cert);
+        file("client.key", &client.key);
+        let mut member = EtcdMember {
+            name: "m0".into(),
+            client_url: format!("https://127.0.0.1:{client_port}"),
+            peer_url: format!("http://127.0.0.1:{peer_port}"),
+            data_dir: dir.path().join("m0.etcd"),
+            log_path: dir.path().join("m0.log"),
+            initial_cluster: format!("m0=http://127.0.0.1:{peer_port}"),
+            tls_args,
+            health_addr: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            child: None,
+        };
+        member.spawn("new");
+        let tls = EtcdTls { ca: ca.cert, client_cert: client.cert, client_key: client.key };
+        let cluster = Self { members: vec![member], dir, tls: Some(tls) };
+        cluster.wait_healthy(0, Duration::from_secs(30));
+        cluster
     }
 
     /// An `n`-member etcd cluster, healthy (with a leader) when this returns.
@@ -159,20 +223,22 @@ impl EtcdCluster {
                 data_dir: dir.path().join(format!("m{i}.etcd")),
                 log_path: dir.path().join(format!("m{i}.log")),
                 initial_cluster: initial_cluster.clone(),
+                tls_args: vec![],
+                health_addr: SocketAddr::from(([127, 0, 0, 1], *client)),
                 child: None,
             })
             .collect();
         for m in &mut members {
             m.spawn("new");
         }
-        let cluster = Self { members, dir };
+        let cluster = Self { members, dir, tls: None };
         for i in 0..n {
             cluster.wait_healthy(i, Duration::from_secs(30));
         }
         cluster
     }
 
-    /// Client URLs of every member (`http://127.0.0.1:port`).
+    /// Client URLs of every member (`http://127.0.0.1:port`, `https://` with TLS).
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
@@ -200,7 +266,7 @@ impl EtcdCluster {
         let m = &self.members[i];
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Ok(body) = http_get(m.client_addr(), "/health") {
+            if let Ok(body) = http_get(m.health_addr, "/health") {
                 if body.contains("\"health\":\"true\"") {
                     return;
                 }
