@@ -11,7 +11,8 @@
 #
 # State lives in $SKIFF_HOME (default /var/lib/skiff-node): etcd data, containerd's root,
 # the kubelet's pod dirs, logs, PID files and a kubeconfig. The apiserver listens on
-# 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP until the security issue lands. Pods get
+# 127.0.0.1:$SKIFF_PORT (default 8080), plain HTTP without authentication (a development aid;
+# `skiff lab` is the secure multi-node cluster). Pods get
 # addresses from the node's podCIDR (10.244.0.0/24) on the bridge `skiff0`; Services are
 # routed by skiff-proxy in its own nftables table; pods resolve `<svc>.<ns>.svc.cluster.local`
 # through skiff-dns. The multi-node lab (one network namespace per node) arrives with its issue.
@@ -94,8 +95,12 @@ for _ in $(seq 100); do
 done
 
 echo "starting skiff-apiserver on 127.0.0.1:$PORT"
+# A development aid on loopback: plain HTTP, anonymous access and AlwaysAllow, each opted
+# into explicitly (skiff-apiserver is HTTPS, authenticated and RBAC by default; `skiff lab`
+# and deploy/systemd run it that way).
 "$ROOT/target/release/skiff-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_CLIENT" \
-    --bind-address 127.0.0.1 --port "$PORT" >"$SKIFF_HOME/apiserver.log" 2>&1 &
+    --bind-address 127.0.0.1 --port "$PORT" --plain-http --anonymous-auth=true --authorization-mode=AlwaysAllow \
+    >"$SKIFF_HOME/apiserver.log" 2>&1 &
 echo $! >"$SKIFF_HOME/apiserver.pid"
 for _ in $(seq 100); do
     curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break

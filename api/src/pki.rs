@@ -8,11 +8,15 @@
 //! optional and verified against a CA), [`client_config`] (the apiserver dialing kubelets)
 //! and [`cert_identity`] (the user a verified client certificate names).
 
+use std::sync::Arc;
+
 use base64::Engine;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -45,6 +49,18 @@ pub const APISERVER_NAMES: [&str; 7] = [
     "10.96.0.1",
 ];
 
+/// How long a CA is valid (kubeadm's: 10 years).
+pub const CA_VALIDITY: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86400);
+/// How long an issued certificate is valid (kubeadm's: 1 year).
+pub const CERT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 86400);
+
+/// Valid from an hour ago (clocks differ a little between machines) for `validity`.
+fn set_validity(params: &mut CertificateParams, validity: std::time::Duration) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + validity;
+}
+
 /// A new self-signed CA.
 pub fn new_ca(cn: &str) -> Result<Pair, PkiError> {
     let key = KeyPair::generate()?;
@@ -54,6 +70,7 @@ pub fn new_ca(cn: &str) -> Result<Pair, PkiError> {
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    set_validity(&mut params, CA_VALIDITY);
     let cert = params.self_signed(&key)?;
     Ok(Pair { cert: cert.pem(), key: key.serialize_pem() })
 }
@@ -80,6 +97,7 @@ fn issue(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = usages.to_vec();
     params.use_authority_key_identifier_extension = true;
+    set_validity(&mut params, CERT_VALIDITY);
     let ca_key = KeyPair::from_pem(&ca.key)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, &ca_key)?;
     let cert = params.signed_by(&key, &issuer)?;
@@ -118,28 +136,6 @@ pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, client: &Pair) -> Stri
         b64(&client.key)
     )
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn certificates_chain_to_the_ca() {
-        let ca = new_ca("test-ca").unwrap();
-        assert!(ca.cert.starts_with("-----BEGIN CERTIFICATE-----") && ca.key.contains("PRIVATE KEY"));
-        let client = client_cert(&ca, "alice", &["dev"]).unwrap();
-        assert_ne!(client.cert, ca.cert);
-        assert!(matches!(client_cert(&ca, "bob", &["a", "b"]), Err(PkiError::TooManyGroups(_))));
-        let serving = serving_cert(&ca, "kube-apiserver", &["10.0.0.1".into(), "api.example".into()]).unwrap();
-        assert!(serving.cert.contains("BEGIN CERTIFICATE"));
-        let kc = kubeconfig("https://10.0.0.1:6443", &ca.cert, "alice", &client);
-        assert!(kc.contains("server: https://10.0.0.1:6443") && kc.contains("client-certificate-data: "));
-    }
-}
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::sync::Arc;
 
 /// The certificates of a PEM bundle (`what` names it in errors); at least one.
 pub fn certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
@@ -263,4 +259,45 @@ pub fn cert_identity(cert: &CertificateDer<'_>) -> Option<(String, Vec<String>)>
     }
     let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
     Some((name, groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_chain_to_the_ca() {
+        let ca = new_ca("test-ca").unwrap();
+        assert!(ca.cert.starts_with("-----BEGIN CERTIFICATE-----") && ca.key.contains("PRIVATE KEY"));
+        let client = client_cert(&ca, "alice", &["dev"]).unwrap();
+        assert_ne!(client.cert, ca.cert);
+        assert!(matches!(client_cert(&ca, "bob", &["a", "b"]), Err(PkiError::TooManyGroups(_))));
+        let serving = serving_cert(&ca, "kube-apiserver", &["10.0.0.1".into(), "api.example".into()]).unwrap();
+        assert!(serving.cert.contains("BEGIN CERTIFICATE"));
+        let kc = kubeconfig("https://10.0.0.1:6443", &ca.cert, "alice", &client);
+        assert!(kc.contains("server: https://10.0.0.1:6443") && kc.contains("client-certificate-data: "));
+    }
+
+    fn parsed_days(pem: &str) -> (i64, bool, bool) {
+        let der = certificates(pem, "test").unwrap().remove(0);
+        let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let v = c.validity();
+        let days = (v.not_after.timestamp() - v.not_before.timestamp()) / 86400;
+        let eku = c.extended_key_usage().ok().flatten().map(|e| (e.value.server_auth, e.value.client_auth));
+        let (server, client) = eku.unwrap_or((false, false));
+        (days, server, client)
+    }
+
+    #[test]
+    fn certificates_expire_as_kubeadms_and_name_their_usages() {
+        let ca = new_ca("ca").unwrap();
+        assert_eq!(parsed_days(&ca.cert).0, 3650);
+        let serving = serving_cert(&ca, "s", &["127.0.0.1".into()]).unwrap();
+        assert_eq!(parsed_days(&serving.cert), (365, true, false));
+        let client = client_cert(&ca, "alice", &["dev"]).unwrap();
+        assert_eq!(parsed_days(&client.cert), (365, false, true));
+        assert_eq!(parsed_days(&peer_cert(&ca, "p", &["127.0.0.1".into()]).unwrap().cert), (365, true, true));
+        let der = certificates(&client.cert, "client").unwrap().remove(0);
+        assert_eq!(cert_identity(&der), Some(("alice".into(), vec!["dev".into()])));
+    }
 }

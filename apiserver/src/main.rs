@@ -15,7 +15,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "skiff-apiserver",
     version,
-    about = "The Skiff Kubernetes API server (plain HTTP; TLS arrives with the security work)"
+    about = "The Skiff Kubernetes API server",
+    long_about = "The Skiff Kubernetes API server. Secure by default: HTTPS (a CA and serving certificate \
+                  made in --cert-dir unless --tls-cert-file is given), no anonymous requests, and \
+                  Node,RBAC authorization. --plain-http, --anonymous-auth=true and \
+                  --authorization-mode=AlwaysAllow undo that, for development on loopback only."
 )]
 struct Args {
     /// etcd client URLs, comma separated.
@@ -30,9 +34,13 @@ struct Args {
     /// The address the rest of the cluster reaches this apiserver at (default: --bind-address).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
-    /// Port to listen on (plain HTTP).
-    #[arg(long, default_value_t = 8080)]
+    /// Port to listen on (upstream's secure port).
+    #[arg(long, default_value_t = 6443)]
     port: u16,
+    /// Serve plain HTTP instead of HTTPS: for development on loopback only (no client
+    /// certificates; kubectl sends no tokens over it).
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "cert_dir", "client_ca_file"])]
+    plain_http: bool,
     /// CIDR from which Service ClusterIPs are allocated.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
@@ -57,13 +65,15 @@ struct Args {
     /// Audiences a ServiceAccount token must name one of (default: the issuer).
     #[arg(long, value_delimiter = ',')]
     api_audiences: Vec<String>,
-    /// Serve requests without credentials as `system:anonymous`; with `--anonymous-auth=false`
-    /// they get 401, except /healthz, /livez, /readyz and /version.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// Serve requests without credentials as `system:anonymous`. Off by default: they get
+    /// 401, except /healthz, /livez, /readyz and /version (upstream's flag defaults to on;
+    /// CIS 1.2.1 asks for off).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
-    /// Authorizers: `AlwaysAllow` (default until TLS gives every client an identity) or
-    /// `RBAC` (Roles and bindings; `system:masters` may do everything).
-    #[arg(long, default_value = "AlwaysAllow")]
+    /// Authorizers: `Node,RBAC` (default: the Node authorizer for kubelets, then Roles and
+    /// bindings; `system:masters` may do everything), `RBAC`, or `AlwaysAllow` (anyone
+    /// authenticated may do anything; development only).
+    #[arg(long, default_value = "Node,RBAC")]
     authorization_mode: skiff_apiserver::authz::Mode,
     /// Non-mutating requests served at once (watches, logs, exec not counted); past it, 429
     /// with Retry-After. 0: no limit.
@@ -95,7 +105,8 @@ struct Args {
     client_ca_file: Option<std::path::PathBuf>,
     /// Serve HTTPS with a cluster CA and serving certificate kept in this directory,
     /// generated on first start (ca.crt, ca.key, apiserver.crt, apiserver.key); client
-    /// certificates signed by that CA authenticate.
+    /// certificates signed by that CA authenticate. Without --tls-cert-file or --plain-http:
+    /// /var/lib/skiff-apiserver/pki.
     #[arg(long, conflicts_with = "tls_cert_file")]
     cert_dir: Option<std::path::PathBuf>,
     /// etcd's CA (PEM), for `https://` etcd servers.
@@ -136,6 +147,12 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
+    // HTTPS unless told otherwise: a given pair, or the CA and pair kept in --cert-dir.
+    let cert_dir = match (&args.cert_dir, args.plain_http || args.tls_cert_file.is_some()) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => None,
+        (None, false) => Some(std::path::PathBuf::from("/var/lib/skiff-apiserver/pki")),
+    };
     let mut config = skiff_apiserver::Config::new(args.etcd_servers, SocketAddr::new(args.bind_address, args.port));
     config.etcd_prefix = args.etcd_prefix;
     if let Some(ca) = &args.etcd_cafile {
@@ -166,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
             key: key.clone(),
             client_ca: args.client_ca_file.clone(),
         });
-    } else if let Some(dir) = &args.cert_dir {
+    } else if let Some(dir) = &cert_dir {
         let mut hosts = vec![args.bind_address.to_string()];
         if let Some(a) = args.advertise_address {
             hosts.push(a.to_string());
@@ -210,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
     config.service_account_admission = !args.disable_admission_plugins.iter().any(|p| p == "ServiceAccount");
     config.service_account_issuer = args.service_account_issuer.clone();
     config.api_audiences = args.api_audiences.clone();
-    config.service_account_signing_key_file = match (&args.service_account_signing_key_file, &args.cert_dir) {
+    config.service_account_signing_key_file = match (&args.service_account_signing_key_file, &cert_dir) {
         (Some(path), _) => Some(path.clone()),
         (None, Some(dir)) => {
             let path = dir.join("sa.key");

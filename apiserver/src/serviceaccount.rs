@@ -64,6 +64,24 @@ pub struct KubernetesClaims {
     pub serviceaccount: ObjectRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<ObjectRef>,
+}
+
+/// The kinds a token can be bound to (upstream's): (kind, plural, namespaced).
+const BINDABLE: [(&str, &str, bool); 3] =
+    [("Pod", "pods", true), ("Secret", "secrets", true), ("Node", "nodes", false)];
+
+impl KubernetesClaims {
+    /// The objects the token is bound to: (plural, namespaced, reference).
+    fn bound(&self) -> impl Iterator<Item = (&'static str, bool, &ObjectRef)> {
+        [&self.pod, &self.secret, &self.node]
+            .into_iter()
+            .zip(BINDABLE)
+            .filter_map(|(r, (_, plural, namespaced))| r.as_ref().map(|r| (plural, namespaced, r)))
+    }
 }
 
 /// A token's claims.
@@ -177,9 +195,10 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3 && token.starts_with("eyJ")
 }
 
-/// A core/v1 object of `ns`, from the watch cache first.
+/// A core/v1 object of `ns` (cluster-scoped with an empty `ns`), from the watch cache first.
 async fn cached_get(reg: &Registry, plural: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
-    let t = Target { resource: resources::find("", "v1", plural)?, namespace: Some(ns.to_string()) };
+    let namespace = (!ns.is_empty()).then(|| ns.to_string());
+    let t = Target { resource: resources::find("", "v1", plural)?, namespace };
     reg.get_cached(&t, name).await.ok()
 }
 
@@ -204,11 +223,15 @@ pub async fn authenticate_for(
     if obj::meta_str(&sa, "uid") != Some(k.serviceaccount.uid.as_str()) {
         return Err("the service account was deleted and re-created".into());
     }
-    if let Some(pod) = &k.pod {
-        let live =
-            cached_get(reg, "pods", &k.namespace, &pod.name).await.ok_or("the pod it is bound to no longer exists")?;
-        if obj::meta_str(&live, "uid") != Some(pod.uid.as_str()) {
-            return Err("the pod it is bound to was deleted".into());
+    // A bound token lives only as long as its object (the same object: same uid).
+    for (plural, namespaced, bound) in k.bound() {
+        let ns = if namespaced { k.namespace.as_str() } else { "" };
+        let what = plural.trim_end_matches('s');
+        let live = cached_get(reg, plural, ns, &bound.name)
+            .await
+            .ok_or_else(|| format!("the {what} it is bound to no longer exists"))?;
+        if obj::meta_str(&live, "uid") != Some(bound.uid.as_str()) {
+            return Err(format!("the {what} it is bound to was deleted"));
         }
     }
     Ok(UserInfo {
@@ -260,30 +283,37 @@ pub async fn token_request(reg: &Registry, t: &Target, name: &str, body: &Value)
         .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
         .filter(|a: &Vec<String>| !a.is_empty())
         .unwrap_or_else(|| issuer.audiences.clone());
-    let pod = match spec.get("boundObjectRef").filter(|r| !r.is_null()) {
-        None => None,
-        Some(r) => {
-            let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
-            if kind != "Pod" {
-                return Err(invalid("spec.boundObjectRef.kind", format!("{kind:?}"), "supported kinds: \"Pod\""));
+    // Bound to a Pod, a Secret (of the account's namespace) or a Node: the object must exist
+    // (404), with the uid given if one is (409).
+    let mut bound: [Option<ObjectRef>; 3] = [None, None, None];
+    if let Some(r) = spec.get("boundObjectRef").filter(|r| !r.is_null()) {
+        let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+        let Some(i) = BINDABLE.iter().position(|(k, ..)| *k == kind) else {
+            return Err(invalid(
+                "spec.boundObjectRef.kind",
+                format!("{kind:?}"),
+                "supported values: \"Pod\", \"Secret\", \"Node\"",
+            ));
+        };
+        let (_, plural, namespaced) = BINDABLE[i];
+        let object = r.get("name").and_then(Value::as_str).unwrap_or("");
+        let live = cached_get(reg, plural, if namespaced { &ns } else { "" }, object)
+            .await
+            .ok_or_else(|| ApiError::not_found(resources::find("", "v1", plural).expect("served"), object))?;
+        let uid = obj::meta_str(&live, "uid").unwrap_or("").to_string();
+        if let Some(want) = r.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+            if want != uid {
+                let kind = kind.to_lowercase();
+                return Err(ApiError::conflict(
+                    t.resource,
+                    name,
+                    &format!("the UID in the bound object reference ({want}) does not match the {kind}'s ({uid})"),
+                ));
             }
-            let pod_name = r.get("name").and_then(Value::as_str).unwrap_or("");
-            let live = cached_get(reg, "pods", &ns, pod_name)
-                .await
-                .ok_or_else(|| ApiError::not_found(resources::find("", "v1", "pods").expect("served"), pod_name))?;
-            let uid = obj::meta_str(&live, "uid").unwrap_or("").to_string();
-            if let Some(want) = r.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
-                if want != uid {
-                    return Err(ApiError::conflict(
-                        t.resource,
-                        name,
-                        &format!("the UID in the bound object reference ({want}) does not match the pod's ({uid})"),
-                    ));
-                }
-            }
-            Some(ObjectRef { name: pod_name.to_string(), uid })
         }
-    };
+        bound[i] = Some(ObjectRef { name: object.to_string(), uid });
+    }
+    let [pod, secret, node] = bound;
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         iss: issuer.issuer.clone(),
@@ -299,6 +329,8 @@ pub async fn token_request(reg: &Registry, t: &Target, name: &str, body: &Value)
                 uid: obj::meta_str(&sa, "uid").unwrap_or("").to_string(),
             },
             pod,
+            secret,
+            node,
         },
     };
     let token = issuer.sign(&claims);
@@ -427,6 +459,8 @@ mod tests {
                 namespace: "default".into(),
                 serviceaccount: ObjectRef { name: "builder".into(), uid: "sa-uid".into() },
                 pod: Some(ObjectRef { name: "web".into(), uid: "pod-uid".into() }),
+                secret: None,
+                node: None,
             },
         }
     }

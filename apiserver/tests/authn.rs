@@ -275,6 +275,8 @@ async fn service_account_tokens_are_bound_to_their_pod() {
             namespace: "default".into(),
             serviceaccount: ObjectRef { name: "builder".into(), uid: sa["metadata"]["uid"].as_str().unwrap().into() },
             pod: Some(ObjectRef { name: "web".into(), uid: pod_uid.clone() }),
+            secret: None,
+            node: None,
         },
     };
     let fresh = same_key.sign(&claims(now + 600));
@@ -292,6 +294,30 @@ async fn service_account_tokens_are_bound_to_their_pod() {
     let (_, tr) = admin("POST", "/apis/authentication.k8s.io/v1/tokenreviews", &review(&token, json!([]))).await;
     assert_eq!(tr["status"]["authenticated"], false, "{tr}");
     assert!(tr["status"]["error"].as_str().unwrap().contains("no longer exists"), "{tr}");
+
+    // Tokens bound to a Secret or a Node live as long as that object, too.
+    let (code, _) =
+        admin("POST", "/api/v1/namespaces/default/secrets", r#"{"metadata":{"name":"holder"},"type":"Opaque"}"#).await;
+    assert_eq!(code, 201);
+    assert_eq!(admin("POST", "/api/v1/nodes", r#"{"metadata":{"name":"n1"}}"#).await.0, 201);
+    for (kind, name, path) in
+        [("Secret", "holder", "/api/v1/namespaces/default/secrets/holder"), ("Node", "n1", "/api/v1/nodes/n1")]
+    {
+        let body = json!({"spec": {"boundObjectRef": {"apiVersion": "v1", "kind": kind, "name": name}}});
+        let (code, tr) =
+            admin("POST", "/api/v1/namespaces/default/serviceaccounts/builder/token", &body.to_string()).await;
+        assert_eq!(code, 201, "{kind}: {tr}");
+        let bound = tr["status"]["token"].as_str().unwrap().to_string();
+        let get = async || request(addr, "GET", "/api/v1/namespaces/default/configmaps", Some(&bound), "").await.0;
+        assert_eq!(get().await, 200, "a token bound to a live {kind}");
+        assert_eq!(admin("DELETE", path, "").await.0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(get().await, 401, "a token bound to a deleted {kind}");
+    }
+    let configmap = json!({"spec": {"boundObjectRef": {"kind": "ConfigMap", "name": "x"}}});
+    let (code, st) =
+        admin("POST", "/api/v1/namespaces/default/serviceaccounts/builder/token", &configmap.to_string()).await;
+    assert_eq!(code, 422, "{st}");
 }
 
 /// ServiceAccount admission (on in `skiff-apiserver`, as upstream): a pod runs as `default`

@@ -104,3 +104,72 @@ async fn clients_authenticate_with_certificates_over_https() {
     let r = Api::<Namespace>::all(rogue_client).list(&ListParams::default()).await;
     assert!(matches!(r, Err(ref e) if !matches!(e, kube::Error::Api(_))), "refused at the handshake: {r:?}");
 }
+
+/// The `skiff-apiserver` binary is secure with no security flags at all: HTTPS with a CA made
+/// in `--cert-dir`, anonymous requests refused (401, health endpoints excepted), and
+/// `Node,RBAC` (a user without bindings gets 403, `system:masters` is served). `--plain-http`
+/// cannot be combined with TLS flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_is_secure_by_default() {
+    let etcd = EtcdCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = skiff_testkit::free_port();
+    let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_skiff-apiserver"))
+        .args(["--etcd-servers", &etcd.endpoints()[0], "--bind-address", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--cert-dir")
+        .arg(dir.path().join("pki"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    let url = format!("https://127.0.0.1:{port}");
+    let anonymous = {
+        let mut cfg = kube::Config::new(url.parse().unwrap());
+        cfg.accept_invalid_certs = true;
+        kube::Client::try_from(cfg).unwrap()
+    };
+    let code = |r: Result<String, kube::Error>| match r {
+        Ok(_) => 200,
+        Err(kube::Error::Api(e)) => e.code,
+        Err(_) => 0,
+    };
+    let req = |p: &str| http::Request::get(p).body(vec![]).unwrap();
+    skiff_testkit::eventually("the apiserver serves HTTPS", Duration::from_secs(30), || {
+        let anonymous = anonymous.clone();
+        async move { code(anonymous.request_text(req("/readyz")).await) == 200 }
+    })
+    .await;
+    // The CA it made on first start signs our client certificates.
+    let pki = Pki::ensure(&dir.path().join("pki"), &[]).unwrap();
+    let get = async |kubeconfig: String, path: &str| {
+        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        code(kube::Client::try_from(cfg).unwrap().request_text(req(path)).await)
+    };
+    let admin = pki.kubeconfig(&url, "admin", &["system:masters"]).unwrap();
+    assert_eq!(get(admin.clone(), "/api/v1/namespaces").await, 200, "system:masters");
+    let alice = pki.kubeconfig(&url, "alice", &[]).unwrap();
+    assert_eq!(get(alice, "/api/v1/namespaces").await, 403, "RBAC: alice has no binding");
+    assert_eq!(code(anonymous.request_text(req("/api/v1/namespaces")).await), 401);
+    assert_eq!(code(anonymous.request_text(req("/healthz")).await), 200);
+    assert!(
+        skiff_testkit::http_get(format!("127.0.0.1:{port}").parse().unwrap(), "/api")
+            .map_or(true, |r| !r.contains("APIVersions")),
+        "no plain HTTP"
+    );
+
+    let conflict = Command::new(env!("CARGO_BIN_EXE_skiff-apiserver"))
+        .args(["--plain-http", "--tls-cert-file", "a", "--tls-private-key-file", "b"])
+        .output()
+        .unwrap();
+    assert!(!conflict.status.success());
+}
