@@ -251,7 +251,11 @@ pub async fn authorize(State(z): State<Arc<Authorizer>>, req: Request, next: Nex
     match z.decide(&a).await {
         Decision::Allow(reason) => {
             debug!(user = %a.user, verb = %a.verb, resource = %a.resource, path = %a.path, %reason, "allowed");
-            next.run(req).await
+            match crate::nodeauthz::node_of(&a).filter(|_| z.mode == Mode::NodeRbac) {
+                // NodeRestriction also judges the object as stored (the Node's labels).
+                Some(node) => crate::nodeauthz::RESTRICTED_NODE.scope(node.to_string(), next.run(req)).await,
+                None => next.run(req).await,
+            }
         }
         Decision::NoOpinion => {
             debug!(user = %a.user, verb = %a.verb, resource = %a.resource, path = %a.path, "forbidden");

@@ -163,6 +163,69 @@ pub async fn restrict(reg: &Registry, a: &Attributes) -> Result<(), String> {
     Ok(())
 }
 
+tokio::task_local! {
+    /// The node a request comes from, while NodeRestriction applies to it (set by the
+    /// authorization middleware around the handler): the registry's create and update of a
+    /// Node read it to apply [`check_node_labels`] to the object as it will be stored,
+    /// whatever way (PUT, any patch, status) the kubelet wrote it.
+    pub static RESTRICTED_NODE: String;
+}
+
+/// Labels a kubelet may set on its Node (upstream's `kubeletapis.IsKubeletLabel`).
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+];
+
+/// Whether a kubelet may not set, change or remove `label` on its Node, as upstream's
+/// NodeRestriction: never under `node-restriction.kubernetes.io/` (labels an admin uses to
+/// steer workloads to trusted nodes); the kubelet's own labels and the `kubelet.kubernetes.io/`
+/// and `node.kubernetes.io/` prefixes are allowed; any other `kubernetes.io`/`k8s.io` label is not.
+fn forbidden_label(label: &str) -> bool {
+    let Some((domain, _)) = label.split_once('/') else { return false };
+    let under = |d: &str| domain == d || domain.ends_with(&format!(".{d}"));
+    if under("node-restriction.kubernetes.io") {
+        return true;
+    }
+    if KUBELET_LABELS.contains(&label) || under("kubelet.kubernetes.io") || under("node.kubernetes.io") {
+        return false;
+    }
+    under("kubernetes.io") || under("k8s.io")
+}
+
+/// NodeRestriction on the labels of a Node a kubelet writes: `old` is the stored Node (None
+/// on create). `Err(why)` names the labels it may not set or change.
+pub fn check_node_labels(node: &str, old: Option<&Value>, new: &Value) -> Result<(), String> {
+    let labels = |v: Option<&Value>| {
+        v.and_then(|v| v.pointer("/metadata/labels")).and_then(Value::as_object).cloned().unwrap_or_default()
+    };
+    let (old_labels, new_labels) = (labels(old), labels(Some(new)));
+    let mut bad: Vec<&String> = new_labels
+        .iter()
+        .filter(|(k, v)| old_labels.get(*k) != Some(*v) && forbidden_label(k))
+        .map(|(k, _)| k)
+        .chain(old_labels.keys().filter(|k| !new_labels.contains_key(*k) && forbidden_label(k)))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    bad.sort();
+    let list = bad.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ");
+    Err(match old {
+        None => format!("node {node:?} is not allowed to set the following labels: {list}"),
+        Some(_) => format!("node {node:?} is not allowed to modify labels: {list}"),
+    })
+}
+
 /// Whether a create by `a` needs its body checked by [`check_create`].
 pub fn needs_body_check(a: &Attributes) -> bool {
     node_of(a).is_some()
@@ -237,6 +300,45 @@ mod tests {
         assert_eq!(cms, ["env-cm", "from-cm", "proj-cm", "vol-cm"]);
         assert_eq!(references(&pod, "persistentvolumeclaims"), ["data"]);
         assert_eq!(references(&pod, "serviceaccounts"), ["builder"]);
+    }
+
+    #[test]
+    fn node_labels_as_upstreams_node_restriction() {
+        for ok in [
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/arch",
+            "node.kubernetes.io/instance-type",
+            "kubelet.kubernetes.io/x",
+            "example.com/rack",
+            "plain",
+            "beta.kubelet.kubernetes.io/y",
+        ] {
+            assert!(!forbidden_label(ok), "{ok}");
+        }
+        for bad in [
+            "node-restriction.kubernetes.io/trusted",
+            "a.node-restriction.kubernetes.io/x",
+            "node-role.kubernetes.io/master",
+            "kubernetes.io/role",
+            "k8s.io/x",
+            "sub.k8s.io/y",
+        ] {
+            assert!(forbidden_label(bad), "{bad}");
+        }
+        let node = |labels: Value| json!({"metadata": {"labels": labels}});
+        let old = node(json!({"node-restriction.kubernetes.io/pool": "a", "kubernetes.io/role": "x"}));
+        // Unchanged forbidden labels are fine; changing or removing them is not.
+        assert!(check_node_labels("n1", Some(&old), &old).is_ok());
+        let changed = node(json!({"node-restriction.kubernetes.io/pool": "b", "kubernetes.io/role": "x"}));
+        assert!(check_node_labels("n1", Some(&old), &changed).unwrap_err().contains("modify labels"));
+        let removed = node(json!({"kubernetes.io/role": "x"}));
+        assert!(check_node_labels("n1", Some(&old), &removed).is_err());
+        let err = check_node_labels("n1", None, &old).unwrap_err();
+        assert!(
+            err.contains("set the following labels: kubernetes.io/role, node-restriction.kubernetes.io/pool"),
+            "{err}"
+        );
     }
 
     #[test]

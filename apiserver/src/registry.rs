@@ -266,6 +266,7 @@ impl Registry {
                 }
             }
             "PriorityClass" => self.admit_priority_class(r, &name, &v).await?,
+            "Node" => admit_node_write(r, &name, None, &v)?,
             _ => {}
         }
         let (mut v, errs) = (r.admit)(v, None).map_err(|e| decode_error(r, e))?;
@@ -366,6 +367,9 @@ impl Registry {
             crate::defaults::apply(r.kind, &mut new);
             if r.kind == "PriorityClass" {
                 self.admit_priority_class(r, name, &new).await?;
+            }
+            if r.kind == "Node" {
+                admit_node_write(r, name, Some(&old), &new)?;
             }
             // A binding is the one sanctioned change of an otherwise immutable pod spec.
             let old_for_update = if sub == Some("binding") { None } else { Some(&old) };
@@ -665,6 +669,13 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// NodeRestriction on a Node as it will be stored, when a kubelet writes it (see
+/// [`crate::nodeauthz::RESTRICTED_NODE`]): the labels it may not set or change.
+fn admit_node_write(r: &ResourceInfo, name: &str, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+    let Ok(node) = crate::nodeauthz::RESTRICTED_NODE.try_with(Clone::clone) else { return Ok(()) };
+    crate::nodeauthz::check_node_labels(&node, old, new).map_err(|why| ApiError::forbidden(r, name, why))
 }
 
 fn decode_error(r: &ResourceInfo, e: serde_json::Error) -> ApiError {

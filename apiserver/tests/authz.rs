@@ -278,7 +278,35 @@ async fn a_kubelet_reaches_only_its_own_pods_objects_and_writes_only_its_own() {
     // Nodes: its own, not another's.
     let nodes: Api<Node> = Api::all(n1.clone());
     let node = |name: &str| -> Node { obj(json!({"metadata": {"name": name}})) };
-    nodes.create(&PostParams::default(), &node("n1")).await.unwrap();
+    // Labels: a kubelet may not label itself into a node-restriction.kubernetes.io/ pool, nor
+    // set other kubernetes.io labels than its own (zone, hostname, os, ...).
+    let labelled = |labels: Value| -> Node { obj(json!({"metadata": {"name": "n1", "labels": labels}})) };
+    let msg = forbidden(
+        nodes.create(&PostParams::default(), &labelled(json!({"node-restriction.kubernetes.io/trusted": "yes"}))).await,
+    );
+    assert!(
+        msg.contains("is not allowed to set the following labels: node-restriction.kubernetes.io/trusted"),
+        "{msg}"
+    );
+    forbidden(nodes.create(&PostParams::default(), &labelled(json!({"node-role.kubernetes.io/master": ""}))).await);
+    let own = json!({"kubernetes.io/hostname": "n1", "topology.kubernetes.io/zone": "z1",
+                     "node.kubernetes.io/exclude-from-external-load-balancers": "", "example.com/rack": "r1"});
+    nodes.create(&PostParams::default(), &labelled(own)).await.unwrap();
+    let relabel = |labels: Value| Patch::Merge(json!({"metadata": {"labels": labels}}));
+    for sneaky in [json!({"node-restriction.kubernetes.io/trusted": "yes"}), json!({"kubernetes.io/role": "master"})] {
+        let msg = forbidden(nodes.patch("n1", &PatchParams::default(), &relabel(sneaky)).await);
+        assert!(msg.contains("is not allowed to modify labels"), "{msg}");
+    }
+    nodes.patch("n1", &PatchParams::default(), &relabel(json!({"topology.kubernetes.io/zone": "z2"}))).await.unwrap();
+    // An admin's restriction label stays: the kubelet may neither change nor remove it.
+    let pool = relabel(json!({"node-restriction.kubernetes.io/trusted": "yes"}));
+    Api::<Node>::all(admin.clone()).patch("n1", &PatchParams::default(), &pool).await.unwrap();
+    let msg = forbidden(
+        nodes
+            .patch("n1", &PatchParams::default(), &relabel(json!({"node-restriction.kubernetes.io/trusted": null})))
+            .await,
+    );
+    assert!(msg.contains("node-restriction.kubernetes.io/trusted"), "{msg}");
     let msg = forbidden(nodes.create(&PostParams::default(), &node("n2")).await);
     assert!(msg.contains("node \"n1\" is not allowed to create node \"n2\""), "{msg}");
     Api::<Node>::all(admin.clone()).create(&PostParams::default(), &node("n2")).await.unwrap();
