@@ -1,7 +1,8 @@
 //! Fuzz targets (bolero) for the apiserver's decoders of untrusted input: request bodies
 //! (JSON, YAML, Kubernetes protobuf) and what every write does with them (type checks,
 //! defaults, typed decoding and validation of each served resource), DELETE bodies, JSON
-//! and merge patches, stored objects read back from etcd, and watch frames.
+//! and merge patches, stored objects read back from etcd, watch frames, and bearer tokens
+//! (ServiceAccount JWTs).
 //!
 //! As in `api/tests/fuzz.rs`: ordinary tests with a bounded iteration budget for CI; a
 //! longer run sets `BOLERO_RANDOM_ITERATIONS` (BENCHMARKS.md, "Fuzzing"); a failure
@@ -390,5 +391,64 @@ fn stored_objects_and_watch_frames() {
         assert!(!line[..line.len() - 1].contains(&b'\n'), "a watch frame spans one line");
         let frame: Value = serde_json::from_slice(&line).expect("a watch frame is JSON");
         assert_eq!(frame, json!({"type": kind, "object": v}));
+    });
+}
+
+/// Bearer tokens are untrusted input the apiserver (and, through TokenReview, every kubelet)
+/// judges: `TokenIssuer::verify` must never panic, must refuse anything but the exact token it
+/// signed (a flipped byte, a spliced header or claims part, another key's signature, a token
+/// in the wrong shape), and must read back the claims it signed.
+#[test]
+fn service_account_tokens() {
+    use base64::Engine;
+    use skiff_apiserver::serviceaccount::{Claims, KubernetesClaims, ObjectRef, TokenIssuer};
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let issuer = TokenIssuer::new(None, "https://issuer", vec!["api".into()]).unwrap();
+    let other = TokenIssuer::new(None, "https://issuer", vec!["api".into()]).unwrap();
+    let now = 1_800_000_000;
+    check!().with_iterations(ITERATIONS).for_each(|data: &[u8]| {
+        let mut input = Input::new(data);
+        let claims = Claims {
+            iss: input.pick(&["https://issuer", "https://elsewhere"]).into(),
+            sub: "system:serviceaccount:default:builder".into(),
+            aud: vec![input.pick(&["api", "vault"]).into()],
+            exp: now + i64::from(input.byte()) - 100,
+            iat: now - 600,
+            nbf: now - 600 + i64::from(input.byte() % 2) * 1200,
+            kubernetes: KubernetesClaims {
+                namespace: "default".into(),
+                serviceaccount: ObjectRef { name: "builder".into(), uid: "u1".into() },
+                pod: input.bool().then(|| ObjectRef { name: "web".into(), uid: "u2".into() }),
+                secret: None,
+                node: None,
+            },
+        };
+        let good = issuer.sign(&claims);
+        let valid = claims.iss == "https://issuer" && claims.aud == ["api"] && now < claims.exp && now >= claims.nbf;
+        match issuer.verify(&good, now) {
+            Ok(back) => assert!(valid && back == claims, "accepted what it should not: {claims:?}"),
+            Err(_) => assert!(!valid, "refused its own valid token: {claims:?}"),
+        }
+        // Tampering: anything but the exact token is refused.
+        let parts: Vec<&str> = good.split('.').collect();
+        let forged = match input.below(5) {
+            0 => {
+                let mut bytes = good.clone().into_bytes();
+                let i = input.below(bytes.len());
+                bytes[i] ^= 1 + input.byte() % 127;
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            1 => {
+                let mut raw: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+                raw["sub"] = json!("system:serviceaccount:kube-system:admin");
+                format!("{}.{}.{}", parts[0], B64.encode(raw.to_string()), parts[2])
+            }
+            2 => other.sign(&claims),
+            3 => format!("{}.{}", parts[0], parts[1]),
+            _ => String::from_utf8_lossy(input.rest()).into_owned(),
+        };
+        if forged != good {
+            assert!(issuer.verify(&forged, now).is_err(), "a forged token was accepted: {forged}");
+        }
     });
 }
