@@ -15,6 +15,9 @@
 //!   `system:skiff-dns` (role `skiff:dns`), every node (group `system:nodes`, role
 //!   `system:node`), and the apiserver dialing kubelets (`kube-apiserver-kubelet-client`,
 //!   role `system:kubelet-api-admin`).
+//! - Each controller's own role, `system:controller:<account>`, bound to ServiceAccount
+//!   `kube-system/<account>` ([`controller_roles`]); the controller-manager's own role only
+//!   covers its Lease and making those accounts' tokens.
 
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde_json::{json, Value};
@@ -190,14 +193,15 @@ pub fn cluster_roles() -> Vec<Value> {
         cluster_role(
             "system:kube-controller-manager",
             json!({}),
+            // Its own work only: leader election, and the controllers' accounts and tokens
+            // (each controller acts as its own account, `controller_roles`). A manager run
+            // with --use-service-account-credentials=false needs those roles bound to it.
             vec![
-                rule(
-                    &["*"],
-                    &["", "apps", "batch", "discovery.k8s.io", "coordination.k8s.io", "policy", "events.k8s.io"],
-                    &["*"],
-                ),
-                rule(&["get", "list", "watch", "patch", "update"], &["rbac.authorization.k8s.io"], &["clusterroles"]),
-                rule(&READ, &["rbac.authorization.k8s.io"], &["roles", "rolebindings", "clusterrolebindings"]),
+                rule(&["create", "get", "update", "patch", "delete"], &["coordination.k8s.io"], &["leases"]),
+                rule(&["get", "create"], &[""], &["serviceaccounts"]),
+                rule(&["create"], &[""], &["serviceaccounts/token"]),
+                rule(&READ, &[""], &["namespaces"]),
+                rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
             ],
         ),
         cluster_role(
@@ -264,6 +268,107 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
     ]
+    .into_iter()
+    .chain(controller_roles().into_iter().map(|(name, rules)| cluster_role(&format!("system:controller:{name}"), json!({}), rules)))
+    .collect()
+}
+
+/// The controllers' own roles (`system:controller:<account>`), for a controller-manager that
+/// runs each controller as ServiceAccount `kube-system/<account>`
+/// (`--use-service-account-credentials`), as upstream's `controller_policy.go`: each may do
+/// what its loop does, and no more.
+pub fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
+    let events = || rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]);
+    let owned = |group: &str, plural: &str| {
+        vec![
+            rule(&["get", "list", "watch", "update", "patch"], &[group], &[plural]),
+            rule(&["update", "patch"], &[group], &[&format!("{plural}/status")]),
+            rule(&["update"], &[group], &[&format!("{plural}/finalizers")]),
+        ]
+    };
+    let all = ["get", "list", "watch", "create", "update", "patch", "delete"];
+    let pods = rule(&all, &[""], &["pods"]);
+    vec![
+        (
+            "generic-garbage-collector",
+            vec![rule(&["get", "list", "watch", "patch", "update", "delete"], &["*"], &["*"]), events()],
+        ),
+        ("replicaset-controller", [owned("apps", "replicasets"), vec![pods.clone(), events()]].concat()),
+        (
+            "deployment-controller",
+            [
+                owned("apps", "deployments"),
+                vec![
+                    rule(&all, &["apps"], &["replicasets"]),
+                    rule(&["get", "list", "watch", "update", "patch"], &[""], &["pods"]),
+                    events(),
+                ],
+            ]
+            .concat(),
+        ),
+        (
+            "daemon-set-controller",
+            [
+                owned("apps", "daemonsets"),
+                vec![
+                    rule(&READ, &[""], &["nodes"]),
+                    pods.clone(),
+                    rule(&["create"], &[""], &["pods/binding"]),
+                    rule(&all, &["apps"], &["controllerrevisions"]),
+                    events(),
+                ],
+            ]
+            .concat(),
+        ),
+        ("job-controller", [owned("batch", "jobs"), vec![pods.clone(), events()]].concat()),
+        (
+            "endpoint-controller",
+            vec![
+                rule(&READ, &[""], &["services", "pods", "nodes"]),
+                rule(&all, &[""], &["endpoints"]),
+                rule(&["create"], &[""], &["endpoints/restricted"]),
+                rule(&all, &["discovery.k8s.io"], &["endpointslices"]),
+                rule(&["update"], &[""], &["services/finalizers"]),
+                events(),
+            ],
+        ),
+        (
+            "node-controller",
+            vec![
+                rule(&["get", "list", "watch", "update", "patch", "delete"], &[""], &["nodes"]),
+                rule(&["update", "patch"], &[""], &["nodes/status", "pods/status"]),
+                rule(&["get", "list", "watch", "delete", "patch"], &[""], &["pods"]),
+                rule(&["create"], &[""], &["pods/eviction"]),
+                rule(&READ, &["coordination.k8s.io"], &["leases"]),
+                events(),
+            ],
+        ),
+        ("node-ipam-controller", vec![rule(&["get", "list", "watch", "update", "patch"], &[""], &["nodes"]), events()]),
+        (
+            "service-account-controller",
+            vec![
+                rule(&["get", "list", "watch", "create"], &[""], &["serviceaccounts"]),
+                rule(&READ, &[""], &["namespaces"]),
+                events(),
+            ],
+        ),
+        (
+            "root-ca-cert-publisher",
+            vec![
+                rule(&["get", "list", "watch", "create", "update"], &[""], &["configmaps"]),
+                rule(&READ, &[""], &["namespaces"]),
+                events(),
+            ],
+        ),
+        (
+            "clusterrole-aggregation-controller",
+            vec![rule(
+                &["escalate", "get", "list", "watch", "update", "patch"],
+                &["rbac.authorization.k8s.io"],
+                &["clusterroles"],
+            )],
+        ),
+    ]
 }
 
 /// The user the apiserver's kubelet client certificate names (kubeadm's CN), bound to
@@ -272,6 +377,10 @@ pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// The default ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
+    let controllers = controller_roles().into_iter().map(|(name, _)| {
+        let role = format!("system:controller:{name}");
+        binding(&role, &role, json!([{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}]))
+    });
     vec![
         binding("cluster-admin", "cluster-admin", json!([group("system:masters")])),
         binding("system:basic-user", "system:basic-user", json!([group("system:authenticated")])),
@@ -292,6 +401,9 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             json!([group("system:authenticated"), group("system:unauthenticated")]),
         ),
     ]
+    .into_iter()
+    .chain(controllers)
+    .collect()
 }
 
 /// Fills the aggregated roles' rules from the others, innermost first (view feeds edit

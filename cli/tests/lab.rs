@@ -457,6 +457,21 @@ async fn scenario(driver: Driver, prefix: &str, subnet: u8, cluster_cidr: &str, 
         String::from_utf8_lossy(&whoami.stderr)
     );
     kubelet_api_is_authenticated_and_authorized(&lab, &local_node, token.trim()).await;
+    // Each controller acts as its own account, allowed its own work only; the manager's
+    // identity only makes those accounts' tokens (CIS 1.3.3).
+    let can_i = |args: &[&str]| {
+        let out =
+            Command::new("kubectl").env("KUBECONFIG", lab.kubeconfig()).args(["auth", "can-i"]).args(args).output();
+        String::from_utf8_lossy(&out.unwrap().stdout).trim().to_string()
+    };
+    let rs = "--as=system:serviceaccount:kube-system:replicaset-controller";
+    assert_eq!(can_i(&["create", "pods", rs]), "yes");
+    assert_eq!(can_i(&["get", "secrets", rs]), "no");
+    assert_eq!(can_i(&["list", "pods", "--as=system:kube-controller-manager"]), "no");
+    assert!(
+        lab.ctl(driver, &["get", "serviceaccounts", "-n", "kube-system"]).contains("generic-garbage-collector"),
+        "the controllers' accounts exist"
+    );
     let log = lab.ctl(driver, &["logs", &local_pod]);
     assert_eq!(log.trim(), format!("serving on {local_pod}"));
     // port-forward to the pod from this machine's loopback.

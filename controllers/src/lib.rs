@@ -28,6 +28,7 @@
 //! here, one file each.
 
 pub mod clusterroleaggregation;
+pub mod credentials;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -39,6 +40,8 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
+
+use std::path::PathBuf;
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -113,6 +116,8 @@ where
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
 }
 
 /// Runs every controller until shutdown.
@@ -123,6 +128,8 @@ pub struct ControllerManager {
     node_lifecycle: nodelifecycle::Config,
     /// The PEM bundle published as `kube-root-ca.crt` (`--root-ca-file`); `None`: nothing.
     root_ca: Option<String>,
+    /// `--use-service-account-credentials`: each controller acts as its own account.
+    credentials: Option<credentials::Credentials>,
 }
 
 impl ControllerManager {
@@ -133,6 +140,23 @@ impl ControllerManager {
             leader_election: None,
             node_lifecycle: nodelifecycle::Config::default(),
             root_ca: None,
+            credentials: None,
+        }
+    }
+
+    /// Run each controller as its own ServiceAccount (`--use-service-account-credentials`):
+    /// `config` is how this manager reaches the apiserver (its credentials are not reused),
+    /// `dir` where the controllers' token files are kept.
+    pub fn with_service_account_credentials(mut self, config: kube::Config, dir: PathBuf) -> Result<Self, Error> {
+        self.credentials = Some(credentials::Credentials::new(self.client.clone(), config, dir)?);
+        Ok(self)
+    }
+
+    /// The client controller `name` acts with: its own account's, or the manager's.
+    async fn client_for(&self, name: &str, shutdown: &CancellationToken) -> Result<Client, Error> {
+        match &self.credentials {
+            Some(c) => c.client(name, shutdown).await,
+            None => Ok(self.client.clone()),
         }
     }
 
@@ -174,19 +198,22 @@ impl ControllerManager {
             },
         };
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(gc::GarbageCollector::new(self.client.clone()).run(shutdown.clone()));
-        tasks.spawn(serviceaccount::run(self.client.clone(), shutdown.clone()));
+        // Account names as upstream's (the default RBAC policy binds each).
+        let c = async |name: &str| self.client_for(name, &shutdown).await;
+        tasks.spawn(gc::GarbageCollector::new(c("generic-garbage-collector").await?).run(shutdown.clone()));
+        tasks.spawn(serviceaccount::run(c("service-account-controller").await?, shutdown.clone()));
         if let Some(ca) = self.root_ca.clone() {
-            tasks.spawn(rootcacertpublisher::run(self.client.clone(), ca, shutdown.clone()));
+            tasks.spawn(rootcacertpublisher::run(c("root-ca-cert-publisher").await?, ca, shutdown.clone()));
         }
-        tasks.spawn(nodeipam::run(self.client.clone(), self.cluster_cidr, shutdown.clone()));
-        tasks.spawn(replicaset::run(self.client.clone(), shutdown.clone()));
-        tasks.spawn(deployment::run(self.client.clone(), shutdown.clone()));
-        tasks.spawn(endpoints::run(self.client.clone(), shutdown.clone()));
-        tasks.spawn(job::run(self.client.clone(), shutdown.clone()));
-        tasks.spawn(daemonset::run(self.client.clone(), shutdown.clone()));
-        tasks.spawn(clusterroleaggregation::run(self.client.clone(), shutdown.clone()));
-        tasks.spawn(nodelifecycle::run(self.client.clone(), self.node_lifecycle.clone(), shutdown.clone()));
+        tasks.spawn(nodeipam::run(c("node-ipam-controller").await?, self.cluster_cidr, shutdown.clone()));
+        tasks.spawn(replicaset::run(c("replicaset-controller").await?, shutdown.clone()));
+        tasks.spawn(deployment::run(c("deployment-controller").await?, shutdown.clone()));
+        tasks.spawn(endpoints::run(c("endpoint-controller").await?, shutdown.clone()));
+        tasks.spawn(job::run(c("job-controller").await?, shutdown.clone()));
+        tasks.spawn(daemonset::run(c("daemon-set-controller").await?, shutdown.clone()));
+        tasks.spawn(clusterroleaggregation::run(c("clusterrole-aggregation-controller").await?, shutdown.clone()));
+        let lifecycle = self.node_lifecycle.clone();
+        tasks.spawn(nodelifecycle::run(c("node-controller").await?, lifecycle, shutdown.clone()));
         let mut result = Ok(());
         while let Some(done) = tasks.join_next().await {
             match done {
