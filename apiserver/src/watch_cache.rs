@@ -128,6 +128,8 @@ pub struct WatchCache {
     inner: RwLock<Inner>,
     /// Publishes the current revision so readers can wait for "at least revision N".
     revision_tx: watch::Sender<i64>,
+    /// Asks the current etcd watch for a progress notification (see `wait_for`).
+    progress: std::sync::Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl WatchCache {
@@ -145,12 +147,21 @@ impl WatchCache {
                 ready: false,
             }),
             revision_tx,
+            progress: Default::default(),
         })
     }
 
-    /// Waits until the cache reflects at least `revision` (at most `within`).
+    /// Waits until the cache reflects at least `revision` (at most `within`). A revision the
+    /// cache has not reached yet may simply be a write to another resource: etcd is asked
+    /// for a progress notification, which moves a quiet resource's cache to the current
+    /// revision at once (upstream's watch cache does the same since 1.27).
     pub async fn wait_for(&self, revision: i64, within: Duration) -> bool {
         let mut rx = self.revision_tx.subscribe();
+        if *rx.borrow() < revision {
+            if let Some(p) = self.progress.lock().expect("progress lock").as_ref() {
+                p.notify_one();
+            }
+        }
         let ok = matches!(tokio::time::timeout(within, rx.wait_for(|r| *r >= revision)).await, Ok(Ok(_)));
         ok
     }
@@ -240,6 +251,7 @@ impl WatchCache {
         // subscribers would miss the gap, so they are cut off by replacing the channel.
         let list = store.list(prefix, ListOptions::default()).await?;
         let mut stream = store.watch(prefix, list.revision + 1).await?;
+        *self.progress.lock().expect("progress lock") = Some(stream.progress_requester());
         {
             let mut inner = self.inner.write().await;
             let was_ready = inner.ready;

@@ -1111,3 +1111,29 @@ async fn kubernetes_service_endpoints_name_the_apiserver() {
     let slice = slices.get("kubernetes").await.unwrap();
     assert_eq!(slice.endpoints[0].addresses, vec!["10.0.0.10".to_string()]);
 }
+
+/// A list's resourceVersion is etcd's current revision, which a quiet resource's watch cache
+/// has not seen (the writes were to other resources). A watch from it must start at once:
+/// the cache asks etcd for a progress notification instead of waiting for a periodic one
+/// (10 minutes by default) and answering 504 "Too large resource version".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_a_newer_revision_of_a_quiet_resource_starts_at_once() {
+    use futures::StreamExt;
+    let (_etcd, server) = cluster().await;
+    let client = server.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("quiet")).await.unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..5 {
+        let cm = serde_json::from_value(json!({"metadata": {"name": format!("busy-{i}")}})).unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    // A list served by etcd (no resourceVersion): the current revision, past every pod event.
+    let rv = pods.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let started = std::time::Instant::now();
+    let mut stream = pods.watch(&kube::api::WatchParams::default().timeout(5), &rv).await.unwrap().boxed();
+    assert!(started.elapsed() < Duration::from_secs(2), "the watch started after {:?}", started.elapsed());
+    pods.delete("quiet", &kube::api::DeleteParams::default().grace_period(0)).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(ev, kube::api::WatchEvent::Deleted(_)), "{ev:?}");
+}
