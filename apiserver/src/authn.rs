@@ -238,16 +238,26 @@ impl Authenticator {
 }
 
 impl Authenticator {
+    /// A ServiceAccount token's user (and the audiences it is good for: one of `audiences`,
+    /// default the apiserver's), or why it is refused; `None` when the token is not ours to
+    /// judge (not a JWT, or this apiserver issues none).
+    async fn service_account_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Option<Result<(UserInfo, Vec<String>), String>> {
+        let reg = self.service_accounts.as_ref().filter(|_| crate::serviceaccount::looks_like_jwt(token))?;
+        let issuer = reg.token_issuer.clone()?;
+        let wanted = if audiences.is_empty() { issuer.audiences.clone() } else { audiences.to_vec() };
+        Some(crate::serviceaccount::authenticate(reg, &issuer, token, &wanted).await.map(|user| (user, wanted)))
+    }
+
     /// Who a bearer token belongs to, for a TokenReview: a ServiceAccount JWT (which must
     /// name one of `audiences`, default the apiserver's) or a static token. Returns the user
     /// and the audiences the token is good for, or why it is refused.
     pub async fn review_token(&self, token: &str, audiences: &[String]) -> Result<(UserInfo, Vec<String>), String> {
-        if crate::serviceaccount::looks_like_jwt(token) {
-            let reg = self.service_accounts.as_ref().ok_or("service account tokens are not accepted")?;
-            let issuer = reg.token_issuer.clone().ok_or("service account tokens are not accepted")?;
-            let wanted = if audiences.is_empty() { issuer.audiences.clone() } else { audiences.to_vec() };
-            let user = crate::serviceaccount::authenticate_for(reg, &issuer, token, &wanted).await?;
-            return Ok((user, wanted));
+        if let Some(judged) = self.service_account_token(token, audiences).await {
+            return judged;
         }
         // Static tokens are not audience-scoped: good for whatever was asked (upstream's
         // "audience-agnostic" authenticators answer with the requested audiences).
@@ -281,18 +291,17 @@ pub async fn identify(State(auth): State<Arc<Authenticator>>, mut req: Request, 
     }
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     // A JWT is a ServiceAccount token: checked against the issuer and the live objects.
-    let jwt =
-        authorization.and_then(bearer_token).filter(|t| crate::serviceaccount::looks_like_jwt(t)).map(String::from);
-    let issuer = auth.service_accounts.as_ref().and_then(|reg| Some((reg, reg.token_issuer.clone()?)));
-    let outcome = match (jwt, issuer) {
-        (Some(token), Some((reg, issuer))) => match crate::serviceaccount::authenticate(reg, &issuer, &token).await {
-            Ok(user) => Outcome::User { user, strip_authorization: true },
-            Err(why) => {
-                warn!(path = req.uri().path(), %why, "service account token refused");
-                Outcome::Unauthorized
-            }
-        },
-        _ => auth.authenticate(authorization, req.uri().path()),
+    let sa_token = match authorization.and_then(bearer_token) {
+        Some(token) => auth.service_account_token(token, &[]).await,
+        None => None,
+    };
+    let outcome = match sa_token {
+        Some(Ok((user, _))) => Outcome::User { user, strip_authorization: true },
+        Some(Err(why)) => {
+            warn!(path = req.uri().path(), %why, "service account token refused");
+            Outcome::Unauthorized
+        }
+        None => auth.authenticate(authorization, req.uri().path()),
     };
     match outcome {
         Outcome::User { user, strip_authorization } => {

@@ -202,13 +202,9 @@ async fn cached_get(reg: &Registry, plural: &str, ns: &str, name: &str) -> Optio
     reg.get_cached(&t, name).await.ok()
 }
 
-/// The user of a ServiceAccount token, or why it is refused (401).
-pub async fn authenticate(reg: &Registry, issuer: &TokenIssuer, token: &str) -> Result<UserInfo, String> {
-    authenticate_for(reg, issuer, token, &issuer.audiences).await
-}
-
-/// As [`authenticate`], for a token that must name one of `audiences`.
-pub async fn authenticate_for(
+/// The user of a ServiceAccount token that must name one of `audiences`, or why it is
+/// refused (401).
+pub async fn authenticate(
     reg: &Registry,
     issuer: &TokenIssuer,
     token: &str,

@@ -119,6 +119,25 @@ fn write_file(path: &Path, text: &str, mode: u32, step: &str) -> Result<()> {
     f.write_all(text.as_bytes()).map_err(|e| step_err(step, format!("{}: {e}", path.display())))
 }
 
+/// The pair `<dir>/<name>.crt` (0644) and `.key` (0600): made by `make` when the key is
+/// not there yet (the first `up`), read back otherwise.
+fn ensure_pair(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> std::result::Result<skiff_api::pki::Pair, skiff_api::pki::PkiError>,
+) -> Result<skiff_api::pki::Pair> {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let err = |e: String| step_err("certificates", e);
+    if !key.exists() {
+        let pair = make().map_err(|e| err(e.to_string()))?;
+        write_file(&key, &pair.key, 0o600, "certificates")?;
+        write_file(&cert, &pair.cert, 0o644, "certificates")?;
+        return Ok(pair);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| err(format!("{}: {e}", p.display())));
+    Ok(skiff_api::pki::Pair { cert: read(&cert)?, key: read(&key)? })
+}
+
 fn quiet(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
@@ -246,29 +265,13 @@ impl Lab {
         let dir = self.pki_dir().join("etcd");
         let err = |e: String| step_err("certificates", e);
         std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-        let write = |name: &str, pair: &skiff_api::pki::Pair| {
-            write_file(&dir.join(format!("{name}.key")), &pair.key, 0o600, "certificates")?;
-            write_file(&dir.join(format!("{name}.crt")), &pair.cert, 0o644, "certificates")
-        };
-        if !dir.join("ca.key").exists() {
-            write("ca", &skiff_api::pki::new_ca("skiff-lab-etcd-ca").map_err(|e| err(e.to_string()))?)?;
-        }
-        let ca = skiff_api::pki::Pair {
-            cert: std::fs::read_to_string(dir.join("ca.crt")).map_err(|e| err(e.to_string()))?,
-            key: std::fs::read_to_string(dir.join("ca.key")).map_err(|e| err(e.to_string()))?,
-        };
+        let ca = ensure_pair(&dir, "ca", || skiff_api::pki::new_ca("skiff-lab-etcd-ca"))?;
         let hosts = vec![self.host_ip(), "127.0.0.1".into(), "localhost".into()];
-        if !dir.join("server.key").exists() {
-            write("server", &skiff_api::pki::serving_cert(&ca, "etcd", &hosts).map_err(|e| err(e.to_string()))?)?;
-        }
-        if !dir.join("peer.key").exists() {
-            write("peer", &skiff_api::pki::peer_cert(&ca, "etcd-peer", &hosts).map_err(|e| err(e.to_string()))?)?;
-        }
-        if !dir.join("apiserver-etcd-client.key").exists() {
-            let client =
-                skiff_api::pki::client_cert(&ca, "kube-apiserver-etcd-client", &[]).map_err(|e| err(e.to_string()))?;
-            write("apiserver-etcd-client", &client)?;
-        }
+        ensure_pair(&dir, "server", || skiff_api::pki::serving_cert(&ca, "etcd", &hosts))?;
+        ensure_pair(&dir, "peer", || skiff_api::pki::peer_cert(&ca, "etcd-peer", &hosts))?;
+        ensure_pair(&dir, "apiserver-etcd-client", || {
+            skiff_api::pki::client_cert(&ca, "kube-apiserver-etcd-client", &[])
+        })?;
         Ok(dir)
     }
 
@@ -299,15 +302,7 @@ impl Lab {
         std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
         std::fs::create_dir_all(self.home.join("kubeconfigs")).map_err(|e| err(e.to_string()))?;
         let write = |name: &str, text: &str, mode: u32| write_file(&dir.join(name), text, mode, "certificates");
-        if !dir.join("ca.key").exists() {
-            let ca = skiff_api::pki::new_ca("skiff-lab-ca").map_err(|e| err(e.to_string()))?;
-            write("ca.key", &ca.key, 0o600)?;
-            write("ca.crt", &ca.cert, 0o644)?;
-        }
-        let ca = skiff_api::pki::Pair {
-            cert: std::fs::read_to_string(dir.join("ca.crt")).map_err(|e| err(e.to_string()))?,
-            key: std::fs::read_to_string(dir.join("ca.key")).map_err(|e| err(e.to_string()))?,
-        };
+        let ca = ensure_pair(&dir, "ca", || skiff_api::pki::new_ca("skiff-lab-ca"))?;
         if !dir.join("encryption.yaml").exists() {
             // Secrets sealed in etcd with a key of 32 random bytes.
             let mut key = [0u8; 32];
@@ -326,36 +321,22 @@ impl Lab {
             // ServiceAccount tokens are signed with it; kept so they survive restarts.
             write("sa.key", &skiff_api::pki::signing_key().map_err(|e| err(e.to_string()))?, 0o600)?;
         }
-        if !dir.join("apiserver.key").exists() {
-            let mut hosts: Vec<String> = skiff_api::pki::APISERVER_NAMES.map(String::from).to_vec();
-            hosts.push(self.host_ip());
-            let serving =
-                skiff_api::pki::serving_cert(&ca, "kube-apiserver", &hosts).map_err(|e| err(e.to_string()))?;
-            write("apiserver.key", &serving.key, 0o600)?;
-            write("apiserver.crt", &serving.cert, 0o644)?;
-        }
-        if !dir.join("kubelet-client.key").exists() {
-            // What the apiserver presents to kubelets (bound to system:kubelet-api-admin).
-            let client = skiff_api::pki::client_cert(&ca, "kube-apiserver-kubelet-client", &[])
-                .map_err(|e| err(e.to_string()))?;
-            write("kubelet-client.key", &client.key, 0o600)?;
-            write("kubelet-client.crt", &client.cert, 0o644)?;
-        }
+        let mut hosts: Vec<String> = skiff_api::pki::APISERVER_NAMES.map(String::from).to_vec();
+        hosts.push(self.host_ip());
+        ensure_pair(&dir, "apiserver", || skiff_api::pki::serving_cert(&ca, "kube-apiserver", &hosts))?;
+        // What the apiserver presents to kubelets (bound to system:kubelet-api-admin).
+        ensure_pair(&dir, "kubelet-client", || skiff_api::pki::client_cert(&ca, "kube-apiserver-kubelet-client", &[]))?;
         Ok(ca)
     }
 
     /// A node's kubelet serving pair, signed by the lab CA for its name and address (the
     /// apiserver verifies it), in `<home>/pki/<node>-kubelet.{crt,key}`.
     fn ensure_kubelet_serving(&self, ca: &skiff_api::pki::Pair, node: &str, ip: &str) -> Result<(PathBuf, PathBuf)> {
-        let (cert, key) =
-            (self.pki_dir().join(format!("{node}-kubelet.crt")), self.pki_dir().join(format!("{node}-kubelet.key")));
-        if !key.exists() {
-            let pair = skiff_api::pki::serving_cert(ca, node, &[node.to_string(), ip.to_string()])
-                .map_err(|e| step_err("certificates", e.to_string()))?;
-            write_file(&key, &pair.key, 0o600, "certificates")?;
-            write_file(&cert, &pair.cert, 0o644, "certificates")?;
-        }
-        Ok((cert, key))
+        let name = format!("{node}-kubelet");
+        ensure_pair(&self.pki_dir(), &name, || {
+            skiff_api::pki::serving_cert(ca, node, &[node.to_string(), ip.to_string()])
+        })?;
+        Ok((self.pki_dir().join(format!("{name}.crt")), self.pki_dir().join(format!("{name}.key"))))
     }
 
     /// Writes (once) the kubeconfig of user `cn` in `group`, named `name`.
