@@ -9,12 +9,16 @@
 //!   `ip skiff-proxy`). Every Service shape has a unit test there.
 //! - [`nft`]: the applier. The first sync replaces the table in one transaction; later syncs
 //!   send only the difference (`nft -f -`, atomic). Nothing outside the table is touched.
+//! - [`netlink`]: a change that is only endpoint-map and hairpin-set elements (an endpoint
+//!   came or went) goes to the kernel directly over netlink, skipping `nft`'s O(table)
+//!   cache load.
 //! - [`Proxy::run`]: kube-rs reflectors over Services and EndpointSlices wake one sync loop
 //!   (level-triggered: it always renders the whole desired state and diffs it against what
 //!   it applied); `/healthz` and `/metrics` on a local port.
 //!
 //! The proxy reaches the cluster only through the API (kube-rs).
 
+pub mod netlink;
 pub mod nft;
 pub mod render;
 
@@ -248,7 +252,10 @@ impl Changes {
 /// What one sync did.
 #[derive(Debug, Default)]
 pub struct SyncOutcome {
+    /// Lines of the `nft` script, or set elements sent over netlink.
     pub script_lines: usize,
+    /// Whether the change went over netlink (element changes only) rather than `nft`.
+    pub netlink: bool,
     /// Endpoints that left a UDP service port (their conntrack entries should go).
     pub removed_udp: Vec<std::net::Ipv4Addr>,
 }
@@ -263,11 +270,18 @@ pub struct Syncer {
     nft: Nft,
     cfg: RenderConfig,
     applied: Option<Applied>,
+    /// How many Services use each hairpin-set element (an endpoint address can back several
+    /// Services; its element goes only with the last one).
+    hairpin: BTreeMap<String, usize>,
+}
+
+fn hairpin_keys(r: &Ruleset) -> impl Iterator<Item = &String> {
+    r.maps.get(render::HAIRPIN_SET).into_iter().flat_map(|m| m.elements.keys())
 }
 
 impl Syncer {
     pub fn new(nft: Nft, cfg: RenderConfig) -> Self {
-        Self { nft, cfg, applied: None }
+        Self { nft, cfg, applied: None, hairpin: BTreeMap::new() }
     }
 
     pub fn is_applied(&self) -> bool {
@@ -277,6 +291,7 @@ impl Syncer {
     /// Forget what is applied: the next sync must be a full one.
     pub fn forget(&mut self) {
         self.applied = None;
+        self.hairpin.clear();
     }
 
     pub fn rule_count(&self) -> usize {
@@ -287,8 +302,12 @@ impl Syncer {
     pub async fn full(&mut self, snap: &Snapshot) -> Result<SyncOutcome, nft::ApplyError> {
         let mut all = render::skeleton();
         let mut cache = BTreeMap::new();
+        let mut hairpin = BTreeMap::new();
         for (key, ports) in render::by_service(snap) {
             let frag = render::render_service(&ports, &self.cfg);
+            for k in hairpin_keys(&frag) {
+                *hairpin.entry(k.clone()).or_insert(0) += 1;
+            }
             render::merge(&mut all, frag.clone());
             cache.insert(key, (ports, frag));
         }
@@ -300,13 +319,17 @@ impl Syncer {
             None => vec![],
         };
         let script = nft::full_script(&self.nft.table, &all);
+        self.forget();
         self.nft.apply(&script).await?;
         self.applied = Some(cache);
-        Ok(SyncOutcome { script_lines: script.lines().count(), removed_udp })
+        self.hairpin = hairpin;
+        Ok(SyncOutcome { script_lines: script.lines().count(), netlink: false, removed_udp })
     }
 
     /// Applies the new state of the given Services (no ports: the Service is gone), in one
-    /// transaction. Needs a previous [`Syncer::full`].
+    /// transaction: over netlink when it only changes endpoint-map and hairpin elements,
+    /// else as an `nft` script. Needs a previous [`Syncer::full`]. After an error the
+    /// caller must [`Syncer::forget`] (the next sync is a full one).
     pub async fn update(
         &mut self,
         changed: Vec<((String, String), Vec<render::ServicePort>)>,
@@ -314,25 +337,61 @@ impl Syncer {
         let Some(applied) = &self.applied else {
             return Err(nft::ApplyError::Rejected("no full sync yet".into()));
         };
-        let mut script = String::new();
         let mut pending = vec![];
         // A Service seen for the first time diffs against no rules at all.
         let empty = render::render_service(&[], &self.cfg);
         let mut removed = vec![];
+        // Hairpin elements' use counts after this change, where they differ.
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut diffs = vec![];
         for (key, ports) in changed {
             let old = applied.get(&key);
             if old.map(|(p, _)| p) == Some(&ports) || (old.is_none() && ports.is_empty()) {
                 continue;
             }
             let new_frag = render::render_service(&ports, &self.cfg);
-            let old_frag = old.map(|(_, f)| f).unwrap_or(&empty);
-            script.push_str(&nft::diff_script(&self.nft.table, old_frag, &new_frag));
+            let mut old_frag = old.map(|(_, f)| f).unwrap_or(&empty).clone();
+            // The old fragment as this diff must see it: an element other Services still
+            // use is not deleted, and one already there is not added again.
+            let (was, now): (Vec<String>, Vec<String>) = (
+                hairpin_keys(&old_frag).filter(|k| !hairpin_keys(&new_frag).any(|n| n == *k)).cloned().collect(),
+                hairpin_keys(&new_frag).filter(|k| !hairpin_keys(&old_frag).any(|o| o == *k)).cloned().collect(),
+            );
+            let set = old_frag.maps.get_mut(render::HAIRPIN_SET).expect("every fragment has the hairpin set");
+            for k in was {
+                let c = counts.entry(k.clone()).or_insert_with(|| self.hairpin.get(&k).copied().unwrap_or(0));
+                *c = c.saturating_sub(1);
+                if *c > 0 {
+                    set.elements.remove(&k);
+                }
+            }
+            for k in now {
+                let c = counts.entry(k.clone()).or_insert_with(|| self.hairpin.get(&k).copied().unwrap_or(0));
+                if *c > 0 {
+                    set.elements.insert(k, String::new());
+                }
+                *c += 1;
+            }
             removed.extend(removed_udp(old.map(|(p, _)| p.as_slice()).unwrap_or(&[]), &ports));
+            diffs.push((old_frag, new_frag.clone()));
             pending.push((key, ports, new_frag));
         }
-        if !script.is_empty() {
-            self.nft.apply(&script).await?;
-        }
+        let elements: Option<Vec<netlink::SetChange>> =
+            diffs.iter().map(|(o, n)| nft::element_changes(o, n)).collect::<Option<Vec<_>>>().map(|v| v.concat());
+        let (lines, via_netlink) = match elements {
+            Some(changes) => {
+                let n = changes.iter().map(|c| c.delete.len() + c.add.len()).sum();
+                self.nft.apply_elements(changes).await?;
+                (n, true)
+            }
+            None => {
+                let script: String = diffs.iter().map(|(o, n)| nft::diff_script(&self.nft.table, o, n)).collect();
+                if !script.is_empty() {
+                    self.nft.apply(&script).await?;
+                }
+                (script.lines().count(), false)
+            }
+        };
         let applied = self.applied.as_mut().expect("checked above");
         for (key, ports, frag) in pending {
             if ports.is_empty() {
@@ -341,7 +400,14 @@ impl Syncer {
                 applied.insert(key, (ports, frag));
             }
         }
-        Ok(SyncOutcome { script_lines: script.lines().count(), removed_udp: removed })
+        for (k, c) in counts {
+            if c == 0 {
+                self.hairpin.remove(&k);
+            } else {
+                self.hairpin.insert(k, c);
+            }
+        }
+        Ok(SyncOutcome { script_lines: lines, netlink: via_netlink, removed_udp: removed })
     }
 }
 

@@ -8,7 +8,9 @@
 //! chains. Nothing outside the proxy's own table is ever touched.
 
 use std::fmt::Write;
+use std::sync::{Arc, Mutex};
 
+use crate::netlink::{Element, SetChange};
 use crate::render::{Chain, Map, Ruleset};
 
 fn declare_chain(out: &mut String, t: &str, name: &str, c: &Chain) {
@@ -115,6 +117,42 @@ pub fn diff_script(t: &str, old: &Ruleset, new: &Ruleset) -> String {
     out
 }
 
+/// The difference between `old` and `new` as set-element changes, if that is all it is and
+/// [`crate::netlink`] encodes every element; `None` otherwise (then use [`diff_script`]).
+pub fn element_changes(old: &Ruleset, new: &Ruleset) -> Option<Vec<SetChange>> {
+    if old.chains != new.chains || old.maps.len() != new.maps.len() {
+        return None;
+    }
+    let mut out = vec![];
+    for (n, m) in &new.maps {
+        let o = old.maps.get(n)?;
+        if o.kind != m.kind || o.spec != m.spec {
+            return None;
+        }
+        let mut c = SetChange { set: n.clone(), ..Default::default() };
+        for (k, v) in &o.elements {
+            if m.elements.get(k) != Some(v) {
+                c.delete.extend(Element::parse(n, k, None)?);
+            }
+        }
+        let mut added = vec![];
+        for (k, v) in &m.elements {
+            if o.elements.get(k) != Some(v) {
+                added.push(Element::parse(n, k, (m.kind == "map").then_some(v.as_str()))?);
+            }
+        }
+        // Intervals go in lowest first, each start before its end: the kernel checks every
+        // insertion against what is there (two starts or two ends in a row overlap), and
+        // the rendered keys sort as text ("100-…" before "21845-…"), not as numbers.
+        added.sort_by(|a, b| a.first().map(|e| &e.key).cmp(&b.first().map(|e| &e.key)));
+        c.add = added.concat();
+        if !c.delete.is_empty() || !c.add.is_empty() {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
 /// The script that removes everything the proxy owns (`--cleanup`).
 pub fn cleanup_script(t: &str) -> String {
     format!("add table ip {t}\ndelete table ip {t}\n")
@@ -128,10 +166,16 @@ pub enum ApplyError {
     Rejected(String),
 }
 
-/// Runs scripts through `nft -f -` (optionally prefixed, e.g. `ip netns exec NODE`).
+/// Runs scripts through `nft -f -` (optionally prefixed, e.g. `ip netns exec NODE`), and
+/// element changes over netlink.
 #[derive(Clone, Debug)]
 pub struct Nft {
     pub command: Vec<String>,
+    /// The network namespace (an `ip netns` name) the netlink path works in; `None`: the
+    /// proxy's own. It must be the one `command` reaches.
+    pub netns: Option<String>,
+    /// The netlink socket, once opened.
+    socket: Arc<Mutex<Option<crate::netlink::Socket>>>,
     /// The proxy's own table (`ip <table>`); tests use their own so they never touch a
     /// running cluster's rules.
     pub table: String,
@@ -139,11 +183,44 @@ pub struct Nft {
 
 impl Default for Nft {
     fn default() -> Self {
-        Self { command: vec!["nft".into()], table: crate::render::TABLE.into() }
+        Self { command: vec!["nft".into()], netns: None, socket: Arc::default(), table: crate::render::TABLE.into() }
     }
 }
 
 impl Nft {
+    /// `nft` and netlink here, for table `table`.
+    pub fn for_table(table: &str) -> Self {
+        Self { table: table.to_string(), ..Self::default() }
+    }
+
+    /// For tests and benchmarks: `nft` and netlink inside network namespace `ns`.
+    pub fn in_netns(ns: &str, table: &str) -> Self {
+        Self {
+            command: ["ip", "netns", "exec", ns, "nft"].map(String::from).to_vec(),
+            netns: Some(ns.to_string()),
+            socket: Arc::default(),
+            table: table.to_string(),
+        }
+    }
+
+    /// Applies set-element changes in one transaction over netlink, on a socket kept
+    /// between calls (a failed call drops it; the next one opens a new one).
+    pub async fn apply_elements(&self, changes: Vec<SetChange>) -> Result<(), ApplyError> {
+        let (netns, table, socket) = (self.netns.clone(), self.table.clone(), self.socket.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut guard = socket.lock().expect("netlink socket lock");
+            let mut s = match guard.take() {
+                Some(s) => s,
+                None => crate::netlink::Socket::open(netns.as_deref())?,
+            };
+            s.apply(&table, &changes)?;
+            *guard = Some(s);
+            Ok(())
+        })
+        .await
+        .map_err(|e| ApplyError::Rejected(format!("netlink task: {e}")))?
+    }
+
     pub async fn apply(&self, script: &str) -> Result<(), ApplyError> {
         use tokio::io::AsyncWriteExt;
         let cmd = self.command.join(" ");

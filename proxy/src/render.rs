@@ -7,13 +7,22 @@
 //!   map service-ips        clusterIP/externalIP . proto . port : goto service-…
 //!   map service-nodeports  proto . nodePort                    : goto external-…
 //!   map no-endpoint-services / no-endpoint-nodeports           : goto reject-chain
+//!   map endpoints-…        [0, 65536) in equal shares          : endpoint IP . port
+//!   set hairpin-endpoints  endpoint IP . endpoint IP (a pod reaching itself is masqueraded)
 //!   chain nat-prerouting / nat-output → services  (one vmap lookup: O(1) in the number of Services)
-//!   chain service-…   [masquerade off-cluster sources] [ClientIP affinity] numgen random mod N vmap { i : goto endpoint-… }
-//!   chain external-…  [mark for masquerade unless externalTrafficPolicy: Local] goto service-… / local chain
-//!   chain endpoint-…  [hairpin masquerade] [affinity update] dnat to IP:port
+//!   chain service-…   [masquerade off-cluster sources] dnat to numgen random mod 65536 map @endpoints-…
+//!   chain external-…  [mark for masquerade unless externalTrafficPolicy: Local] the same dnat
 //!   chain filter-input / filter-forward / filter-output → reject new connections to ports without endpoints
-//!   chain nat-postrouting → masquerade what was marked
+//!   chain nat-postrouting → masquerade what was marked, and hairpin connections
 //! ```
+//!
+//! Why endpoint *maps* rather than upstream's per-endpoint chains: the kernel re-validates
+//! every chain reachable from a base chain whenever a transaction adds a rule that jumps or
+//! NATs, or a verdict-map element (O(table) per transaction: ~16 ms at 10,000 Services on
+//! this machine), but adding data-map elements needs no validation. So an endpoint change
+//! is a change of one small map's elements: its cost does not grow with the number of
+//! Services. ClientIP affinity needs a per-endpoint "recent clients" set, so Services with
+//! affinity keep upstream's shape (per-endpoint chains behind a numgen vmap).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -256,6 +265,32 @@ fn endpoint_chain(sp: &ServicePort, e: &Endpoint) -> String {
     format!("endpoint-{}-{id}", hash8(&id))
 }
 
+/// The map of one path's endpoints; `local`: only this node's (a `…TrafficPolicy: Local`).
+fn endpoints_map(sp: &ServicePort, local: bool) -> String {
+    let id = sp.id();
+    format!("{}endpoints-{}-{id}", if local { "local-" } else { "" }, hash8(&id))
+}
+
+/// The random number a connection draws to pick an endpoint: `numgen random mod SHARES`.
+pub const SHARES: u64 = 65536;
+/// An endpoints map: each endpoint owns an equal range of [0, SHARES).
+pub const ENDPOINTS_MAP_SPEC: &str = "typeof numgen random mod 65536 : ip daddr . th dport; flags interval;";
+/// Masquerade a connection DNATed back to the pod that opened it (hairpin), whatever Service
+/// it went through: source and destination are the same endpoint address.
+pub const HAIRPIN_SET: &str = "hairpin-endpoints";
+
+/// `lo-hi : ip . port` for each endpoint: equal shares of [0, SHARES).
+fn shares(eps: &[&Endpoint]) -> BTreeMap<String, String> {
+    let n = eps.len() as u64;
+    eps.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (lo, hi) = (i as u64 * SHARES / n, (i as u64 + 1) * SHARES / n - 1);
+            (format!("{lo}-{hi}"), format!("{} . {}", e.ip, e.port))
+        })
+        .collect()
+}
+
 fn affinity_set(sp: &ServicePort, e: &Endpoint) -> String {
     let id = format!("{}__{}/{}", sp.id(), e.ip, e.port);
     format!("affinity-{}-{id}", hash8(&id))
@@ -284,6 +319,10 @@ fn shared_maps() -> BTreeMap<String, Map> {
     ]
     .into_iter()
     .map(|(name, spec)| (name.to_string(), Map { kind: "map", spec: spec.into(), elements: BTreeMap::new() }))
+    .chain(std::iter::once((
+        HAIRPIN_SET.to_string(),
+        Map { kind: "set", spec: "type ipv4_addr . ipv4_addr;".into(), elements: BTreeMap::new() },
+    )))
     .collect()
 }
 
@@ -333,6 +372,7 @@ pub fn skeleton() -> Ruleset {
         Chain {
             base: None,
             rules: vec![
+                format!("ct status dnat ip saddr . ip daddr @{HAIRPIN_SET} masquerade fully-random"),
                 format!("meta mark & {MASQ_MARK} == 0 return"),
                 format!("meta mark set meta mark ^ {MASQ_MARK}"),
                 "masquerade fully-random".into(),
@@ -354,6 +394,52 @@ pub fn skeleton() -> Ruleset {
     Ruleset { chains, maps }
 }
 
+/// The rules of a service or external chain that pick one of `eps` (`local`: they are the
+/// node-local subset), adding the endpoints map or (affinity) the endpoint chains and sets.
+fn dispatch_rules(
+    sp: &ServicePort,
+    eps: &[&Endpoint],
+    local: bool,
+    chains: &mut BTreeMap<String, Chain>,
+    maps: &mut BTreeMap<String, Map>,
+) -> Vec<String> {
+    let proto = &sp.protocol;
+    let mut rules = vec![];
+    if let Some(t) = sp.affinity_timeout {
+        // Affinity: upstream's shape, a chain per endpoint that records its clients.
+        for e in eps {
+            let set = affinity_set(sp, e);
+            maps.insert(
+                set.clone(),
+                Map {
+                    kind: "set",
+                    spec: format!("type ipv4_addr; flags dynamic,timeout; timeout {t}s;"),
+                    elements: BTreeMap::new(),
+                },
+            );
+            let rules = vec![
+                format!("update @{set} {{ ip saddr }}"),
+                format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port),
+            ];
+            chains.insert(endpoint_chain(sp, e), Chain { base: None, rules });
+        }
+        for e in eps {
+            rules.push(format!("ip saddr @{} goto {}", affinity_set(sp, e), endpoint_chain(sp, e)));
+        }
+        let targets: Vec<String> = eps.iter().map(|e| endpoint_chain(sp, e)).collect();
+        if !targets.is_empty() {
+            rules.push(dispatch(&targets));
+        }
+    } else {
+        let map = endpoints_map(sp, local);
+        maps.insert(map.clone(), Map { kind: "map", spec: ENDPOINTS_MAP_SPEC.into(), elements: shares(eps) });
+        rules.push(format!("meta l4proto {proto} dnat ip to numgen random mod {SHARES} map @{map}"));
+    }
+    // No endpoint to pick (a Local policy without local endpoints): drop, as upstream.
+    rules.push("drop".into());
+    rules
+}
+
 /// The chains, sets and shared-map elements of one Service's ports. A fragment is a
 /// [`Ruleset`] that holds the shared maps too (only this Service's elements in them), so
 /// two fragments diff like two rulesets.
@@ -372,41 +458,9 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
         let external: &[&Endpoint] = if sp.external_local { &local } else { &all };
         let svc = service_chain(sp);
         let ext = external_chain(sp);
-        // Endpoint chains for every endpoint either path uses.
-        let mut used: BTreeSet<&Endpoint> = internal.iter().copied().collect();
-        used.extend(external.iter().copied());
-        for e in &used {
-            let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)]; // hairpin
-            if let Some(t) = sp.affinity_timeout {
-                let set = affinity_set(sp, e);
-                maps.insert(
-                    set.clone(),
-                    Map {
-                        kind: "set",
-                        spec: format!("type ipv4_addr; flags dynamic,timeout; timeout {t}s;"),
-                        elements: BTreeMap::new(),
-                    },
-                );
-                rules.push(format!("update @{set} {{ ip saddr }}"));
-            }
-            rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
-            chains.insert(endpoint_chain(sp, e), Chain { base: None, rules });
+        for e in internal.iter().chain(external) {
+            el(&mut maps, HAIRPIN_SET, format!("{} . {}", e.ip, e.ip), String::new());
         }
-        let dispatch_rules = |eps: &[&Endpoint]| -> Vec<String> {
-            let mut rules = vec![];
-            if sp.affinity_timeout.is_some() {
-                for e in eps {
-                    rules.push(format!("ip saddr @{} goto {}", affinity_set(sp, e), endpoint_chain(sp, e)));
-                }
-            }
-            let targets: Vec<String> = eps.iter().map(|e| endpoint_chain(sp, e)).collect();
-            if targets.is_empty() {
-                rules.push("drop".into()); // Local policy without local endpoints, as upstream
-            } else {
-                rules.push(dispatch(&targets));
-            }
-            rules
-        };
         // Cluster-internal path.
         if let Some(ip) = sp.cluster_ip {
             let key = format!("{ip} . {proto} . {}", sp.port);
@@ -419,7 +473,7 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
                 } else if let Some(cidr) = &cfg.cluster_cidr {
                     rules.push(format!("ip daddr {ip} ip saddr != {cidr} jump mark-for-masquerade"));
                 }
-                rules.extend(dispatch_rules(internal));
+                rules.extend(dispatch_rules(sp, internal, sp.internal_local, &mut chains, &mut maps));
                 chains.insert(svc.clone(), Chain { base: None, rules });
                 el(&mut maps, "service-ips", key, format!("goto {svc}"));
             }
@@ -445,7 +499,7 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
                 // Replies must come back through this node.
                 rules.push("jump mark-for-masquerade".into());
             }
-            rules.extend(dispatch_rules(external));
+            rules.extend(dispatch_rules(sp, external, sp.external_local, &mut chains, &mut maps));
             chains.insert(ext.clone(), Chain { base: None, rules });
             for ip in &sp.external_ips {
                 el(&mut maps, "service-ips", format!("{ip} . {proto} . {}", sp.port), format!("goto {ext}"));
@@ -542,12 +596,18 @@ mod tests {
         let chain = verdict.strip_prefix("goto ").unwrap();
         let rules = &r.chains[chain].rules;
         assert_eq!(rules[0], "ip daddr 10.96.0.10 ip saddr != 10.244.0.0/16 jump mark-for-masquerade");
-        assert!(rules[1].starts_with("numgen random mod 2 vmap {"), "{rules:?}");
-        let eps: Vec<&String> = r.chains.keys().filter(|k| k.starts_with("endpoint-")).collect();
-        assert_eq!(eps.len(), 2, "the not-ready endpoint gets no chain");
-        let e = &r.chains[eps[0]].rules;
-        assert!(e[0].starts_with("ip saddr 10.244.") && e[0].ends_with("jump mark-for-masquerade"), "hairpin");
-        assert!(e.last().unwrap().contains("dnat to 10.244.") && e.last().unwrap().ends_with(":8080"));
+        let map = rules[1].strip_prefix("meta l4proto tcp dnat ip to numgen random mod 65536 map @").unwrap();
+        assert_eq!(rules[2], "drop");
+        let shares: Vec<(&str, &str)> = r.maps[map].elements.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            shares,
+            [("0-32767", "10.244.0.2 . 8080"), ("32768-65535", "10.244.1.3 . 8080")],
+            "the not-ready endpoint gets no share"
+        );
+        assert!(!r.chains.keys().any(|k| k.starts_with("endpoint-")), "no per-endpoint chains without affinity");
+        let hairpin: Vec<&String> = r.maps[HAIRPIN_SET].elements.keys().collect();
+        assert_eq!(hairpin, ["10.244.0.2 . 10.244.0.2", "10.244.1.3 . 10.244.1.3"]);
+        assert!(r.chains["masquerading"].rules[0].contains("@hairpin-endpoints masquerade"));
         assert!(r.maps["no-endpoint-services"].elements.is_empty());
     }
 
@@ -560,7 +620,7 @@ mod tests {
         let term = json!([{"addresses": ["10.244.0.9"], "conditions": {"ready": false, "serving": true, "terminating": true}}]);
         let r = render(&snapshot(&[web(json!({}))], &[slice("web", "http", 80, term)]), &cfg());
         assert_eq!(r.maps["service-ips"].elements.len(), 1);
-        assert!(r.chains.keys().any(|k| k.contains("10.244.0.9/80")));
+        assert!(r.maps.values().any(|m| m.elements.get("0-65535").map(String::as_str) == Some("10.244.0.9 . 80")));
     }
 
     #[test]
@@ -573,7 +633,10 @@ mod tests {
         let ext = np.strip_prefix("goto ").unwrap();
         let rules = &r.chains[ext].rules;
         assert!(!rules.iter().any(|r| r.contains("mark-for-masquerade")), "Local keeps the client address");
-        assert!(rules.last().unwrap().starts_with("numgen random mod 1 "), "only the local endpoint: {rules:?}");
+        let map = rules[rules.len() - 2].split('@').nth(1).unwrap();
+        assert!(map.starts_with("local-endpoints-"), "{rules:?}");
+        let only: Vec<&String> = r.maps[map].elements.values().collect();
+        assert_eq!(only, ["10.244.0.2 . 80"], "only the local endpoint");
         assert_eq!(&r.maps["service-ips"].elements["192.0.2.7 . tcp . 80"], np);
         // internalTrafficPolicy: Local with no local endpoint drops.
         let s = web(json!({"internalTrafficPolicy": "Local"}));
@@ -589,7 +652,7 @@ mod tests {
             web(json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}));
         let slices = [slice("web", "http", 80, json!([ep("10.244.0.2", true, "n1"), ep("10.244.0.3", true, "n1")]))];
         let r = render(&snapshot(&[s], &slices), &cfg());
-        let sets: Vec<&Map> = r.maps.values().filter(|m| m.kind == "set").collect();
+        let sets: Vec<&Map> = r.maps.iter().filter(|(k, _)| k.starts_with("affinity-")).map(|(_, m)| m).collect();
         assert_eq!(sets.len(), 2);
         assert!(sets[0].spec.contains("timeout 60s"));
         let chain = r.maps["service-ips"].elements.values().next().unwrap().strip_prefix("goto ").unwrap().to_string();
@@ -599,6 +662,26 @@ mod tests {
             .chains
             .iter()
             .any(|(k, c)| k.starts_with("endpoint-") && c.rules.iter().any(|r| r.starts_with("update @affinity-"))));
+    }
+
+    #[test]
+    fn endpoints_share_the_random_range_equally() {
+        let e = |i: u8| Endpoint {
+            ip: Ipv4Addr::new(10, 0, 0, i),
+            port: 80,
+            ready: true,
+            serving: true,
+            terminating: false,
+            node: None,
+        };
+        let (a, b, c) = (e(1), e(2), e(3));
+        let got = shares(&[&a, &b, &c]);
+        let want: BTreeMap<String, String> =
+            [("0-21844", "10.0.0.1 . 80"), ("21845-43689", "10.0.0.2 . 80"), ("43690-65535", "10.0.0.3 . 80")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into();
+        assert_eq!(got, want);
+        assert!(shares(&[]).is_empty());
     }
 
     #[test]
@@ -621,6 +704,7 @@ mod tests {
         .unwrap();
         let r = render(&snapshot(&[s], &[sl]), &cfg());
         assert!(r.maps["service-ips"].elements.contains_key("10.96.0.53 . udp . 53"));
-        assert!(r.chains.values().any(|c| c.rules.iter().any(|r| r == "meta l4proto udp dnat to 10.244.0.7:5353")));
+        assert!(r.chains.values().any(|c| c.rules.iter().any(|r| r.starts_with("meta l4proto udp dnat ip to numgen"))));
+        assert!(r.maps.values().any(|m| m.elements.get("0-65535").map(String::as_str) == Some("10.244.0.7 . 5353")));
     }
 }

@@ -42,7 +42,7 @@ async fn cluster() -> Cluster {
 
 fn start_proxy(c: &Cluster, lab: &Lab) -> CancellationToken {
     let mut cfg = skiff_proxy::Config::new("n1");
-    cfg.nft = skiff_proxy::nft::Nft { command: lab.nft_command(), table: "skiff-proxy".into() };
+    cfg.nft = skiff_proxy::nft::Nft::in_netns(&lab.node, "skiff-proxy");
     cfg.conntrack = ["ip", "netns", "exec", &lab.node, "conntrack"].map(String::from).to_vec();
     let stop = CancellationToken::new();
     let p = skiff_proxy::Proxy::new(cfg, c.client.clone());
@@ -141,7 +141,8 @@ async fn tcp_udp_and_node_ports_spread_over_every_endpoint() {
         tokio::task::spawn_blocking(move || (0..30).filter_map(|_| tcp(&p1, vip).ok()).collect()).await.unwrap();
     assert!(hair.contains("p1"), "hairpin works: {hair:?}");
     let table = lab.list_table().expect("the proxy's table exists");
-    assert!(table.contains("numgen random mod 3"), "{table}");
+    assert!(table.contains("numgen random mod 65536"), "{table}");
+    assert!(table.contains("0-21844 : ") && table.contains("43690-65535 : "), "three equal shares: {table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,8 +230,131 @@ async fn affinity_rejects_endpoint_changes_local_policy_and_restarts() {
     assert!(tokio::task::spawn_blocking(move || tcp(&cn, wvip)).await.unwrap().is_ok());
     _again.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    skiff_proxy::Proxy::cleanup(&skiff_proxy::nft::Nft { command: lab.nft_command(), table: "skiff-proxy".into() })
-        .await
-        .unwrap();
+    skiff_proxy::Proxy::cleanup(&skiff_proxy::nft::Nft::in_netns(&lab.node, "skiff-proxy")).await.unwrap();
     assert!(lab.list_table().is_none(), "--cleanup removes the table");
+}
+
+/// The netlink path against the kernel: endpoint changes sent as set elements leave exactly
+/// the table a full `nft -f` load of the same state makes, an endpoint address two Services
+/// share keeps its hairpin element until the last one lets go, and anything more than
+/// elements still goes through `nft`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_over_netlink_match_a_full_load() {
+    use skiff_proxy::render::{self, RenderConfig};
+    use skiff_proxy::Syncer;
+    let lab = Lab::new();
+    let svc = |name: &str, ip: &str, affinity: bool| -> Service {
+        let mut v = json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": ip, "ports": [{"name": "p", "port": 80, "protocol": "TCP"}]}});
+        if affinity {
+            v["spec"]["sessionAffinity"] = json!("ClientIP");
+        }
+        serde_json::from_value(v).unwrap()
+    };
+    let slice = |name: &str, ips: &[&str]| -> EndpointSlice {
+        let eps: Vec<serde_json::Value> =
+            ips.iter().map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}})).collect();
+        serde_json::from_value(json!({"metadata": {"name": format!("{name}-1"), "namespace": "default",
+                "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}], "endpoints": eps}))
+        .unwrap()
+    };
+    let svcs = [svc("a", "10.96.1.1", false), svc("b", "10.96.1.2", false), svc("c", "10.96.1.3", true)];
+    let cfg = RenderConfig { node_name: "n1".into(), ..Default::default() };
+    let mut syncer = Syncer::new(skiff_proxy::nft::Nft::in_netns(&lab.node, "skiff-proxy"), cfg.clone());
+    let slices =
+        vec![slice("a", &["10.0.0.1", "10.0.0.2"]), slice("b", &["10.0.0.2", "10.0.0.3"]), slice("c", &["10.0.0.4"])];
+    syncer.full(&render::snapshot(&svcs, &slices)).await.unwrap();
+    // The listing a full load of this state makes, in a second table-free namespace run.
+    let full_listing = |slices: &[EndpointSlice]| {
+        let other = Lab::new();
+        let snap = render::snapshot(&svcs, slices);
+        let script = skiff_proxy::nft::full_script("skiff-proxy", &render::render(&snap, &cfg));
+        let nft = skiff_proxy::nft::Nft::in_netns(&other.node, "skiff-proxy");
+        async move {
+            nft.apply(&script).await.unwrap();
+            other.list_table().unwrap()
+        }
+    };
+
+    // a: 10.0.0.1 → 10.0.0.5 and a third endpoint; 10.0.0.2 (shared with b) stays.
+    let mut slices = slices;
+    slices[0] = slice("a", &["10.0.0.5", "10.0.0.2", "10.0.0.6"]);
+    let out = update_one(&mut syncer, &svcs, &slices, 0).await;
+    assert!(out.netlink, "an endpoint change goes over netlink");
+    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
+    // One endpoint replaced, the others kept: only its share changes hands.
+    slices[0] = slice("a", &["10.0.0.5", "10.0.0.2", "10.0.0.9"]);
+    let out = update_one(&mut syncer, &svcs, &slices, 0).await;
+    assert!(out.netlink);
+    assert_eq!(out.script_lines, 2 + 2 + 1 + 1, "one range out and in (start and end each), one hairpin out and in");
+    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
+    // a lets go of 10.0.0.2: b still uses it, so its hairpin element stays.
+    slices[0] = slice("a", &["10.0.0.5"]);
+    assert!(update_one(&mut syncer, &svcs, &slices, 0).await.netlink);
+    let table = lab.list_table().unwrap();
+    assert!(table.contains("10.0.0.2 . 10.0.0.2"), "{table}");
+    assert_eq!(same(&table), same(&full_listing(&slices).await));
+    // Then b does too: it goes.
+    slices[1] = slice("b", &["10.0.0.3"]);
+    assert!(update_one(&mut syncer, &svcs, &slices, 1).await.netlink);
+    let table = lab.list_table().unwrap();
+    assert!(!table.contains("10.0.0.2 . 10.0.0.2"), "{table}");
+    assert_eq!(same(&table), same(&full_listing(&slices).await));
+    // Affinity Services keep per-endpoint chains: that change is an nft script.
+    slices[2] = slice("c", &["10.0.0.4", "10.0.0.7"]);
+    let out = update_one(&mut syncer, &svcs, &slices, 2).await;
+    assert!(!out.netlink && out.script_lines > 0);
+    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
+    // No endpoints at all: the Service moves to the reject map (verdicts: nft).
+    slices[1] = slice("b", &[]);
+    assert!(!update_one(&mut syncer, &svcs, &slices, 1).await.netlink);
+    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
+}
+
+async fn update_one(
+    syncer: &mut skiff_proxy::Syncer,
+    svcs: &[Service],
+    slices: &[EndpointSlice],
+    which: usize,
+) -> skiff_proxy::SyncOutcome {
+    let all: Vec<std::sync::Arc<EndpointSlice>> = slices.iter().cloned().map(std::sync::Arc::new).collect();
+    let name = svcs[which].metadata.name.clone().unwrap();
+    let ports = skiff_proxy::render::ports_of(Some(&svcs[which]), &all, "default", &name);
+    syncer.update(vec![(("default".to_string(), name), ports)]).await.unwrap()
+}
+
+/// A table listing with the order of its blocks (chains, sets) and of set elements
+/// ignored (two kernels holding the same rules list them in creation order); the rules of a
+/// chain keep their order.
+fn same(listing: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut blocks: Vec<(Vec<String>, Vec<String>)> = vec![];
+    let mut in_elements = false;
+    for line in listing.lines() {
+        if line.starts_with("\tchain ") || line.starts_with("\tset ") || line.starts_with("\tmap ") {
+            blocks.push((vec![], vec![]));
+        }
+        let Some((lines, elements)) = blocks.last_mut() else { continue };
+        let t = line.trim();
+        if t.is_empty() || line == "}" {
+            continue; // blank lines between blocks, the table's closing brace
+        }
+        if let Some(rest) = t.strip_prefix("elements = {") {
+            in_elements = true;
+            elements.extend(rest.split(", ").map(|s| s.trim_end_matches(['}', ',']).trim().to_string()));
+        } else if in_elements {
+            elements.extend(t.split(", ").map(|s| s.trim_end_matches(['}', ',']).trim().to_string()));
+        } else {
+            lines.push(t.to_string());
+        }
+        if in_elements && t.ends_with('}') {
+            in_elements = false;
+        }
+    }
+    for (_, e) in &mut blocks {
+        e.retain(|s| !s.is_empty());
+        e.sort();
+    }
+    blocks.sort();
+    blocks
 }
