@@ -116,10 +116,15 @@ impl Proxy {
             })
             .boxed();
         let (d, c) = (dirty.clone(), changes.clone());
+        let index = Arc::new(Mutex::new(SliceIndex::default()));
+        let ix = index.clone();
         let slices = watcher(Api::<EndpointSlice>::all(self.client.clone()), watcher::Config::default())
             .default_backoff()
             .reflect(eps_writer)
             .map(move |ev| {
+                if let Ok(ev) = &ev {
+                    ix.lock().expect("slice index lock").apply(ev);
+                }
                 c.lock().expect("changes lock").note(ev.ok(), |s: &EndpointSlice| {
                     Some((s.metadata.namespace.clone()?, s.metadata.labels.as_ref()?.get(SERVICE_NAME)?.clone()))
                 });
@@ -152,12 +157,13 @@ impl Proxy {
             } else if pending.services.is_empty() {
                 Ok(SyncOutcome::default())
             } else {
-                // Only the Services that changed are rendered and diffed.
-                let all_slices = eps_store.state();
+                // Only the Services that changed are rendered and diffed, from their own
+                // slices (the index: no scan of every slice in the cluster).
                 let mut changed = vec![];
                 for (ns, name) in pending.services {
                     let svc = svc_store.get(&reflector::ObjectRef::new(&name).within(&ns));
-                    let ports = render::ports_of(svc.as_deref(), &all_slices, &ns, &name);
+                    let slices = index.lock().expect("slice index lock").of(&ns, &name);
+                    let ports = render::ports_of(svc.as_deref(), &slices, &ns, &name);
                     changed.push(((ns, name), ports));
                 }
                 syncer.update(changed).await
@@ -246,6 +252,70 @@ impl Changes {
             Some(watcher::Event::InitDone) => self.full = true,
             _ => {}
         }
+    }
+}
+
+/// EndpointSlices by the Service they belong to (`kubernetes.io/service-name`), kept from
+/// the watch events, so an incremental sync reads one Service's slices instead of scanning
+/// every slice in the cluster (O(slices) per change: 1.3 ms at 10,000 Services).
+#[derive(Default)]
+pub struct SliceIndex {
+    by_service: std::collections::HashMap<(String, String), BTreeMap<String, Arc<EndpointSlice>>>,
+    /// Each slice's Service, to move it when its label changes.
+    owner: std::collections::HashMap<(String, String), (String, String)>,
+    /// A relist in progress: the new index, swapped in at `InitDone`.
+    building: Option<Box<SliceIndex>>,
+}
+
+impl SliceIndex {
+    pub fn apply(&mut self, ev: &watcher::Event<EndpointSlice>) {
+        match ev {
+            watcher::Event::Init => self.building = Some(Box::default()),
+            watcher::Event::InitApply(s) => self.building.get_or_insert_with(Box::default).upsert(s),
+            watcher::Event::InitDone => {
+                if let Some(new) = self.building.take() {
+                    *self = *new;
+                }
+            }
+            watcher::Event::Apply(s) => self.upsert(s),
+            watcher::Event::Delete(s) => self.remove(s),
+        }
+    }
+
+    fn key(s: &EndpointSlice) -> Option<(String, String)> {
+        Some((s.metadata.namespace.clone()?, s.metadata.name.clone()?))
+    }
+
+    pub fn upsert(&mut self, s: &EndpointSlice) {
+        self.remove(s);
+        let (Some(key), Some(svc)) =
+            (Self::key(s), s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)).cloned())
+        else {
+            return;
+        };
+        let owner = (key.0.clone(), svc);
+        self.by_service.entry(owner.clone()).or_default().insert(key.1.clone(), Arc::new(s.clone()));
+        self.owner.insert(key, owner);
+    }
+
+    pub fn remove(&mut self, s: &EndpointSlice) {
+        let Some(key) = Self::key(s) else { return };
+        if let Some(owner) = self.owner.remove(&key) {
+            if let Some(m) = self.by_service.get_mut(&owner) {
+                m.remove(&key.1);
+                if m.is_empty() {
+                    self.by_service.remove(&owner);
+                }
+            }
+        }
+    }
+
+    /// The slices of Service `namespace/name`.
+    pub fn of(&self, namespace: &str, name: &str) -> Vec<Arc<EndpointSlice>> {
+        self.by_service
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -460,4 +530,43 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Mutex<Met
             }),
         );
     let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(name: &str, svc: &str) -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "ns",
+            "labels": {SERVICE_NAME: svc}}, "addressType": "IPv4", "endpoints": []}))
+        .unwrap()
+    }
+
+    fn names(ix: &SliceIndex, svc: &str) -> Vec<String> {
+        ix.of("ns", svc).iter().map(|s| s.metadata.name.clone().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_slice_index_follows_watch_events() {
+        let mut ix = SliceIndex::default();
+        ix.apply(&watcher::Event::Init);
+        ix.apply(&watcher::Event::InitApply(slice("a-1", "a")));
+        assert!(names(&ix, "a").is_empty(), "a relist shows at InitDone");
+        ix.apply(&watcher::Event::InitDone);
+        assert_eq!(names(&ix, "a"), ["a-1"]);
+        ix.apply(&watcher::Event::Apply(slice("a-2", "a")));
+        assert_eq!(names(&ix, "a"), ["a-1", "a-2"]);
+        // A slice relabelled to another Service moves.
+        ix.apply(&watcher::Event::Apply(slice("a-2", "b")));
+        assert_eq!((names(&ix, "a"), names(&ix, "b")), (vec!["a-1".to_string()], vec!["a-2".to_string()]));
+        ix.apply(&watcher::Event::Delete(slice("a-1", "a")));
+        assert!(names(&ix, "a").is_empty());
+        // A relist replaces everything: what it does not list is gone.
+        ix.apply(&watcher::Event::Init);
+        ix.apply(&watcher::Event::InitApply(slice("c-1", "c")));
+        ix.apply(&watcher::Event::InitDone);
+        assert!(names(&ix, "b").is_empty());
+        assert_eq!(names(&ix, "c"), ["c-1"]);
+        assert_eq!(ix.of("other", "c").len(), 0);
+    }
 }
