@@ -343,6 +343,22 @@ pub struct Syncer {
     /// How many Services use each hairpin-set element (an endpoint address can back several
     /// Services; its element goes only with the last one).
     hairpin: BTreeMap<String, usize>,
+    /// The endpoint-count classes in the kernel: map name → its elements and spec. A class
+    /// comes (map and DNAT rule) with its first element and goes with its last, so the
+    /// table is always what a full sync of the same state makes.
+    classes: BTreeMap<String, (usize, String)>,
+}
+
+/// Gives `a` and `b` the same maps (empty where one lacks a class map the other has), so
+/// their difference is element changes.
+fn align(a: &mut Ruleset, b: &mut Ruleset) {
+    fn into(from: &Ruleset, to: &mut Ruleset) {
+        for (name, m) in from.maps.iter().filter(|(n, _)| render::class_of(n).is_some()) {
+            to.maps.entry(name.clone()).or_insert_with(|| render::Map { elements: BTreeMap::new(), ..m.clone() });
+        }
+    }
+    into(a, b);
+    into(b, a);
 }
 
 fn hairpin_keys(r: &Ruleset) -> impl Iterator<Item = &String> {
@@ -351,7 +367,7 @@ fn hairpin_keys(r: &Ruleset) -> impl Iterator<Item = &String> {
 
 impl Syncer {
     pub fn new(nft: Nft, cfg: RenderConfig) -> Self {
-        Self { nft, cfg, applied: None, hairpin: BTreeMap::new() }
+        Self { nft, cfg, applied: None, hairpin: BTreeMap::new(), classes: BTreeMap::new() }
     }
 
     pub fn is_applied(&self) -> bool {
@@ -362,6 +378,7 @@ impl Syncer {
     pub fn forget(&mut self) {
         self.applied = None;
         self.hairpin.clear();
+        self.classes.clear();
     }
 
     pub fn rule_count(&self) -> usize {
@@ -370,7 +387,7 @@ impl Syncer {
 
     /// Replaces the whole table with the rules for `snap` (one transaction).
     pub async fn full(&mut self, snap: &Snapshot) -> Result<SyncOutcome, nft::ApplyError> {
-        let mut all = render::skeleton();
+        let mut all = render::skeleton(&self.cfg);
         let mut cache = BTreeMap::new();
         let mut hairpin = BTreeMap::new();
         for (key, ports) in render::by_service(snap) {
@@ -381,6 +398,13 @@ impl Syncer {
             render::merge(&mut all, frag.clone());
             cache.insert(key, (ports, frag));
         }
+        render::set_class_rules(&mut all);
+        let classes = all
+            .maps
+            .iter()
+            .filter(|(n, _)| render::class_of(n).is_some())
+            .map(|(n, m)| (n.clone(), (m.elements.len(), m.spec.clone())))
+            .collect();
         let removed_udp = match &self.applied {
             Some(old) => old
                 .iter()
@@ -393,6 +417,7 @@ impl Syncer {
         self.nft.apply(&script).await?;
         self.applied = Some(cache);
         self.hairpin = hairpin;
+        self.classes = classes;
         Ok(SyncOutcome { script_lines: script.lines().count(), netlink: false, removed_udp })
     }
 
@@ -413,6 +438,8 @@ impl Syncer {
         let mut removed = vec![];
         // Hairpin elements' use counts after this change, where they differ.
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        // Elements each class map gains (or loses) in this change, and its spec.
+        let mut class_delta: BTreeMap<String, (i64, String)> = BTreeMap::new();
         let mut diffs = vec![];
         for (key, ports) in changed {
             let old = applied.get(&key);
@@ -443,11 +470,40 @@ impl Syncer {
                 *c += 1;
             }
             removed.extend(removed_udp(old.map(|(p, _)| p.as_slice()).unwrap_or(&[]), &ports));
-            diffs.push((old_frag, new_frag.clone()));
+            let mut new_aligned = new_frag.clone();
+            align(&mut old_frag, &mut new_aligned);
+            for (name, m) in &new_aligned.maps {
+                if render::class_of(name).is_some() {
+                    let e = class_delta.entry(name.clone()).or_insert((0, m.spec.clone()));
+                    e.0 += m.elements.len() as i64 - old_frag.maps[name].elements.len() as i64;
+                }
+            }
+            diffs.push((old_frag, new_aligned));
             pending.push((key, ports, new_frag));
         }
-        let elements: Option<Vec<netlink::SetChange>> =
-            diffs.iter().map(|(o, n)| nft::element_changes(o, n)).collect::<Option<Vec<_>>>().map(|v| v.concat());
+        // Classes that appear or go: their maps and the class chains change too (nft).
+        let mut classes = self.classes.clone();
+        let (mut added, mut gone) = (vec![], vec![]);
+        for (name, (delta, spec)) in class_delta {
+            let before = classes.get(&name).map_or(0, |(n, _)| *n);
+            let after = (before as i64 + delta).max(0) as usize;
+            match (before, after) {
+                (0, 0) => {}
+                (0, _) => added.push((name.clone(), spec.clone())),
+                (_, 0) => gone.push(name.clone()),
+                _ => {}
+            }
+            if after == 0 {
+                classes.remove(&name);
+            } else {
+                classes.insert(name, (after, spec));
+            }
+        }
+        let elements: Option<Vec<netlink::SetChange>> = if added.is_empty() && gone.is_empty() {
+            diffs.iter().map(|(o, n)| nft::element_changes(o, n)).collect::<Option<Vec<_>>>().map(|v| v.concat())
+        } else {
+            None
+        };
         let (lines, via_netlink) = match elements {
             Some(changes) => {
                 let n = changes.iter().map(|c| c.delete.len() + c.add.len()).sum();
@@ -455,7 +511,38 @@ impl Syncer {
                 (n, true)
             }
             None => {
-                let script: String = diffs.iter().map(|(o, n)| nft::diff_script(&self.nft.table, o, n)).collect();
+                let t = &self.nft.table;
+                // New classes: map, chain and its rule before any element (see
+                // `render::set_class_rules`); then the elements; then the jumps; then
+                // classes that emptied go.
+                let mut script = String::new();
+                for (name, spec) in &added {
+                    let (nodeport, n) = render::class_of(name).expect("a class map");
+                    let chain = render::class_chain(nodeport, n);
+                    script.push_str(&format!("add map ip {t} {name} {{ {spec} }}\nadd chain ip {t} {chain}\n"));
+                    script.push_str(&format!("add rule ip {t} {chain} {}\n", render::class_rule(nodeport, n)));
+                }
+                script.extend(diffs.iter().map(|(o, n)| nft::diff_script(t, o, n)));
+                if !added.is_empty() || !gone.is_empty() {
+                    let mut r = Ruleset::default();
+                    for name in classes.keys() {
+                        r.maps.insert(name.clone(), render::Map::default());
+                    }
+                    render::set_class_rules(&mut r);
+                    for chain in ["service-classes", "nodeport-classes"] {
+                        script.push_str(&format!("flush chain ip {t} {chain}\n"));
+                        for rule in &r.chains[chain].rules {
+                            script.push_str(&format!("add rule ip {t} {chain} {rule}\n"));
+                        }
+                    }
+                    for name in &gone {
+                        let (nodeport, n) = render::class_of(name).expect("a class map");
+                        let chain = render::class_chain(nodeport, n);
+                        script.push_str(&format!(
+                            "flush chain ip {t} {chain}\ndelete chain ip {t} {chain}\ndelete map ip {t} {name}\n"
+                        ));
+                    }
+                }
                 if !script.is_empty() {
                     self.nft.apply(&script).await?;
                 }
@@ -470,6 +557,7 @@ impl Syncer {
                 applied.insert(key, (ports, frag));
             }
         }
+        self.classes = classes;
         for (k, c) in counts {
             if c == 0 {
                 self.hairpin.remove(&k);

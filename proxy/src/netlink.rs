@@ -3,21 +3,17 @@
 //!
 //! Why: `nft -f -` first loads every chain and set of the ruleset into its userspace cache,
 //! O(table size) per transaction (~90 ms at 10,000 Services on this machine), even to add
-//! one element. An endpoint change is only element changes of the proxy's endpoint maps and
-//! hairpin set (see [`crate::render`]), so the proxy encodes those itself and the cost stays
+//! one element. An endpoint change is only element changes of the proxy's class maps and
+//! sets (see [`crate::render`]), so the proxy encodes those itself and the cost stays
 //! independent of the number of Services. Anything else (new chains, rules, verdict
 //! elements) still goes through `nft -f -`.
 //!
-//! Only the element shapes the renderer makes are encoded ([`Element::parse`]); anything else
-//! makes [`encode`] return `None` and the caller falls back to `nft`. Encodings, as `nft`
-//! sends them (checked by `nft --debug=netlink`, and by the kernel test in
-//! `tests/proxy.rs`, which compares the kernel's listing with `nft`'s):
-//! - endpoints maps (`typeof numgen random mod 65536 : ip daddr . th dport; flags interval`):
-//!   a range `lo-hi` is two elements, a start (key `lo`, with the data) and an end
-//!   (key `hi + 1`, flag `NFT_SET_ELEM_INTERVAL_END`); keys are 32-bit big-endian (nft
-//!   converts the host-order numgen value for interval lookups); the data `ip . port` is the
-//!   address (4 bytes) and the port (2 bytes, big-endian) padded to 4;
-//! - the hairpin set (`type ipv4_addr . ipv4_addr`): two addresses, 8 bytes.
+//! Only the element shapes the renderer makes are encoded ([`Element::parse`]: class maps,
+//! the masquerade/drop sets, the hairpin set); anything else makes the caller fall back to
+//! `nft`. Each field is laid out as `nft` sends it (checked with `nft --debug=netlink`, and by
+//! the kernel test in `tests/proxy.rs`, which compares the kernel's listing with a full
+//! `nft` load of the same state): addresses as 4 bytes, the protocol as 1 byte and ports as
+//! 2 big-endian bytes, each padded to 4; the `numgen` slot as a host-order 32-bit number.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -41,54 +37,75 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_DATA_VALUE: u16 = 1;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 
-/// One element in kernel form: key, data (maps only), flags.
+/// One element in kernel form: key, data (maps only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
     pub key: Vec<u8>,
     pub data: Option<Vec<u8>>,
-    pub interval_end: bool,
 }
 
-fn ip_port(s: &str) -> Option<Vec<u8>> {
-    let (ip, port) = s.split_once(" . ")?;
-    let ip: Ipv4Addr = ip.trim().parse().ok()?;
-    let port: u16 = port.trim().parse().ok()?;
-    let mut v = ip.octets().to_vec();
-    v.extend_from_slice(&port.to_be_bytes());
-    v.extend_from_slice(&[0, 0]);
+/// The fields of a key or value, as the kernel lays them out: each padded to 4 bytes.
+#[derive(Clone, Copy)]
+enum Field {
+    Ip,
+    Proto,
+    Port,
+    /// `numgen` output: a host-order 32-bit number.
+    Slot,
+}
+
+fn encode(fields: &[Field], text: &str) -> Option<Vec<u8>> {
+    let parts: Vec<&str> = text.split(" . ").map(str::trim).collect();
+    if parts.len() != fields.len() {
+        return None;
+    }
+    let mut v = vec![];
+    for (f, p) in fields.iter().zip(parts) {
+        match f {
+            Field::Ip => v.extend(p.parse::<Ipv4Addr>().ok()?.octets()),
+            Field::Proto => v.extend([
+                match p {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    "sctp" => 132,
+                    _ => return None,
+                },
+                0,
+                0,
+                0,
+            ]),
+            Field::Port => {
+                v.extend(p.parse::<u16>().ok()?.to_be_bytes());
+                v.extend([0, 0]);
+            }
+            Field::Slot => v.extend(p.parse::<u32>().ok()?.to_ne_bytes()),
+        }
+    }
     Some(v)
 }
 
 impl Element {
-    /// The kernel elements for one rendered element (`key`, `value`) of `map`; `None` if
-    /// this shape is not one this module encodes.
-    pub fn parse(map: &str, key: &str, value: Option<&str>) -> Option<Vec<Element>> {
-        if map == crate::render::HAIRPIN_SET {
-            let (a, b) = key.split_once(" . ")?;
-            let (a, b): (Ipv4Addr, Ipv4Addr) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-            let key = [a.octets(), b.octets()].concat();
-            return Some(vec![Element { key, data: None, interval_end: false }]);
-        }
-        if !(map.starts_with("endpoints-") || map.starts_with("local-endpoints-")) {
-            return None;
-        }
-        let (lo, hi) = key.split_once('-')?;
-        let (lo, hi): (u32, u32) = (lo.parse().ok()?, hi.parse().ok()?);
-        let end = hi.checked_add(1)?;
-        if lo > hi {
-            return None;
-        }
-        let data = match value {
-            Some(v) => Some(ip_port(v)?),
-            None => None,
+    /// The kernel form of one rendered element (`key`, `value`) of `map`; `None` if this
+    /// is not a shape this module encodes.
+    pub fn parse(map: &str, key: &str, value: Option<&str>) -> Option<Element> {
+        use crate::render::*;
+        use Field::*;
+        let key_fields: &[Field] = match map {
+            HAIRPIN_SET => &[Ip, Ip],
+            MASQUERADE_SERVICES | CLUSTER_IPS | DROP_SERVICES => &[Ip, Proto, Port],
+            NODEPORT_MASQUERADE | NODEPORT_DROP => &[Proto, Port],
+            _ => match class_of(map)? {
+                (false, _) => &[Ip, Proto, Port, Slot],
+                (true, _) => &[Proto, Port, Slot],
+            },
         };
-        let start = Element { key: lo.to_be_bytes().to_vec(), data, interval_end: false };
-        let end = Element { key: end.to_be_bytes().to_vec(), data: None, interval_end: true };
-        Some(vec![start, end])
+        let data = match (class_of(map), value) {
+            (Some(_), Some(v)) => Some(encode(&[Ip, Port], v)?),
+            (None, _) | (Some(_), None) => None,
+        };
+        Some(Element { key: encode(key_fields, key)?, data })
     }
 }
 
@@ -153,9 +170,6 @@ fn elements(buf: &mut Vec<u8>, els: &[Element]) {
                 nested(b, NFTA_SET_ELEM_KEY, |b| attr(b, NFTA_DATA_VALUE, &e.key));
                 if let Some(d) = &e.data {
                     nested(b, NFTA_SET_ELEM_DATA, |b| attr(b, NFTA_DATA_VALUE, d));
-                }
-                if e.interval_end {
-                    attr(b, NFTA_SET_ELEM_FLAGS, &NFT_SET_ELEM_INTERVAL_END.to_be_bytes());
                 }
             });
         }
@@ -297,23 +311,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_become_start_and_end_elements_as_nft_sends_them() {
-        let e = Element::parse("endpoints-X-a/b/tcp/p", "32768-65535", Some("10.2.0.0 . 80")).unwrap();
-        assert_eq!(e[0].key, vec![0, 0, 0x80, 0]);
-        assert_eq!(e[0].data.as_deref(), Some(&[10, 2, 0, 0, 0, 80, 0, 0][..]));
-        assert_eq!(e[1], Element { key: vec![0, 1, 0, 0], data: None, interval_end: true });
+    fn elements_are_laid_out_as_nft_sends_them() {
+        // As `nft --debug=netlink` shows them: fields padded to 4 bytes, ports big-endian,
+        // the numgen slot in host order.
+        let e = Element::parse("service-endpoints-2", "10.96.0.1 . tcp . 80 . 1", Some("10.1.0.5 . 8080")).unwrap();
+        let mut key = vec![10, 96, 0, 1, 6, 0, 0, 0, 0, 80, 0, 0];
+        key.extend(1u32.to_ne_bytes());
+        assert_eq!(e.key, key);
+        assert_eq!(e.data.as_deref(), Some(&[10, 1, 0, 5, 0x1f, 0x90, 0, 0][..]));
+        let np = Element::parse("nodeport-endpoints-3", "udp . 30080 . 2", Some("10.1.0.5 . 53")).unwrap();
+        assert_eq!(&np.key[..8], &[17, 0, 0, 0, 0x75, 0x80, 0, 0]);
         let h = Element::parse(crate::render::HAIRPIN_SET, "10.1.0.2 . 10.1.0.2", None).unwrap();
-        assert_eq!(h[0].key, vec![10, 1, 0, 2, 10, 1, 0, 2]);
-        assert!(Element::parse("service-ips", "10.96.0.1 . tcp . 80", Some("goto x")).is_none(), "not encoded here");
-        assert!(Element::parse("endpoints-X", "9-3", Some("10.0.0.1 . 80")).is_none());
-        assert!(Element::parse("endpoints-X", "0-1", Some("10.0.0.1:80")).is_none());
+        assert_eq!(h.key, vec![10, 1, 0, 2, 10, 1, 0, 2]);
+        let d = Element::parse(crate::render::NODEPORT_DROP, "sctp . 30001", None).unwrap();
+        assert_eq!(d.key, vec![132, 0, 0, 0, 0x75, 0x31, 0, 0]);
+        assert!(Element::parse("service-ips", "10.96.0.1 . tcp . 80", Some("goto x")).is_none(), "verdicts: nft");
+        assert!(Element::parse("service-endpoints-2", "10.96.0.1 . tcp . 80", Some("10.0.0.1 . 80")).is_none());
+        assert!(Element::parse("service-endpoints-2", "10.96.0.1 . icmp . 80 . 0", Some("10.0.0.1 . 80")).is_none());
     }
 
     #[test]
     fn a_batch_is_framed_and_every_change_is_acknowledged() {
-        let add = Element::parse("endpoints-X", "0-65535", Some("10.0.0.1 . 80")).unwrap();
-        let (buf, acked) = batch("skiff-proxy", &[SetChange { set: "endpoints-X".into(), delete: vec![], add }], 0);
-        assert_eq!(acked, vec![(1, "add 2 elements of endpoints-X".to_string())], "one message, acknowledged");
+        let add =
+            vec![Element::parse("service-endpoints-1", "10.96.0.1 . tcp . 80 . 0", Some("10.0.0.1 . 80")).unwrap()];
+        let (buf, acked) =
+            batch("skiff-proxy", &[SetChange { set: "service-endpoints-1".into(), delete: vec![], add }], 0);
+        assert_eq!(acked, vec![(1, "add 1 elements of service-endpoints-1".to_string())], "one message, acknowledged");
         // Three messages: begin, the elements, end; each length-prefixed and 4-aligned.
         let mut off = 0;
         let mut types = vec![];
@@ -326,6 +349,6 @@ mod tests {
         assert_eq!(off, buf.len());
         assert_eq!(types, vec![NFNL_MSG_BATCH_BEGIN, (10 << 8) | NFT_MSG_NEWSETELEM, NFNL_MSG_BATCH_END]);
         let text = String::from_utf8_lossy(&buf);
-        assert!(text.contains("skiff-proxy\0") && text.contains("endpoints-X\0"));
+        assert!(text.contains("skiff-proxy\0") && text.contains("service-endpoints-1\0"));
     }
 }

@@ -1,28 +1,34 @@
 //! The pure half of the proxy: Services + EndpointSlices → a [`Snapshot`] of service ports
-//! with their usable endpoints → a [`Ruleset`] for one nftables table, in the shape of
-//! upstream kube-proxy's nftables mode:
+//! with their usable endpoints → a [`Ruleset`] for one nftables table:
 //!
 //! ```text
 //! table ip skiff-proxy
-//!   map service-ips        clusterIP/externalIP . proto . port : goto service-…
-//!   map service-nodeports  proto . nodePort                    : goto external-…
-//!   map no-endpoint-services / no-endpoint-nodeports           : goto reject-chain
-//!   map endpoints-…        [0, 65536) in equal shares          : endpoint IP . port
-//!   set hairpin-endpoints  endpoint IP . endpoint IP (a pod reaching itself is masqueraded)
-//!   chain nat-prerouting / nat-output → services  (one vmap lookup: O(1) in the number of Services)
-//!   chain service-…   [masquerade off-cluster sources] dnat to numgen random mod 65536 map @endpoints-…
-//!   chain external-…  [mark for masquerade unless externalTrafficPolicy: Local] the same dnat
-//!   chain filter-input / filter-forward / filter-output → reject new connections to ports without endpoints
+//!   chain nat-prerouting / nat-output → services:
+//!     ip daddr . proto . port vmap @service-ips        → goto service-… (ClientIP affinity only)
+//!     … @masquerade-services / @cluster-ips            → mark for masquerade
+//!     … @drop-services                                 → drop (a Local policy, no local endpoint)
+//!     jump service-classes → jump service-class-N, for each endpoint count N present:
+//!       dnat ip to ip daddr . meta l4proto . th dport . numgen random mod N map @service-endpoints-N
+//!     fib daddr type local → node-ports: the same, keyed by proto . nodePort
+//!   map service-endpoints-N   clusterIP/externalIP/LB IP . proto . port . slot (0..N) : endpoint IP . port
+//!   set hairpin-endpoints     endpoint IP . endpoint IP (a pod reaching itself is masqueraded)
+//!   chain filter-input / filter-forward / filter-output → reject new connections to ports
+//!     without endpoints (no-endpoint-services / no-endpoint-nodeports)
 //!   chain nat-postrouting → masquerade what was marked, and hairpin connections
 //! ```
 //!
-//! Why endpoint *maps* rather than upstream's per-endpoint chains: the kernel re-validates
-//! every chain reachable from a base chain whenever a transaction adds a rule that jumps or
-//! NATs, or a verdict-map element (O(table) per transaction: ~16 ms at 10,000 Services on
-//! this machine), but adding data-map elements needs no validation. So an endpoint change
-//! is a change of one small map's elements: its cost does not grow with the number of
-//! Services. ClientIP affinity needs a per-endpoint "recent clients" set, so Services with
-//! affinity keep upstream's shape (per-endpoint chains behind a numgen vmap).
+//! Upstream kube-proxy's nftables mode gives every service port a chain and every endpoint a
+//! chain. Here a Service without affinity is only map and set elements, for two kernel
+//! costs measured on this machine (6.18): a transaction that adds a rule that jumps or
+//! NATs, or a verdict-map element, re-validates every chain reachable from a base chain
+//! (~16 ms at 10,000 Services); and every commit walks every chain of the namespace, and
+//! every element message finds its set by name in a list (~0.7 ms at 10,000 per-Service
+//! chains and maps). With a handful of class maps and chains, an endpoint change is element
+//! changes in one or two small-named maps, and its cost does not grow with the number of
+//! Services; each endpoint keeps an equal chance (`numgen random mod N` over N slots). The
+//! price: a first packet tries one hash lookup per endpoint-count class (a few in practice).
+//! ClientIP affinity needs a per-endpoint set of recent clients, so Services with affinity
+//! keep upstream's shape (a service chain, per-endpoint chains behind a numgen vmap).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -265,30 +271,70 @@ fn endpoint_chain(sp: &ServicePort, e: &Endpoint) -> String {
     format!("endpoint-{}-{id}", hash8(&id))
 }
 
-/// The map of one path's endpoints; `local`: only this node's (a `…TrafficPolicy: Local`).
-fn endpoints_map(sp: &ServicePort, local: bool) -> String {
-    let id = sp.id();
-    format!("{}endpoints-{}-{id}", if local { "local-" } else { "" }, hash8(&id))
-}
-
-/// The random number a connection draws to pick an endpoint: `numgen random mod SHARES`.
-pub const SHARES: u64 = 65536;
-/// An endpoints map: each endpoint owns an equal range of [0, SHARES).
-pub const ENDPOINTS_MAP_SPEC: &str = "typeof numgen random mod 65536 : ip daddr . th dport; flags interval;";
 /// Masquerade a connection DNATed back to the pod that opened it (hairpin), whatever Service
 /// it went through: source and destination are the same endpoint address.
 pub const HAIRPIN_SET: &str = "hairpin-endpoints";
+/// Service addresses (clusterIP, externalIP, LB IP) `. proto . port` whose traffic is always
+/// masqueraded (externalIPs unless `externalTrafficPolicy: Local`; `--masquerade-all`).
+pub const MASQUERADE_SERVICES: &str = "masquerade-services";
+/// ClusterIPs `. proto . port`, masqueraded when the source is outside the cluster CIDR.
+pub const CLUSTER_IPS: &str = "cluster-ips";
+/// Service addresses with endpoints, none of them usable here (a Local policy): dropped.
+pub const DROP_SERVICES: &str = "drop-services";
+pub const NODEPORT_MASQUERADE: &str = "nodeport-masquerade";
+pub const NODEPORT_DROP: &str = "nodeport-drop";
 
-/// `lo-hi : ip . port` for each endpoint: equal shares of [0, SHARES).
-fn shares(eps: &[&Endpoint]) -> BTreeMap<String, String> {
-    let n = eps.len() as u64;
-    eps.iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (lo, hi) = (i as u64 * SHARES / n, (i as u64 + 1) * SHARES / n - 1);
-            (format!("{lo}-{hi}"), format!("{} . {}", e.ip, e.port))
-        })
-        .collect()
+/// The endpoint map of one class: the service ports (address or NodePort) that have `n`
+/// usable endpoints. Keyed by the connection's destination and a random slot `0..n`.
+pub fn class_map(nodeport: bool, n: usize) -> String {
+    format!("{}-endpoints-{n}", if nodeport { "nodeport" } else { "service" })
+}
+
+fn class_spec(nodeport: bool, n: usize) -> String {
+    let key = if nodeport { "meta l4proto . th dport" } else { "ip daddr . meta l4proto . th dport" };
+    format!("typeof {key} . numgen random mod {n} : ip daddr . th dport;")
+}
+
+/// `(nodeport, n)` of a class map's name.
+pub fn class_of(map: &str) -> Option<(bool, usize)> {
+    let (nodeport, n) = match map.strip_prefix("service-endpoints-") {
+        Some(n) => (false, n),
+        None => (true, map.strip_prefix("nodeport-endpoints-")?),
+    };
+    Some((nodeport, n.parse().ok()?))
+}
+
+/// The chain of one class: its DNAT rule (a miss falls through, back to the next class).
+pub fn class_chain(nodeport: bool, n: usize) -> String {
+    format!("{}-class-{n}", if nodeport { "nodeport" } else { "service" })
+}
+
+/// The one rule of a class chain.
+pub fn class_rule(nodeport: bool, n: usize) -> String {
+    let key = if nodeport { "meta l4proto . th dport" } else { "ip daddr . meta l4proto . th dport" };
+    format!(
+        "meta l4proto {{ tcp, udp, sctp }} dnat ip to {key} . numgen random mod {n} map @{}",
+        class_map(nodeport, n)
+    )
+}
+
+/// Sets the class chains (one per class map present in `r`) and the `service-classes` /
+/// `nodeport-classes` chains that jump to them in order of `n`. Why a chain per class:
+/// `nft` 1.0.6 refuses to add a rule that uses a map already holding elements of this key
+/// type ("conflicting protocols specified: tcp vs. th"), so a class's rule is added once,
+/// before its first element, and never re-added; the jumps around it can be rewritten.
+pub fn set_class_rules(r: &mut Ruleset) {
+    r.chains.retain(|name, _| !(name.starts_with("service-class-") || name.starts_with("nodeport-class-")));
+    for (chain, nodeport) in [("service-classes", false), ("nodeport-classes", true)] {
+        let mut classes: Vec<usize> =
+            r.maps.keys().filter_map(|m| class_of(m)).filter(|(np, _)| *np == nodeport).map(|(_, n)| n).collect();
+        classes.sort_unstable();
+        for n in &classes {
+            r.chains.insert(class_chain(nodeport, *n), Chain { base: None, rules: vec![class_rule(nodeport, *n)] });
+        }
+        let jumps = classes.iter().map(|n| format!("jump {}", class_chain(nodeport, *n))).collect();
+        r.chains.insert(chain.into(), Chain { base: None, rules: jumps });
+    }
 }
 
 fn affinity_set(sp: &ServicePort, e: &Endpoint) -> String {
@@ -307,27 +353,31 @@ fn dispatch(chains: &[String]) -> String {
     format!("numgen random mod {} vmap {{ {} }}", chains.len(), arms.join(", "))
 }
 
-/// The verdict maps every Service adds elements to.
+/// The maps and sets every Service adds elements to.
 fn shared_maps() -> BTreeMap<String, Map> {
-    let three = "type ipv4_addr . inet_proto . inet_service : verdict;";
-    let two = "type inet_proto . inet_service : verdict;";
+    let three = "type ipv4_addr . inet_proto . inet_service";
+    let two = "type inet_proto . inet_service";
+    let map = |spec: &str| Map { kind: "map", spec: format!("{spec} : verdict;"), elements: BTreeMap::new() };
+    let set = |spec: &str| Map { kind: "set", spec: format!("{spec};"), elements: BTreeMap::new() };
     [
-        ("service-ips", three),
-        ("service-nodeports", two),
-        ("no-endpoint-services", three),
-        ("no-endpoint-nodeports", two),
+        ("service-ips", map(three)),
+        ("service-nodeports", map(two)),
+        ("no-endpoint-services", map(three)),
+        ("no-endpoint-nodeports", map(two)),
+        (HAIRPIN_SET, set("type ipv4_addr . ipv4_addr")),
+        (MASQUERADE_SERVICES, set(three)),
+        (CLUSTER_IPS, set(three)),
+        (DROP_SERVICES, set(three)),
+        (NODEPORT_MASQUERADE, set(two)),
+        (NODEPORT_DROP, set(two)),
     ]
     .into_iter()
-    .map(|(name, spec)| (name.to_string(), Map { kind: "map", spec: spec.into(), elements: BTreeMap::new() }))
-    .chain(std::iter::once((
-        HAIRPIN_SET.to_string(),
-        Map { kind: "set", spec: "type ipv4_addr . ipv4_addr;".into(), elements: BTreeMap::new() },
-    )))
+    .map(|(name, m)| (name.to_string(), m))
     .collect()
 }
 
-/// The fixed part: base chains, dispatch chains and the shared verdict maps (empty).
-pub fn skeleton() -> Ruleset {
+/// The fixed part: base chains, dispatch chains and the shared maps (empty).
+pub fn skeleton(cfg: &RenderConfig) -> Ruleset {
     let mut chains = BTreeMap::new();
     let mut maps = BTreeMap::new();
     // Fixed skeleton.
@@ -357,13 +407,30 @@ pub fn skeleton() -> Ruleset {
             ],
         },
     );
+    // Service addresses, then NodePorts. Per connection (NAT chains see its first packet):
+    // affinity Services' chains by one verdict-map lookup; masquerade marks and Local drops
+    // by set lookups; then one DNAT lookup per endpoint-count class.
+    let tuple = "ip daddr . meta l4proto . th dport";
+    let mut services =
+        vec![format!("{tuple} vmap @service-ips"), format!("{tuple} @{MASQUERADE_SERVICES} jump mark-for-masquerade")];
+    if let (Some(cidr), false) = (&cfg.cluster_cidr, cfg.masquerade_all) {
+        services.push(format!("ip saddr != {cidr} {tuple} @{CLUSTER_IPS} jump mark-for-masquerade"));
+    }
+    services.extend([
+        format!("{tuple} @{DROP_SERVICES} drop"),
+        "jump service-classes".into(),
+        "fib daddr type local ip daddr != 127.0.0.0/8 jump node-ports".into(),
+    ]);
+    chains.insert("services".into(), Chain { base: None, rules: services });
     chains.insert(
-        "services".into(),
+        "node-ports".into(),
         Chain {
             base: None,
             rules: vec![
-                "ip daddr . meta l4proto . th dport vmap @service-ips".into(),
-                "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports".into(),
+                "meta l4proto . th dport vmap @service-nodeports".into(),
+                format!("meta l4proto . th dport @{NODEPORT_MASQUERADE} jump mark-for-masquerade"),
+                format!("meta l4proto . th dport @{NODEPORT_DROP} drop"),
+                "jump nodeport-classes".into(),
             ],
         },
     );
@@ -390,54 +457,60 @@ pub fn skeleton() -> Ruleset {
         Chain { base: None, rules: vec!["meta l4proto tcp reject with tcp reset".into(), "reject".into()] },
     );
     maps.extend(shared_maps());
-
-    Ruleset { chains, maps }
+    let mut r = Ruleset { chains, maps };
+    set_class_rules(&mut r);
+    r
 }
 
-/// The rules of a service or external chain that pick one of `eps` (`local`: they are the
-/// node-local subset), adding the endpoints map or (affinity) the endpoint chains and sets.
-fn dispatch_rules(
+/// The rules of an affinity Service's service or external chain that pick one of `eps`,
+/// with upstream's shape: a chain per endpoint that records its clients in a timed set, and
+/// a numgen vmap for new clients.
+fn affinity_rules(
     sp: &ServicePort,
     eps: &[&Endpoint],
-    local: bool,
+    timeout: i32,
     chains: &mut BTreeMap<String, Chain>,
     maps: &mut BTreeMap<String, Map>,
 ) -> Vec<String> {
     let proto = &sp.protocol;
     let mut rules = vec![];
-    if let Some(t) = sp.affinity_timeout {
-        // Affinity: upstream's shape, a chain per endpoint that records its clients.
-        for e in eps {
-            let set = affinity_set(sp, e);
-            maps.insert(
-                set.clone(),
-                Map {
-                    kind: "set",
-                    spec: format!("type ipv4_addr; flags dynamic,timeout; timeout {t}s;"),
-                    elements: BTreeMap::new(),
-                },
-            );
-            let rules = vec![
-                format!("update @{set} {{ ip saddr }}"),
-                format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port),
-            ];
-            chains.insert(endpoint_chain(sp, e), Chain { base: None, rules });
-        }
-        for e in eps {
-            rules.push(format!("ip saddr @{} goto {}", affinity_set(sp, e), endpoint_chain(sp, e)));
-        }
-        let targets: Vec<String> = eps.iter().map(|e| endpoint_chain(sp, e)).collect();
-        if !targets.is_empty() {
-            rules.push(dispatch(&targets));
-        }
-    } else {
-        let map = endpoints_map(sp, local);
-        maps.insert(map.clone(), Map { kind: "map", spec: ENDPOINTS_MAP_SPEC.into(), elements: shares(eps) });
-        rules.push(format!("meta l4proto {proto} dnat ip to numgen random mod {SHARES} map @{map}"));
+    for e in eps {
+        let set = affinity_set(sp, e);
+        maps.insert(
+            set.clone(),
+            Map {
+                kind: "set",
+                spec: format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
+                elements: BTreeMap::new(),
+            },
+        );
+        let rules =
+            vec![format!("update @{set} {{ ip saddr }}"), format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port)];
+        chains.insert(endpoint_chain(sp, e), Chain { base: None, rules });
+    }
+    for e in eps {
+        rules.push(format!("ip saddr @{} goto {}", affinity_set(sp, e), endpoint_chain(sp, e)));
+    }
+    let targets: Vec<String> = eps.iter().map(|e| endpoint_chain(sp, e)).collect();
+    if !targets.is_empty() {
+        rules.push(dispatch(&targets));
     }
     // No endpoint to pick (a Local policy without local endpoints): drop, as upstream.
     rules.push("drop".into());
     rules
+}
+
+/// Puts `key . i : endpoint` for each of `eps` into its class map (created if missing).
+fn class_elements(maps: &mut BTreeMap<String, Map>, nodeport: bool, key: &str, eps: &[&Endpoint]) {
+    let n = eps.len();
+    let m = maps.entry(class_map(nodeport, n)).or_insert_with(|| Map {
+        kind: "map",
+        spec: class_spec(nodeport, n),
+        elements: BTreeMap::new(),
+    });
+    for (i, e) in eps.iter().enumerate() {
+        m.elements.insert(format!("{key} . {i}"), format!("{} . {}", e.ip, e.port));
+    }
 }
 
 /// The chains, sets and shared-map elements of one Service's ports. A fragment is a
@@ -456,56 +529,86 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
             all.iter().copied().filter(|e| e.node.as_deref() == Some(cfg.node_name.as_str())).collect();
         let internal: &[&Endpoint] = if sp.internal_local { &local } else { &all };
         let external: &[&Endpoint] = if sp.external_local { &local } else { &all };
-        let svc = service_chain(sp);
-        let ext = external_chain(sp);
         for e in internal.iter().chain(external) {
             el(&mut maps, HAIRPIN_SET, format!("{} . {}", e.ip, e.ip), String::new());
         }
-        // Cluster-internal path.
-        if let Some(ip) = sp.cluster_ip {
-            let key = format!("{ip} . {proto} . {}", sp.port);
-            if all.is_empty() {
-                el(&mut maps, "no-endpoint-services", key, "goto reject-chain".into());
-            } else {
+        let addr_key = |ip: &Ipv4Addr| format!("{ip} . {proto} . {}", sp.port);
+        let external_keys: Vec<String> = sp.external_ips.iter().map(addr_key).collect();
+        let node_key = sp.node_port.map(|np| format!("{proto} . {np}"));
+        if all.is_empty() {
+            // No endpoint at all: connections are refused (filter hooks).
+            for k in sp.cluster_ip.iter().map(addr_key).chain(external_keys) {
+                el(&mut maps, "no-endpoint-services", k, "goto reject-chain".into());
+            }
+            if let Some(k) = node_key {
+                el(&mut maps, "no-endpoint-nodeports", k, "goto reject-chain".into());
+            }
+            continue;
+        }
+        if let Some(t) = sp.affinity_timeout {
+            // Affinity: per-Service chains behind the verdict maps.
+            if let Some(ip) = sp.cluster_ip {
+                let svc = service_chain(sp);
                 let mut rules = vec![];
                 if cfg.masquerade_all {
                     rules.push("jump mark-for-masquerade".into());
                 } else if let Some(cidr) = &cfg.cluster_cidr {
                     rules.push(format!("ip daddr {ip} ip saddr != {cidr} jump mark-for-masquerade"));
                 }
-                rules.extend(dispatch_rules(sp, internal, sp.internal_local, &mut chains, &mut maps));
+                rules.extend(affinity_rules(sp, internal, t, &mut chains, &mut maps));
                 chains.insert(svc.clone(), Chain { base: None, rules });
-                el(&mut maps, "service-ips", key, format!("goto {svc}"));
+                el(&mut maps, "service-ips", addr_key(&ip), format!("goto {svc}"));
+            }
+            if !external_keys.is_empty() || node_key.is_some() {
+                let ext = external_chain(sp);
+                let mut rules = vec![];
+                if !sp.external_local {
+                    rules.push("jump mark-for-masquerade".into()); // replies must come back through this node
+                }
+                rules.extend(affinity_rules(sp, external, t, &mut chains, &mut maps));
+                chains.insert(ext.clone(), Chain { base: None, rules });
+                for k in external_keys {
+                    el(&mut maps, "service-ips", k, format!("goto {ext}"));
+                }
+                if let Some(k) = node_key {
+                    el(&mut maps, "service-nodeports", k, format!("goto {ext}"));
+                }
+            }
+            continue;
+        }
+        // The rest: elements only (no chain of its own), so an endpoint change is a change
+        // of map elements.
+        if let Some(ip) = sp.cluster_ip {
+            let k = addr_key(&ip);
+            if cfg.masquerade_all {
+                el(&mut maps, MASQUERADE_SERVICES, k.clone(), String::new());
+            } else if cfg.cluster_cidr.is_some() {
+                el(&mut maps, CLUSTER_IPS, k.clone(), String::new());
+            }
+            if internal.is_empty() {
+                el(&mut maps, DROP_SERVICES, k, String::new());
+            } else {
+                class_elements(&mut maps, false, &k, internal);
             }
         }
-        // External paths: externalIPs / LB IPs and the NodePort.
-        if !sp.external_ips.is_empty() || sp.node_port.is_some() {
-            if all.is_empty() {
-                for ip in &sp.external_ips {
-                    el(
-                        &mut maps,
-                        "no-endpoint-services",
-                        format!("{ip} . {proto} . {}", sp.port),
-                        "goto reject-chain".into(),
-                    );
-                }
-                if let Some(np) = sp.node_port {
-                    el(&mut maps, "no-endpoint-nodeports", format!("{proto} . {np}"), "goto reject-chain".into());
-                }
-                continue;
-            }
-            let mut rules = vec![];
+        for k in external_keys {
             if !sp.external_local {
-                // Replies must come back through this node.
-                rules.push("jump mark-for-masquerade".into());
+                el(&mut maps, MASQUERADE_SERVICES, k.clone(), String::new());
             }
-            rules.extend(dispatch_rules(sp, external, sp.external_local, &mut chains, &mut maps));
-            chains.insert(ext.clone(), Chain { base: None, rules });
-            for ip in &sp.external_ips {
-                el(&mut maps, "service-ips", format!("{ip} . {proto} . {}", sp.port), format!("goto {ext}"));
+            if external.is_empty() {
+                el(&mut maps, DROP_SERVICES, k, String::new());
+            } else {
+                class_elements(&mut maps, false, &k, external);
             }
-            if let Some(np) = sp.node_port {
-                el(&mut maps, "service-nodeports", format!("{proto} . {np}"), format!("goto {ext}"));
+        }
+        if let Some(k) = node_key {
+            if !sp.external_local {
+                el(&mut maps, NODEPORT_MASQUERADE, k.clone(), String::new());
+            }
+            if external.is_empty() {
+                el(&mut maps, NODEPORT_DROP, k, String::new());
+            } else {
+                class_elements(&mut maps, true, &k, external);
             }
         }
     }
@@ -514,10 +617,11 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
 
 /// The whole ruleset for a snapshot: the skeleton plus every Service's fragment.
 pub fn render(snap: &Snapshot, cfg: &RenderConfig) -> Ruleset {
-    let mut all = skeleton();
+    let mut all = skeleton(cfg);
     for (_, ports) in by_service(snap) {
         merge(&mut all, render_service(&ports, cfg));
     }
+    set_class_rules(&mut all);
     all
 }
 
@@ -579,8 +683,12 @@ mod tests {
         svc(v)
     }
 
+    fn elements<'a>(r: &'a Ruleset, map: &str) -> Vec<(&'a str, &'a str)> {
+        r.maps[map].elements.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
     #[test]
-    fn cluster_ip_spreads_over_ready_endpoints_with_one_lookup() {
+    fn cluster_ip_spreads_over_ready_endpoints_by_class() {
         let slices = [slice(
             "web",
             "http",
@@ -591,20 +699,25 @@ mod tests {
         assert_eq!(snap.ports.len(), 1);
         assert_eq!(snap.ports[0].endpoints.len(), 3);
         let r = render(&snap, &cfg());
-        let (key, verdict) = r.maps["service-ips"].elements.iter().next().unwrap();
-        assert_eq!(key, "10.96.0.10 . tcp . 80");
-        let chain = verdict.strip_prefix("goto ").unwrap();
-        let rules = &r.chains[chain].rules;
-        assert_eq!(rules[0], "ip daddr 10.96.0.10 ip saddr != 10.244.0.0/16 jump mark-for-masquerade");
-        let map = rules[1].strip_prefix("meta l4proto tcp dnat ip to numgen random mod 65536 map @").unwrap();
-        assert_eq!(rules[2], "drop");
-        let shares: Vec<(&str, &str)> = r.maps[map].elements.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // Two usable endpoints: class 2, one slot each.
         assert_eq!(
-            shares,
-            [("0-32767", "10.244.0.2 . 8080"), ("32768-65535", "10.244.1.3 . 8080")],
-            "the not-ready endpoint gets no share"
+            elements(&r, "service-endpoints-2"),
+            [("10.96.0.10 . tcp . 80 . 0", "10.244.0.2 . 8080"), ("10.96.0.10 . tcp . 80 . 1", "10.244.1.3 . 8080")],
+            "the not-ready endpoint gets no slot"
         );
-        assert!(!r.chains.keys().any(|k| k.starts_with("endpoint-")), "no per-endpoint chains without affinity");
+        assert_eq!(r.chains["service-classes"].rules, ["jump service-class-2"]);
+        assert_eq!(
+            r.chains["service-class-2"].rules,
+            ["meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @service-endpoints-2"]
+        );
+        assert!(r.chains["nodeport-classes"].rules.is_empty());
+        // Masquerade traffic from outside the cluster CIDR; no chain of its own.
+        assert_eq!(elements(&r, CLUSTER_IPS), [("10.96.0.10 . tcp . 80", "")]);
+        assert!(r.chains["services"].rules.iter().any(|x| x
+            == "ip saddr != 10.244.0.0/16 ip daddr . meta l4proto . th dport @cluster-ips jump mark-for-masquerade"));
+        assert!(!r.chains.keys().any(|k| k.starts_with("service-")
+            && !["service-classes", "service-class-2", "service-endpoints-check"].contains(&k.as_str())));
+        assert!(r.maps["service-ips"].elements.is_empty(), "the verdict map is for affinity Services");
         let hairpin: Vec<&String> = r.maps[HAIRPIN_SET].elements.keys().collect();
         assert_eq!(hairpin, ["10.244.0.2 . 10.244.0.2", "10.244.1.3 . 10.244.1.3"]);
         assert!(r.chains["masquerading"].rules[0].contains("@hairpin-endpoints masquerade"));
@@ -615,12 +728,12 @@ mod tests {
     fn no_endpoints_reject_and_terminating_fallback() {
         let r = render(&snapshot(&[web(json!({}))], &[]), &cfg());
         assert_eq!(r.maps["no-endpoint-services"].elements["10.96.0.10 . tcp . 80"], "goto reject-chain");
-        assert!(r.maps["service-ips"].elements.is_empty());
+        assert!(!r.maps.keys().any(|m| class_of(m).is_some()), "no class without endpoints");
+        assert!(r.chains["service-classes"].rules.is_empty());
         // Only a serving, terminating endpoint left: it is used.
         let term = json!([{"addresses": ["10.244.0.9"], "conditions": {"ready": false, "serving": true, "terminating": true}}]);
         let r = render(&snapshot(&[web(json!({}))], &[slice("web", "http", 80, term)]), &cfg());
-        assert_eq!(r.maps["service-ips"].elements.len(), 1);
-        assert!(r.maps.values().any(|m| m.elements.get("0-65535").map(String::as_str) == Some("10.244.0.9 . 80")));
+        assert_eq!(elements(&r, "service-endpoints-1"), [("10.96.0.10 . tcp . 80 . 0", "10.244.0.9 . 80")]);
     }
 
     #[test]
@@ -629,21 +742,27 @@ mod tests {
                           "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}));
         let slices = [slice("web", "http", 80, json!([ep("10.244.0.2", true, "n1"), ep("10.244.1.3", true, "n2")]))];
         let r = render(&snapshot(&[s], &slices), &cfg());
-        let np = &r.maps["service-nodeports"].elements["tcp . 30080"];
-        let ext = np.strip_prefix("goto ").unwrap();
-        let rules = &r.chains[ext].rules;
-        assert!(!rules.iter().any(|r| r.contains("mark-for-masquerade")), "Local keeps the client address");
-        let map = rules[rules.len() - 2].split('@').nth(1).unwrap();
-        assert!(map.starts_with("local-endpoints-"), "{rules:?}");
-        let only: Vec<&String> = r.maps[map].elements.values().collect();
-        assert_eq!(only, ["10.244.0.2 . 80"], "only the local endpoint");
-        assert_eq!(&r.maps["service-ips"].elements["192.0.2.7 . tcp . 80"], np);
+        // External paths use only the local endpoint and keep the client address.
+        assert_eq!(elements(&r, "nodeport-endpoints-1"), [("tcp . 30080 . 0", "10.244.0.2 . 80")]);
+        assert_eq!(elements(&r, "service-endpoints-1"), [("192.0.2.7 . tcp . 80 . 0", "10.244.0.2 . 80")]);
+        assert!(r.maps[MASQUERADE_SERVICES].elements.is_empty() && r.maps[NODEPORT_MASQUERADE].elements.is_empty());
+        // The ClusterIP uses both.
+        assert_eq!(r.maps["service-endpoints-2"].elements.len(), 2);
+        assert_eq!(r.chains["nodeport-classes"].rules.len(), 1);
+        assert_eq!(r.chains["service-classes"].rules.len(), 2, "classes 1 and 2");
+        // Cluster policy: external traffic is masqueraded.
+        let s = web(json!({"type": "NodePort", "externalIPs": ["192.0.2.7"],
+                          "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}));
+        let r = render(&snapshot(&[s], &slices), &cfg());
+        assert_eq!(elements(&r, MASQUERADE_SERVICES), [("192.0.2.7 . tcp . 80", "")]);
+        assert_eq!(elements(&r, NODEPORT_MASQUERADE), [("tcp . 30080", "")]);
         // internalTrafficPolicy: Local with no local endpoint drops.
         let s = web(json!({"internalTrafficPolicy": "Local"}));
         let slices = [slice("web", "http", 80, json!([ep("10.244.1.3", true, "n2")]))];
         let r = render(&snapshot(&[s], &slices), &cfg());
-        let chain = r.maps["service-ips"].elements.values().next().unwrap().strip_prefix("goto ").unwrap().to_string();
-        assert_eq!(r.chains[&chain].rules.last().unwrap(), "drop");
+        assert_eq!(elements(&r, DROP_SERVICES), [("10.96.0.10 . tcp . 80", "")]);
+        assert!(!r.maps.keys().any(|m| class_of(m).is_some()));
+        assert!(r.chains["services"].rules.iter().any(|x| x.ends_with("@drop-services drop")));
     }
 
     #[test]
@@ -658,30 +777,20 @@ mod tests {
         let chain = r.maps["service-ips"].elements.values().next().unwrap().strip_prefix("goto ").unwrap().to_string();
         let rules = &r.chains[&chain].rules;
         assert!(rules[1].starts_with("ip saddr @affinity-") && rules[1].contains(" goto endpoint-"), "{rules:?}");
+        assert!(rules.iter().any(|x| x.starts_with("numgen random mod 2 vmap")));
         assert!(r
             .chains
             .iter()
             .any(|(k, c)| k.starts_with("endpoint-") && c.rules.iter().any(|r| r.starts_with("update @affinity-"))));
+        assert!(!r.maps.keys().any(|m| class_of(m).is_some()), "affinity Services use no class");
     }
 
     #[test]
-    fn endpoints_share_the_random_range_equally() {
-        let e = |i: u8| Endpoint {
-            ip: Ipv4Addr::new(10, 0, 0, i),
-            port: 80,
-            ready: true,
-            serving: true,
-            terminating: false,
-            node: None,
-        };
-        let (a, b, c) = (e(1), e(2), e(3));
-        let got = shares(&[&a, &b, &c]);
-        let want: BTreeMap<String, String> =
-            [("0-21844", "10.0.0.1 . 80"), ("21845-43689", "10.0.0.2 . 80"), ("43690-65535", "10.0.0.3 . 80")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .into();
-        assert_eq!(got, want);
-        assert!(shares(&[]).is_empty());
+    fn class_names_round_trip() {
+        assert_eq!(class_of(&class_map(false, 3)), Some((false, 3)));
+        assert_eq!(class_of(&class_map(true, 12)), Some((true, 12)));
+        assert_eq!(class_of("service-ips"), None);
+        assert_eq!(class_of("service-endpoints-x"), None);
     }
 
     #[test]
@@ -703,8 +812,6 @@ mod tests {
             "endpoints": [{"addresses": ["10.244.0.7"]}]}))
         .unwrap();
         let r = render(&snapshot(&[s], &[sl]), &cfg());
-        assert!(r.maps["service-ips"].elements.contains_key("10.96.0.53 . udp . 53"));
-        assert!(r.chains.values().any(|c| c.rules.iter().any(|r| r.starts_with("meta l4proto udp dnat ip to numgen"))));
-        assert!(r.maps.values().any(|m| m.elements.get("0-65535").map(String::as_str) == Some("10.244.0.7 . 5353")));
+        assert_eq!(elements(&r, "service-endpoints-1"), [("10.96.0.53 . udp . 53 . 0", "10.244.0.7 . 5353")]);
     }
 }

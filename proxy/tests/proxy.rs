@@ -141,8 +141,8 @@ async fn tcp_udp_and_node_ports_spread_over_every_endpoint() {
         tokio::task::spawn_blocking(move || (0..30).filter_map(|_| tcp(&p1, vip).ok()).collect()).await.unwrap();
     assert!(hair.contains("p1"), "hairpin works: {hair:?}");
     let table = lab.list_table().expect("the proxy's table exists");
-    assert!(table.contains("numgen random mod 65536"), "{table}");
-    assert!(table.contains("0-21844 : ") && table.contains("43690-65535 : "), "three equal shares: {table}");
+    assert!(table.contains("numgen random mod 3 map @service-endpoints-3"), "{table}");
+    assert!(table.contains("numgen random mod 3 map @nodeport-endpoints-3"), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,13 +259,22 @@ async fn endpoint_changes_over_netlink_match_a_full_load() {
             "addressType": "IPv4", "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}], "endpoints": eps}))
         .unwrap()
     };
-    let svcs = [svc("a", "10.96.1.1", false), svc("b", "10.96.1.2", false), svc("c", "10.96.1.3", true)];
+    let svcs = [
+        svc("a", "10.96.1.1", false),
+        svc("b", "10.96.1.2", false),
+        svc("c", "10.96.1.3", true),
+        svc("d", "10.96.1.4", false),
+    ];
     let cfg = RenderConfig { node_name: "n1".into(), ..Default::default() };
     let mut syncer = Syncer::new(skiff_proxy::nft::Nft::in_netns(&lab.node, "skiff-proxy"), cfg.clone());
-    let slices =
-        vec![slice("a", &["10.0.0.1", "10.0.0.2"]), slice("b", &["10.0.0.2", "10.0.0.3"]), slice("c", &["10.0.0.4"])];
+    let mut slices = vec![
+        slice("a", &["10.0.0.1", "10.0.0.2"]),
+        slice("b", &["10.0.0.2", "10.0.0.3"]),
+        slice("c", &["10.0.0.4"]),
+        slice("d", &["10.0.0.6", "10.0.0.7", "10.0.0.8"]),
+    ];
     syncer.full(&render::snapshot(&svcs, &slices)).await.unwrap();
-    // The listing a full load of this state makes, in a second table-free namespace run.
+    // The listing a full load of this state makes, in a second namespace.
     let full_listing = |slices: &[EndpointSlice]| {
         let other = Lab::new();
         let snap = render::snapshot(&svcs, slices);
@@ -276,40 +285,41 @@ async fn endpoint_changes_over_netlink_match_a_full_load() {
             other.list_table().unwrap()
         }
     };
+    let mut step = async |slices: &[EndpointSlice], which: usize, netlink: bool| {
+        let out = update_one(&mut syncer, &svcs, slices, which).await;
+        assert_eq!(out.netlink, netlink, "{out:?}");
+        assert!(out.script_lines > 0);
+        let table = lab.list_table().unwrap();
+        assert_eq!(same(&table), same(&full_listing(slices).await));
+        (out, table)
+    };
 
-    // a: 10.0.0.1 → 10.0.0.5 and a third endpoint; 10.0.0.2 (shared with b) stays.
-    let mut slices = slices;
-    slices[0] = slice("a", &["10.0.0.5", "10.0.0.2", "10.0.0.6"]);
-    let out = update_one(&mut syncer, &svcs, &slices, 0).await;
-    assert!(out.netlink, "an endpoint change goes over netlink");
-    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
-    // One endpoint replaced, the others kept: only its share changes hands.
-    slices[0] = slice("a", &["10.0.0.5", "10.0.0.2", "10.0.0.9"]);
-    let out = update_one(&mut syncer, &svcs, &slices, 0).await;
-    assert!(out.netlink);
-    assert_eq!(out.script_lines, 2 + 2 + 1 + 1, "one range out and in (start and end each), one hairpin out and in");
-    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
-    // a lets go of 10.0.0.2: b still uses it, so its hairpin element stays.
-    slices[0] = slice("a", &["10.0.0.5"]);
-    assert!(update_one(&mut syncer, &svcs, &slices, 0).await.netlink);
-    let table = lab.list_table().unwrap();
+    // a: 10.0.0.2 → 10.0.0.5: one slot of class 2 changes hands and 10.0.0.5 gets a hairpin
+    // element; 10.0.0.2's stays, b still uses it.
+    slices[0] = slice("a", &["10.0.0.1", "10.0.0.5"]);
+    let (out, table) = step(&slices, 0, true).await;
+    assert_eq!(out.script_lines, 1 + 1 + 1, "a slot out and in, one hairpin element in");
     assert!(table.contains("10.0.0.2 . 10.0.0.2"), "{table}");
-    assert_eq!(same(&table), same(&full_listing(&slices).await));
-    // Then b does too: it goes.
+    // a grows to three endpoints: into class 3, which d keeps alive.
+    slices[0] = slice("a", &["10.0.0.1", "10.0.0.5", "10.0.0.9"]);
+    step(&slices, 0, true).await;
+    // a shrinks to one endpoint: class 1 is new (map and rule: nft).
+    slices[0] = slice("a", &["10.0.0.5"]);
+    let (_, table) = step(&slices, 0, false).await;
+    assert!(table.contains("@service-endpoints-1") && !table.contains("10.0.0.1 . 10.0.0.1"), "{table}");
+    // b shrinks to one: class 2 empties and goes; so does 10.0.0.2's hairpin element.
     slices[1] = slice("b", &["10.0.0.3"]);
-    assert!(update_one(&mut syncer, &svcs, &slices, 1).await.netlink);
-    let table = lab.list_table().unwrap();
-    assert!(!table.contains("10.0.0.2 . 10.0.0.2"), "{table}");
-    assert_eq!(same(&table), same(&full_listing(&slices).await));
+    let (_, table) = step(&slices, 1, false).await;
+    assert!(!table.contains("10.0.0.2 . 10.0.0.2") && !table.contains("service-endpoints-2"), "{table}");
+    // d replaces an endpoint: elements only again.
+    slices[3] = slice("d", &["10.0.0.6", "10.0.0.7", "10.0.0.10"]);
+    step(&slices, 3, true).await;
     // Affinity Services keep per-endpoint chains: that change is an nft script.
     slices[2] = slice("c", &["10.0.0.4", "10.0.0.7"]);
-    let out = update_one(&mut syncer, &svcs, &slices, 2).await;
-    assert!(!out.netlink && out.script_lines > 0);
-    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
+    step(&slices, 2, false).await;
     // No endpoints at all: the Service moves to the reject map (verdicts: nft).
     slices[1] = slice("b", &[]);
-    assert!(!update_one(&mut syncer, &svcs, &slices, 1).await.netlink);
-    assert_eq!(same(&lab.list_table().unwrap()), same(&full_listing(&slices).await));
+    step(&slices, 1, false).await;
 }
 
 async fn update_one(

@@ -161,7 +161,7 @@ async fn a_deployment_behind_a_service_is_reached_from_the_host_and_from_a_pod()
             let out = tokio::process::Command::new("nft").args(["list", "table", "ip", &t]).output().await.unwrap();
             let s = String::from_utf8_lossy(&out.stdout);
             s.contains(&format!("{vip} . tcp . 80"))
-                && s.contains("21845-43689 : ") // an endpoints map with three equal shares
+                && s.contains("numgen random mod 3 map @service-endpoints-3")
                 && s.contains("10.96.0.10 . udp . 53")
         }
     })
