@@ -368,3 +368,129 @@ fn same(listing: &str) -> Vec<(Vec<String>, Vec<String>)> {
     blocks.sort();
     blocks
 }
+
+/// CRC32c (Castagnoli, reflected), the SCTP checksum.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= *b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// An SCTP INIT from `sport` to `dport` (common header + INIT chunk), checksummed, so the
+/// kernel's conntrack accepts it as a new association.
+fn sctp_init(sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![];
+    p.extend(sport.to_be_bytes());
+    p.extend(dport.to_be_bytes());
+    p.extend([0u8; 4]); // verification tag: 0 in an INIT
+    p.extend([0u8; 4]); // checksum, below
+    p.extend([1u8, 0]); // chunk type INIT, flags
+    p.extend(20u16.to_be_bytes()); // chunk length
+    p.extend(0x1234_5678u32.to_be_bytes()); // initiate tag
+    p.extend(65535u32.to_be_bytes()); // a_rwnd
+    p.extend(1u16.to_be_bytes()); // outbound streams
+    p.extend(1u16.to_be_bytes()); // inbound streams
+    p.extend(1u32.to_be_bytes()); // initial TSN
+    let sum = crc32c(&p);
+    p[8..12].copy_from_slice(&sum.to_le_bytes());
+    p
+}
+
+/// SCTP through a ClusterIP. This kernel has no SCTP sockets (`CONFIG_IP_SCTP` is off) but
+/// does have SCTP conntrack and NAT, so the test speaks SCTP with raw sockets: INITs to the
+/// ClusterIP from a client pod, and in each endpoint pod a raw socket that sees what
+/// arrives. Every INIT must arrive DNATed (the pod's address, the target port), and the
+/// three endpoints must share them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sctp_through_a_cluster_ip_is_dnated_to_every_endpoint() {
+    use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketType};
+    let c = cluster().await;
+    let mut lab = Lab::new();
+    let mut eps = vec![];
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Ipv4Addr, u16)>();
+    for (i, name) in ["p1", "p2", "p3"].iter().enumerate() {
+        let (ns, addr) = lab.pod(name, 10 + i as u8);
+        eps.push((addr, "n1"));
+        let (tx, name) = (tx.clone(), name.to_string());
+        // A raw SCTP socket in the pod: every SCTP packet that reaches it (bounded wait).
+        std::thread::spawn(move || {
+            skiff_testkit::netns::in_netns(&ns, move || {
+                let raw = rustix::net::socket(
+                    AddressFamily::INET,
+                    SocketType::RAW,
+                    Some(Protocol::from_raw(std::num::NonZeroU32::new(132).unwrap())),
+                )
+                .expect("raw SCTP socket");
+                rustix::net::sockopt::set_socket_timeout(
+                    &raw,
+                    rustix::net::sockopt::Timeout::Recv,
+                    Some(Duration::from_secs(20)),
+                )
+                .unwrap();
+                let mut buf = [0u8; 2048];
+                while let Ok((_, n)) = rustix::net::recv(&raw, &mut buf[..], RecvFlags::empty()) {
+                    let ihl = ((buf[0] & 0x0f) as usize) * 4;
+                    if n < ihl + 12 {
+                        continue;
+                    }
+                    let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
+                    let dport = u16::from_be_bytes([buf[ihl + 2], buf[ihl + 3]]);
+                    if tx.send((name.clone(), dst, dport)).is_err() {
+                        return;
+                    }
+                }
+            })
+        });
+    }
+    let (client_ns, _) = lab.pod("client", 50);
+    let svc = service(
+        &c,
+        json!({"metadata": {"name": "sig"}, "spec": {
+        "ports": [{"name": "sctp", "port": 3868, "protocol": "SCTP", "targetPort": 3869}]}}),
+    )
+    .await;
+    put_slice(&c, slice_json("sig", json!([{"name": "sctp", "port": 3869, "protocol": "SCTP"}]), &eps)).await;
+    let _proxy = start_proxy(&c, &lab);
+    let vip = cluster_ip(&svc);
+    until("the proxy routes the SCTP port", Duration::from_secs(10), {
+        let lab_node = lab.node.clone();
+        move || {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &lab_node, "nft", "list", "table", "ip", "skiff-proxy"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).contains(". sctp . 3868 . 2 : ")
+        }
+    })
+    .await;
+    // 30 INITs from distinct source ports (distinct associations).
+    skiff_testkit::netns::in_netns(&client_ns, move || {
+        let raw = rustix::net::socket(
+            AddressFamily::INET,
+            SocketType::RAW,
+            Some(Protocol::from_raw(std::num::NonZeroU32::new(132).unwrap())),
+        )
+        .expect("raw SCTP socket");
+        for i in 0..30u16 {
+            let to = std::net::SocketAddrV4::new(vip, 0);
+            rustix::net::sendto(&raw, &sctp_init(40000 + i, 3868), SendFlags::empty(), &to).expect("send INIT");
+        }
+    });
+    let mut seen = BTreeSet::new();
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got < 30 && Instant::now() < deadline {
+        let Ok((name, dst, dport)) = rx.recv_timeout(Duration::from_millis(500)) else { continue };
+        let want = eps[["p1", "p2", "p3"].iter().position(|n| *n == name).unwrap()].0;
+        assert_eq!((dst, dport), (want, 3869), "{name} got an INIT DNATed to its address and the target port");
+        seen.insert(name);
+        got += 1;
+    }
+    assert_eq!(got, 30, "every INIT arrived at an endpoint");
+    assert_eq!(seen, BTreeSet::from(["p1".into(), "p2".into(), "p3".into()]), "all three endpoints got INITs");
+}
