@@ -56,7 +56,7 @@ pub struct Config {
 impl Config {
     pub fn new(node_name: &str) -> Self {
         Config {
-            render: RenderConfig { node_name: node_name.into(), cluster_cidr: None, masquerade_all: false },
+            render: RenderConfig { node_name: node_name.into(), ..Default::default() },
             nft: Nft::default(),
             conntrack: vec!["conntrack".into()],
             metrics_addr: None,
@@ -142,6 +142,10 @@ impl Proxy {
             r = async { tokio::try_join!(svc_store.wait_until_ready(), eps_store.wait_until_ready()) } => { r?; }
         }
         info!("service and endpoint caches synced; programming nftables");
+        if self.cfg.render.localhost_nodeports() {
+            // As upstream: packets DNATed from 127.0.0.1 to a pod must be routable.
+            nft::set_route_localnet(self.cfg.nft.netns.as_deref())?;
+        }
 
         let mut syncer = Syncer::new(self.cfg.nft.clone(), self.cfg.render.clone());
         let mut last_full = Instant::now();

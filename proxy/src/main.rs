@@ -20,6 +20,10 @@ struct Args {
     /// Masquerade all service traffic.
     #[arg(long)]
     masquerade_all: bool,
+    /// The node addresses (CIDRs, comma-separated) NodePorts are served on; default: every
+    /// local address but 127.0.0.0/8. Including 127.0.0.1 serves NodePorts on localhost.
+    #[arg(long, value_delimiter = ',')]
+    nodeport_addresses: Vec<String>,
     /// `/healthz` and `/metrics` listen here.
     #[arg(long, default_value = "127.0.0.1:10256")]
     metrics_bind_address: std::net::SocketAddr,
@@ -57,6 +61,13 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = skiff_proxy::Config::new(&name);
     cfg.render.cluster_cidr = args.cluster_cidr;
     cfg.render.masquerade_all = args.masquerade_all;
+    for c in &args.nodeport_addresses {
+        anyhow::ensure!(
+            skiff_proxy::render::parse_cidr(c).is_some(),
+            "--nodeport-addresses: {c:?} is not an IPv4 CIDR"
+        );
+    }
+    cfg.render.nodeport_addresses = args.nodeport_addresses;
     cfg.metrics_addr = Some(args.metrics_bind_address);
     let shutdown = CancellationToken::new();
     {

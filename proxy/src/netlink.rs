@@ -209,6 +209,30 @@ pub fn batch(table: &str, changes: &[SetChange], first_seq: u32) -> (Vec<u8>, Ve
     (buf, acked)
 }
 
+/// Runs `f` in network namespace `netns` (its `ip netns` name) on a thread of its own, or
+/// here when `None`. What `f` opens (sockets, `/proc/sys/net` files) belongs to that
+/// namespace.
+pub fn in_netns<T: Send>(
+    netns: Option<&str>,
+    f: impl FnOnce() -> Result<T, ApplyError> + Send,
+) -> Result<T, ApplyError> {
+    let Some(ns) = netns else { return f() };
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path).map_err(|e| failed(&path, e))?;
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&file),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| failed(&format!("setns {path}"), e))?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(ApplyError::Rejected("netns thread panicked".into())))
+    })
+}
+
 /// A `NETLINK_NETFILTER` socket, opened once (in a network namespace, if asked) and kept:
 /// closing a netlink socket waits for an RCU grace period (~13 ms here), more than the
 /// whole transaction costs.
@@ -226,21 +250,7 @@ impl Socket {
     /// Opens the socket in network namespace `netns` (its `ip netns` name), or in the
     /// caller's. A socket stays in the namespace it was made in.
     pub fn open(netns: Option<&str>) -> Result<Self, ApplyError> {
-        let Some(ns) = netns else { return Self::open_here() };
-        let path = format!("/run/netns/{ns}");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let f = std::fs::File::open(&path).map_err(|e| failed(&path, e))?;
-                rustix::thread::move_into_link_name_space(
-                    std::os::fd::AsFd::as_fd(&f),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .map_err(|e| failed(&format!("setns {path}"), e))?;
-                Self::open_here()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(ApplyError::Rejected("netlink thread panicked".into())))
-        })
+        in_netns(netns, Self::open_here)
     }
 
     fn open_here() -> Result<Self, ApplyError> {

@@ -93,6 +93,41 @@ pub struct RenderConfig {
     pub cluster_cidr: Option<String>,
     /// Masquerade all service traffic (upstream's `--masquerade-all`).
     pub masquerade_all: bool,
+    /// The node addresses NodePorts are served on (upstream's `--nodeport-addresses`,
+    /// CIDRs); empty: every local address but 127.0.0.0/8. A CIDR holding 127.0.0.1 serves
+    /// NodePorts on localhost too (masqueraded; the proxy turns `route_localnet` on).
+    pub nodeport_addresses: Vec<String>,
+}
+
+impl RenderConfig {
+    /// Whether NodePorts are served on 127.0.0.1.
+    pub fn localhost_nodeports(&self) -> bool {
+        self.nodeport_addresses.iter().any(|c| cidr_contains(c, Ipv4Addr::LOCALHOST))
+    }
+
+    /// The match for a connection to a NodePort address.
+    fn nodeport_match(&self) -> String {
+        if self.nodeport_addresses.is_empty() {
+            "fib daddr type local ip daddr != 127.0.0.0/8".into()
+        } else {
+            format!("fib daddr type local ip daddr {{ {} }}", self.nodeport_addresses.join(", "))
+        }
+    }
+}
+
+/// `a.b.c.d/n` (or one address: `/32`) as network and prefix length; `None` if malformed.
+pub fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u32)> {
+    let (net, len) = cidr.split_once('/').unwrap_or((cidr, "32"));
+    let (net, len) = (net.parse::<Ipv4Addr>().ok()?, len.parse::<u32>().ok()?);
+    (len <= 32).then_some((net, len))
+}
+
+/// Whether `cidr` holds `ip` (a malformed CIDR holds nothing).
+pub fn cidr_contains(cidr: &str, ip: Ipv4Addr) -> bool {
+    parse_cidr(cidr).is_some_and(|(net, len)| {
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        u32::from(net) & mask == u32::from(ip) & mask
+    })
 }
 
 fn parse_v4(s: &str) -> Option<Ipv4Addr> {
@@ -403,7 +438,7 @@ pub fn skeleton(cfg: &RenderConfig) -> Ruleset {
             base: None,
             rules: vec![
                 "ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into(),
-                "fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports".into(),
+                format!("{} meta l4proto . th dport vmap @no-endpoint-nodeports", cfg.nodeport_match()),
             ],
         },
     );
@@ -419,19 +454,24 @@ pub fn skeleton(cfg: &RenderConfig) -> Ruleset {
     services.extend([
         format!("{tuple} @{DROP_SERVICES} drop"),
         "jump service-classes".into(),
-        "fib daddr type local ip daddr != 127.0.0.0/8 jump node-ports".into(),
+        format!("{} jump node-ports", cfg.nodeport_match()),
     ]);
     chains.insert("services".into(), Chain { base: None, rules: services });
+    // Localhost NodePorts: replies must find their way back through NAT (upstream's rule).
+    let localhost = cfg.localhost_nodeports().then(|| "ip saddr 127.0.0.0/8 jump mark-for-masquerade".to_string());
     chains.insert(
         "node-ports".into(),
         Chain {
             base: None,
-            rules: vec![
-                "meta l4proto . th dport vmap @service-nodeports".into(),
-                format!("meta l4proto . th dport @{NODEPORT_MASQUERADE} jump mark-for-masquerade"),
-                format!("meta l4proto . th dport @{NODEPORT_DROP} drop"),
-                "jump nodeport-classes".into(),
-            ],
+            rules: localhost
+                .into_iter()
+                .chain([
+                    "meta l4proto . th dport vmap @service-nodeports".into(),
+                    format!("meta l4proto . th dport @{NODEPORT_MASQUERADE} jump mark-for-masquerade"),
+                    format!("meta l4proto . th dport @{NODEPORT_DROP} drop"),
+                    "jump nodeport-classes".into(),
+                ])
+                .collect(),
         },
     );
     chains.insert(
@@ -671,7 +711,7 @@ mod tests {
     }
 
     fn cfg() -> RenderConfig {
-        RenderConfig { node_name: "n1".into(), cluster_cidr: Some("10.244.0.0/16".into()), masquerade_all: false }
+        RenderConfig { node_name: "n1".into(), cluster_cidr: Some("10.244.0.0/16".into()), ..Default::default() }
     }
 
     fn web(extra: serde_json::Value) -> Service {
@@ -783,6 +823,20 @@ mod tests {
             .iter()
             .any(|(k, c)| k.starts_with("endpoint-") && c.rules.iter().any(|r| r.starts_with("update @affinity-"))));
         assert!(!r.maps.keys().any(|m| class_of(m).is_some()), "affinity Services use no class");
+    }
+
+    #[test]
+    fn node_port_addresses() {
+        let mut c = cfg();
+        let rule = |c: &RenderConfig| skeleton(c).chains["services"].rules.last().unwrap().clone();
+        assert_eq!(rule(&c), "fib daddr type local ip daddr != 127.0.0.0/8 jump node-ports");
+        assert!(!c.localhost_nodeports());
+        c.nodeport_addresses = vec!["127.0.0.0/8".into(), "192.0.2.0/24".into()];
+        assert!(c.localhost_nodeports());
+        assert_eq!(rule(&c), "fib daddr type local ip daddr { 127.0.0.0/8, 192.0.2.0/24 } jump node-ports");
+        assert_eq!(skeleton(&c).chains["node-ports"].rules[0], "ip saddr 127.0.0.0/8 jump mark-for-masquerade");
+        assert!(cidr_contains("127.0.0.1", Ipv4Addr::LOCALHOST) && !cidr_contains("10.0.0.0/8", Ipv4Addr::LOCALHOST));
+        assert!(cidr_contains("0.0.0.0/0", Ipv4Addr::LOCALHOST) && !cidr_contains("bogus", Ipv4Addr::LOCALHOST));
     }
 
     #[test]

@@ -41,7 +41,12 @@ async fn cluster() -> Cluster {
 }
 
 fn start_proxy(c: &Cluster, lab: &Lab) -> CancellationToken {
+    start_proxy_with(c, lab, |_| {})
+}
+
+fn start_proxy_with(c: &Cluster, lab: &Lab, tune: impl FnOnce(&mut skiff_proxy::Config)) -> CancellationToken {
     let mut cfg = skiff_proxy::Config::new("n1");
+    tune(&mut cfg);
     cfg.nft = skiff_proxy::nft::Nft::in_netns(&lab.node, "skiff-proxy");
     cfg.conntrack = ["ip", "netns", "exec", &lab.node, "conntrack"].map(String::from).to_vec();
     let stop = CancellationToken::new();
@@ -493,4 +498,40 @@ async fn sctp_through_a_cluster_ip_is_dnated_to_every_endpoint() {
     }
     assert_eq!(got, 30, "every INIT arrived at an endpoint");
     assert_eq!(seen, BTreeSet::from(["p1".into(), "p2".into(), "p3".into()]), "all three endpoints got INITs");
+}
+
+/// `--nodeport-addresses`: with only 127.0.0.0/8, a NodePort answers on the node's
+/// localhost (DNATed and masqueraded, `route_localnet` on, as upstream) and not on the
+/// node's bridge address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ports_on_localhost_only_when_asked() {
+    let c = cluster().await;
+    let mut lab = Lab::new();
+    let (ns, addr) = lab.pod("p1", 10);
+    Lab::serve(&ns, "p1", 8080);
+    let (client_ns, _) = lab.pod("client", 50);
+    let svc = service(
+        &c,
+        json!({"metadata": {"name": "np"}, "spec": {"type": "NodePort",
+        "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+    )
+    .await;
+    put_slice(&c, slice_json("np", json!([{"name": "http", "port": 8080, "protocol": "TCP"}]), &[(addr, "n1")])).await;
+    let _proxy = start_proxy_with(&c, &lab, |cfg| cfg.render.nodeport_addresses = vec!["127.0.0.0/8".into()]);
+    let node_port = svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap() as u16;
+    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, node_port));
+    let node = lab.node.clone();
+    until("the NodePort answers on the node's 127.0.0.1", Duration::from_secs(10), move || {
+        tcp(&node, local).as_deref() == Ok("p1")
+    })
+    .await;
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.node, "sysctl", "-n", "net.ipv4.conf.all.route_localnet"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    // Not on the bridge address: nothing DNATs it, nothing listens there.
+    let on_node = SocketAddr::from((lab.node_ip(), node_port));
+    let got = tokio::task::spawn_blocking(move || tcp(&client_ns, on_node)).await.unwrap();
+    assert_eq!(got, Err(std::io::ErrorKind::ConnectionRefused));
 }
