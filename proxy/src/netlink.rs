@@ -9,8 +9,8 @@
 //! elements) still goes through `nft -f -`.
 //!
 //! Only the element shapes the renderer makes are encoded ([`Element::parse`]: class maps,
-//! the masquerade/drop sets, the hairpin set); anything else makes the caller fall back to
-//! `nft`. Each field is laid out as `nft` sends it (checked with `nft --debug=netlink`, and by
+//! big Services' interval maps, the masquerade/drop sets, the hairpin set); anything else
+//! makes the caller fall back to `nft`. Each field is laid out as `nft` sends it (checked with `nft --debug=netlink`, and by
 //! the kernel test in `tests/proxy.rs`, which compares the kernel's listing with a full
 //! `nft` load of the same state): addresses as 4 bytes, the protocol as 1 byte and ports as
 //! 2 big-endian bytes, each padded to 4; the `numgen` slot as a host-order 32-bit number.
@@ -37,13 +37,16 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 
-/// One element in kernel form: key, data (maps only).
+/// One element in kernel form: key, data (maps only), and whether it ends an interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
     pub key: Vec<u8>,
     pub data: Option<Vec<u8>>,
+    pub interval_end: bool,
 }
 
 /// The fields of a key or value, as the kernel lays them out: each padded to 4 bytes.
@@ -88,10 +91,27 @@ fn encode(fields: &[Field], text: &str) -> Option<Vec<u8>> {
 
 impl Element {
     /// The kernel form of one rendered element (`key`, `value`) of `map`; `None` if this
-    /// is not a shape this module encodes.
-    pub fn parse(map: &str, key: &str, value: Option<&str>) -> Option<Element> {
+    /// is not a shape this module encodes. A range (`lo-hi`, in a big Service's interval
+    /// map) is two elements, a start with the data and an end at `hi + 1`, with 32-bit
+    /// big-endian keys (nft converts the host-order numgen value for interval lookups).
+    pub fn parse(map: &str, key: &str, value: Option<&str>) -> Option<Vec<Element>> {
         use crate::render::*;
         use Field::*;
+        if is_endpoints_map(map) {
+            let (lo, hi) = key.split_once('-')?;
+            let (lo, hi): (u32, u32) = (lo.parse().ok()?, hi.parse().ok()?);
+            if lo > hi {
+                return None;
+            }
+            let data = match value {
+                Some(v) => Some(encode(&[Ip, Port], v)?),
+                None => None,
+            };
+            return Some(vec![
+                Element { key: lo.to_be_bytes().to_vec(), data, interval_end: false },
+                Element { key: hi.checked_add(1)?.to_be_bytes().to_vec(), data: None, interval_end: true },
+            ]);
+        }
         let key_fields: &[Field] = match map {
             HAIRPIN_SET => &[Ip, Ip],
             MASQUERADE_SERVICES | CLUSTER_IPS | DROP_SERVICES => &[Ip, Proto, Port],
@@ -105,7 +125,7 @@ impl Element {
             (Some(_), Some(v)) => Some(encode(&[Ip, Port], v)?),
             (None, _) | (Some(_), None) => None,
         };
-        Some(Element { key: encode(key_fields, key)?, data })
+        Some(vec![Element { key: encode(key_fields, key)?, data, interval_end: false }])
     }
 }
 
@@ -170,6 +190,9 @@ fn elements(buf: &mut Vec<u8>, els: &[Element]) {
                 nested(b, NFTA_SET_ELEM_KEY, |b| attr(b, NFTA_DATA_VALUE, &e.key));
                 if let Some(d) = &e.data {
                     nested(b, NFTA_SET_ELEM_DATA, |b| attr(b, NFTA_DATA_VALUE, d));
+                }
+                if e.interval_end {
+                    attr(b, NFTA_SET_ELEM_FLAGS, &NFT_SET_ELEM_INTERVAL_END.to_be_bytes());
                 }
             });
         }
@@ -325,16 +348,23 @@ mod tests {
         // As `nft --debug=netlink` shows them: fields padded to 4 bytes, ports big-endian,
         // the numgen slot in host order.
         let e = Element::parse("service-endpoints-2", "10.96.0.1 . tcp . 80 . 1", Some("10.1.0.5 . 8080")).unwrap();
+        let e = &e[0];
         let mut key = vec![10, 96, 0, 1, 6, 0, 0, 0, 0, 80, 0, 0];
         key.extend(1u32.to_ne_bytes());
         assert_eq!(e.key, key);
         assert_eq!(e.data.as_deref(), Some(&[10, 1, 0, 5, 0x1f, 0x90, 0, 0][..]));
         let np = Element::parse("nodeport-endpoints-3", "udp . 30080 . 2", Some("10.1.0.5 . 53")).unwrap();
-        assert_eq!(&np.key[..8], &[17, 0, 0, 0, 0x75, 0x80, 0, 0]);
+        assert_eq!(&np[0].key[..8], &[17, 0, 0, 0, 0x75, 0x80, 0, 0]);
         let h = Element::parse(crate::render::HAIRPIN_SET, "10.1.0.2 . 10.1.0.2", None).unwrap();
-        assert_eq!(h.key, vec![10, 1, 0, 2, 10, 1, 0, 2]);
+        assert_eq!(h[0].key, vec![10, 1, 0, 2, 10, 1, 0, 2]);
         let d = Element::parse(crate::render::NODEPORT_DROP, "sctp . 30001", None).unwrap();
-        assert_eq!(d.key, vec![132, 0, 0, 0, 0x75, 0x31, 0, 0]);
+        assert_eq!(d[0].key, vec![132, 0, 0, 0, 0x75, 0x31, 0, 0]);
+        // A range of a big Service's interval map: start (with the data) and end.
+        let r = Element::parse("endpoints-X-a/b/tcp/p", "32768-65535", Some("10.2.0.0 . 80")).unwrap();
+        assert_eq!(r[0].key, vec![0, 0, 0x80, 0]);
+        assert_eq!(r[0].data.as_deref(), Some(&[10, 2, 0, 0, 0, 80, 0, 0][..]));
+        assert_eq!(r[1], Element { key: vec![0, 1, 0, 0], data: None, interval_end: true });
+        assert!(Element::parse("endpoints-X", "9-3", Some("10.0.0.1 . 80")).is_none());
         assert!(Element::parse("service-ips", "10.96.0.1 . tcp . 80", Some("goto x")).is_none(), "verdicts: nft");
         assert!(Element::parse("service-endpoints-2", "10.96.0.1 . tcp . 80", Some("10.0.0.1 . 80")).is_none());
         assert!(Element::parse("service-endpoints-2", "10.96.0.1 . icmp . 80 . 0", Some("10.0.0.1 . 80")).is_none());
@@ -342,8 +372,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_framed_and_every_change_is_acknowledged() {
-        let add =
-            vec![Element::parse("service-endpoints-1", "10.96.0.1 . tcp . 80 . 0", Some("10.0.0.1 . 80")).unwrap()];
+        let add = Element::parse("service-endpoints-1", "10.96.0.1 . tcp . 80 . 0", Some("10.0.0.1 . 80")).unwrap();
         let (buf, acked) =
             batch("skiff-proxy", &[SetChange { set: "service-endpoints-1".into(), delete: vec![], add }], 0);
         assert_eq!(acked, vec![(1, "add 1 elements of service-endpoints-1".to_string())], "one message, acknowledged");

@@ -132,14 +132,20 @@ pub fn element_changes(old: &Ruleset, new: &Ruleset) -> Option<Vec<SetChange>> {
         let mut c = SetChange { set: n.clone(), ..Default::default() };
         for (k, v) in &o.elements {
             if m.elements.get(k) != Some(v) {
-                c.delete.push(Element::parse(n, k, None)?);
+                c.delete.extend(Element::parse(n, k, None)?);
             }
         }
+        let mut added = vec![];
         for (k, v) in &m.elements {
             if o.elements.get(k) != Some(v) {
-                c.add.push(Element::parse(n, k, (m.kind == "map").then_some(v.as_str()))?);
+                added.push(Element::parse(n, k, (m.kind == "map").then_some(v.as_str()))?);
             }
         }
+        // Intervals go in lowest first, each start before its end: the kernel checks every
+        // insertion against what is there (two starts or two ends in a row overlap), and
+        // the rendered keys sort as text ("100-…" before "21845-…"), not as numbers.
+        added.sort_by(|a, b| a[0].key.cmp(&b[0].key));
+        c.add = added.concat();
         if !c.delete.is_empty() || !c.add.is_empty() {
             out.push(c);
         }

@@ -29,6 +29,9 @@
 //! price: a first packet tries one hash lookup per endpoint-count class (a few in practice).
 //! ClientIP affinity needs a per-endpoint set of recent clients, so Services with affinity
 //! keep upstream's shape (a service chain, per-endpoint chains behind a numgen vmap).
+//! Paths with more than [`MAX_CLASS`] endpoints get a chain behind `service-ips` /
+//! `service-nodeports` and an interval map of their own (`numgen random mod 65536`, each
+//! endpoint owning an equal range), so a first packet tries a bounded number of classes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -319,6 +322,41 @@ pub const DROP_SERVICES: &str = "drop-services";
 pub const NODEPORT_MASQUERADE: &str = "nodeport-masquerade";
 pub const NODEPORT_DROP: &str = "nodeport-drop";
 
+/// Service paths with up to this many endpoints go in the class maps; bigger ones get a
+/// chain and an endpoints map of their own. So a first packet tries at most this many
+/// classes (O(1) however many Services and distinct endpoint counts there are), and the
+/// per-Service chains and maps the kernel's per-transaction costs grow with are only the
+/// big Services' (and affinity ones').
+pub const MAX_CLASS: usize = 16;
+
+/// The endpoints map of one big Service path; `local`: only this node's endpoints.
+fn endpoints_map(sp: &ServicePort, local: bool) -> String {
+    let id = sp.id();
+    format!("{}endpoints-{}-{id}", if local { "local-" } else { "" }, hash8(&id))
+}
+
+/// Whether a map is a big Service path's endpoints map.
+pub fn is_endpoints_map(map: &str) -> bool {
+    map.starts_with("endpoints-") || map.starts_with("local-endpoints-")
+}
+
+/// The random number a connection to a big Service draws: `numgen random mod SHARES`.
+pub const SHARES: u64 = 65536;
+/// A big Service path's endpoints: each owns an equal range of [0, SHARES).
+pub const ENDPOINTS_MAP_SPEC: &str = "typeof numgen random mod 65536 : ip daddr . th dport; flags interval;";
+
+/// `lo-hi : ip . port` for each endpoint: equal shares of [0, SHARES).
+fn shares(eps: &[&Endpoint]) -> BTreeMap<String, String> {
+    let n = eps.len() as u64;
+    eps.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (lo, hi) = (i as u64 * SHARES / n, (i as u64 + 1) * SHARES / n - 1);
+            (format!("{lo}-{hi}"), format!("{} . {}", e.ip, e.port))
+        })
+        .collect()
+}
+
 /// The endpoint map of one class: the service ports (address or NodePort) that have `n`
 /// usable endpoints. Keyed by the connection's destination and a random slot `0..n`.
 pub fn class_map(nodeport: bool, n: usize) -> String {
@@ -443,16 +481,16 @@ pub fn skeleton(cfg: &RenderConfig) -> Ruleset {
         },
     );
     // Service addresses, then NodePorts. Per connection (NAT chains see its first packet):
-    // affinity Services' chains by one verdict-map lookup; masquerade marks and Local drops
-    // by set lookups; then one DNAT lookup per endpoint-count class.
+    // masquerade marks and Local drops by set lookups; the chains of affinity and big
+    // Services by one verdict-map lookup; then one DNAT lookup per endpoint-count class.
     let tuple = "ip daddr . meta l4proto . th dport";
-    let mut services =
-        vec![format!("{tuple} vmap @service-ips"), format!("{tuple} @{MASQUERADE_SERVICES} jump mark-for-masquerade")];
+    let mut services = vec![format!("{tuple} @{MASQUERADE_SERVICES} jump mark-for-masquerade")];
     if let (Some(cidr), false) = (&cfg.cluster_cidr, cfg.masquerade_all) {
         services.push(format!("ip saddr != {cidr} {tuple} @{CLUSTER_IPS} jump mark-for-masquerade"));
     }
     services.extend([
         format!("{tuple} @{DROP_SERVICES} drop"),
+        format!("{tuple} vmap @service-ips"),
         "jump service-classes".into(),
         format!("{} jump node-ports", cfg.nodeport_match()),
     ]);
@@ -466,9 +504,9 @@ pub fn skeleton(cfg: &RenderConfig) -> Ruleset {
             rules: localhost
                 .into_iter()
                 .chain([
-                    "meta l4proto . th dport vmap @service-nodeports".into(),
                     format!("meta l4proto . th dport @{NODEPORT_MASQUERADE} jump mark-for-masquerade"),
                     format!("meta l4proto . th dport @{NODEPORT_DROP} drop"),
+                    "meta l4proto . th dport vmap @service-nodeports".into(),
                     "jump nodeport-classes".into(),
                 ])
                 .collect(),
@@ -616,8 +654,16 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
             }
             continue;
         }
-        // The rest: elements only (no chain of its own), so an endpoint change is a change
-        // of map elements.
+        // The rest: elements only, so an endpoint change is a change of map elements. Up to
+        // MAX_CLASS endpoints: in the class maps; more: a chain and a map of its own (an
+        // endpoint change is still elements only, of that map).
+        let mut big = |eps: &[&Endpoint], local: bool, chain: String, maps: &mut BTreeMap<String, Map>| {
+            let map = endpoints_map(sp, local);
+            maps.insert(map.clone(), Map { kind: "map", spec: ENDPOINTS_MAP_SPEC.into(), elements: shares(eps) });
+            let rule = format!("meta l4proto {proto} dnat ip to numgen random mod {SHARES} map @{map}");
+            chains.insert(chain.clone(), Chain { base: None, rules: vec![rule] });
+            format!("goto {chain}")
+        };
         if let Some(ip) = sp.cluster_ip {
             let k = addr_key(&ip);
             if cfg.masquerade_all {
@@ -627,28 +673,34 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
             }
             if internal.is_empty() {
                 el(&mut maps, DROP_SERVICES, k, String::new());
-            } else {
+            } else if internal.len() <= MAX_CLASS {
                 class_elements(&mut maps, false, &k, internal);
+            } else {
+                let goto = big(internal, sp.internal_local, service_chain(sp), &mut maps);
+                el(&mut maps, "service-ips", k, goto);
             }
         }
+        // The external paths (externalIPs, LB IPs, the NodePort) share one subset.
+        let external_goto =
+            (external.len() > MAX_CLASS).then(|| big(external, sp.external_local, external_chain(sp), &mut maps));
         for k in external_keys {
             if !sp.external_local {
                 el(&mut maps, MASQUERADE_SERVICES, k.clone(), String::new());
             }
-            if external.is_empty() {
-                el(&mut maps, DROP_SERVICES, k, String::new());
-            } else {
-                class_elements(&mut maps, false, &k, external);
+            match &external_goto {
+                _ if external.is_empty() => el(&mut maps, DROP_SERVICES, k, String::new()),
+                Some(goto) => el(&mut maps, "service-ips", k, goto.clone()),
+                None => class_elements(&mut maps, false, &k, external),
             }
         }
         if let Some(k) = node_key {
             if !sp.external_local {
                 el(&mut maps, NODEPORT_MASQUERADE, k.clone(), String::new());
             }
-            if external.is_empty() {
-                el(&mut maps, NODEPORT_DROP, k, String::new());
-            } else {
-                class_elements(&mut maps, true, &k, external);
+            match &external_goto {
+                _ if external.is_empty() => el(&mut maps, NODEPORT_DROP, k, String::new()),
+                Some(goto) => el(&mut maps, "service-nodeports", k, goto.clone()),
+                None => class_elements(&mut maps, true, &k, external),
             }
         }
     }
@@ -837,6 +889,26 @@ mod tests {
         assert_eq!(skeleton(&c).chains["node-ports"].rules[0], "ip saddr 127.0.0.0/8 jump mark-for-masquerade");
         assert!(cidr_contains("127.0.0.1", Ipv4Addr::LOCALHOST) && !cidr_contains("10.0.0.0/8", Ipv4Addr::LOCALHOST));
         assert!(cidr_contains("0.0.0.0/0", Ipv4Addr::LOCALHOST) && !cidr_contains("bogus", Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn big_services_get_a_chain_and_an_interval_map() {
+        let eps: Vec<serde_json::Value> = (1..=17).map(|i| ep(&format!("10.244.0.{i}"), true, "n1")).collect();
+        let r = render(&snapshot(&[web(json!({}))], &[slice("web", "http", 80, json!(eps))]), &cfg());
+        assert!(!r.maps.keys().any(|m| class_of(m).is_some()), "17 endpoints: no class");
+        let chain = r.maps["service-ips"].elements["10.96.0.10 . tcp . 80"].strip_prefix("goto ").unwrap().to_string();
+        let rule = &r.chains[&chain].rules[0];
+        let map = rule.strip_prefix("meta l4proto tcp dnat ip to numgen random mod 65536 map @").unwrap();
+        assert!(is_endpoints_map(map));
+        let shares = &r.maps[map].elements;
+        assert_eq!(shares.len(), 17);
+        assert_eq!(shares["0-3854"], "10.244.0.1 . 80");
+        assert_eq!(shares["61680-65535"], "10.244.0.17 . 80");
+        // The masquerade set still covers it: its rule runs before the verdict map.
+        assert_eq!(elements(&r, CLUSTER_IPS), [("10.96.0.10 . tcp . 80", "")]);
+        let services = &r.chains["services"].rules;
+        let pos = |needle: &str| services.iter().position(|x| x.contains(needle)).unwrap();
+        assert!(pos("@cluster-ips") < pos("vmap @service-ips") && pos("@drop-services") < pos("vmap @service-ips"));
     }
 
     #[test]

@@ -269,7 +269,12 @@ async fn endpoint_changes_over_netlink_match_a_full_load() {
         svc("b", "10.96.1.2", false),
         svc("c", "10.96.1.3", true),
         svc("d", "10.96.1.4", false),
+        svc("e", "10.96.1.5", false),
     ];
+    let many = |n: u8, first: u8| -> Vec<String> { (first..first + n).map(|i| format!("10.0.1.{i}")).collect() };
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
     let cfg = RenderConfig { node_name: "n1".into(), ..Default::default() };
     let mut syncer = Syncer::new(skiff_proxy::nft::Nft::in_netns(&lab.node, "skiff-proxy"), cfg.clone());
     let mut slices = vec![
@@ -277,6 +282,7 @@ async fn endpoint_changes_over_netlink_match_a_full_load() {
         slice("b", &["10.0.0.2", "10.0.0.3"]),
         slice("c", &["10.0.0.4"]),
         slice("d", &["10.0.0.6", "10.0.0.7", "10.0.0.8"]),
+        slice("e", &refs(&many(16, 1))),
     ];
     syncer.full(&render::snapshot(&svcs, &slices)).await.unwrap();
     // The listing a full load of this state makes, in a second namespace.
@@ -325,6 +331,20 @@ async fn endpoint_changes_over_netlink_match_a_full_load() {
     // No endpoints at all: the Service moves to the reject map (verdicts: nft).
     slices[1] = slice("b", &[]);
     step(&slices, 1, false).await;
+    // e: 16 endpoints (the biggest class) → 17: a chain and an interval map of its own (nft).
+    slices[4] = slice("e", &refs(&many(17, 1)));
+    let (_, table) = step(&slices, 4, false).await;
+    assert!(!table.contains("service-endpoints-16") && table.contains("0-3854 : 10.0.1.1 . 8080"), "{table}");
+    // Replacing one of them, or adding one more, is elements of that map (netlink).
+    slices[4] = slice("e", &refs(&[many(16, 1), vec!["10.0.1.99".to_string()]].concat()));
+    let (out, _) = step(&slices, 4, true).await;
+    assert_eq!(out.script_lines, 2 + 2 + 1 + 1, "one range out and in (start and end each), hairpin out and in");
+    slices[4] = slice("e", &refs(&many(18, 1)));
+    step(&slices, 4, true).await;
+    // Back to 3: into class 3 again (nft: the chain, map and verdict element go).
+    slices[4] = slice("e", &refs(&many(3, 1)));
+    let (_, table) = step(&slices, 4, false).await;
+    assert!(!table.contains("0-3854") && table.contains("service-endpoints-3"), "{table}");
 }
 
 async fn update_one(
