@@ -2,8 +2,9 @@
 //! `cargo run --release -p skiff-e2e --bin api-bench`.
 //!
 //! Starts a private etcd and an in-process apiserver, then measures with one harness (the
-//! same concurrency driver for both): raw etcd puts of 1 KiB values vs apiserver creates of
-//! 1 KiB pods at 1, 16 and 64 concurrent clients; GET and LIST latency (1,000 and 10,000
+//! same concurrency driver for all): raw etcd puts of 1 KiB values vs apiserver creates of
+//! 1 KiB pods at 1, 16 and 64 concurrent clients, and between them the etcd floor of a
+//! create (the store's create transaction of a stored-pod-sized value, with one watcher); GET and LIST latency (1,000 and 10,000
 //! pods); watch fan-out delivery latency (1 write, 1,000 watchers). Prints medians of
 //! repeated runs and the ratios. Every loop is bounded in count.
 
@@ -88,16 +89,30 @@ async fn main() -> anyhow::Result<()> {
 
     println!("# Skiff apiserver benchmark (etcd 3.4 single member, release build, 2 cores)");
     println!("## create throughput: {per_run} x 1 KiB per run, median of {runs} runs");
+    // The etcd floor of a create: what etcd alone must do for one, driven by the same
+    // harness with the cheap client: the store's create transaction (put if the key has
+    // no create revision) of a value as large as a stored pod, with one watcher on the
+    // prefix as the apiserver's watch cache has. No apiserver can create faster than this.
+    let probe = Api::<Pod>::namespaced(client.clone(), "default");
+    probe.create(&PostParams::default(), &pod("size-probe")).await?;
+    let stored = etcd_client.clone().get("/registry/pods/default/size-probe", None).await?;
+    let stored_len = stored.kvs().first().map(|kv| kv.value().len()).unwrap_or(1024);
+    println!("(a stored pod is {stored_len} bytes: the value of the floor's transactions)");
+    let mut watch_client = etcd_client.clone();
+    let mut floor_events =
+        watch_client.watch("/bench/floor/", Some(etcd_client::WatchOptions::new().with_prefix())).await?;
+    tokio::spawn(async move { while let Some(Ok(_)) = floor_events.next().await {} });
     println!(
-        "{:>11} | {:>12} | {:>14} | {:>6} | CPU µs/op: put (client + etcd) vs create (apiserver+client + etcd)",
-        "concurrency", "etcd put/s", "api create/s", "ratio"
+        "{:>11} | {:>12} | {:>14} | {:>14} | {:>6} | {:>7} | CPU µs/op: put vs floor vs create (client side + etcd)",
+        "concurrency", "etcd put/s", "etcd floor/s", "api create/s", "ratio", "ceiling"
     );
     let etcd_pid = etcd.members[0].pid().expect("etcd runs").to_string();
     let value = vec![b'x'; 1024];
+    let stored_value = vec![b'x'; stored_len];
     let mut round = 0usize;
     for conc in [1usize, 16, 64] {
-        let (mut raw, mut api) = (Vec::new(), Vec::new());
-        let (mut raw_cpu, mut api_cpu) = (Vec::new(), Vec::new());
+        let (mut raw, mut api, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut raw_cpu, mut api_cpu, mut floor_cpu) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             round += 1;
             let c = etcd_client.clone();
@@ -112,6 +127,23 @@ async fn main() -> anyhow::Result<()> {
             let (rate, cpu) = with_cpu(&etcd_pid, per_run, puts).await;
             raw.push(rate);
             raw_cpu.push(cpu);
+            let c = etcd_client.clone();
+            let v = stored_value.clone();
+            let txns = drive(per_run, conc, move |i| {
+                use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+                let mut c = c.clone();
+                let v = v.clone();
+                async move {
+                    let key = format!("/bench/floor/{round}/{i}");
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key, v, None)]);
+                    assert!(c.txn(txn).await.expect("etcd txn").succeeded());
+                }
+            });
+            let (rate, cpu) = with_cpu(&etcd_pid, per_run, txns).await;
+            floor.push(rate);
+            floor_cpu.push(cpu);
             let ns = format!("bench-{round}");
             let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
             nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?)
@@ -127,13 +159,16 @@ async fn main() -> anyhow::Result<()> {
             api.push(rate);
             api_cpu.push(cpu);
         }
-        let (r, a) = (median(raw), median(api));
+        let (r, a, f) = (median(raw), median(api), median(floor));
         let med = |v: &[CpuPerOp], f: fn(&CpuPerOp) -> f64| median(v.iter().map(f).collect());
         println!(
-            "{conc:>11} | {r:>12.0} | {a:>14.0} | {:>5.0}% | put {:.0} + {:.0} vs create {:.0} + {:.0}",
+            "{conc:>11} | {r:>12.0} | {f:>14.0} | {a:>14.0} | {:>5.0}% | {:>6.0}% | put {:.0} + {:.0} vs floor {:.0} + {:.0} vs create {:.0} + {:.0}",
             100.0 * a / r,
+            100.0 * f / r,
             med(&raw_cpu, |c| c.bench_us),
             med(&raw_cpu, |c| c.etcd_us),
+            med(&floor_cpu, |c| c.bench_us),
+            med(&floor_cpu, |c| c.etcd_us),
             med(&api_cpu, |c| c.bench_us),
             med(&api_cpu, |c| c.etcd_us),
         );
