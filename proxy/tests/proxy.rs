@@ -406,6 +406,14 @@ fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
+/// A raw IPv4 socket for SCTP (protocol 132): sends what it is given, receives every SCTP
+/// packet that reaches this namespace.
+fn raw_sctp() -> rustix::fd::OwnedFd {
+    use rustix::net::{AddressFamily, Protocol, SocketType};
+    let sctp = Protocol::from_raw(std::num::NonZeroU32::new(132).expect("non-zero"));
+    rustix::net::socket(AddressFamily::INET, SocketType::RAW, Some(sctp)).expect("raw SCTP socket")
+}
+
 /// An SCTP INIT from `sport` to `dport` (common header + INIT chunk), checksummed, so the
 /// kernel's conntrack accepts it as a new association.
 fn sctp_init(sport: u16, dport: u16) -> Vec<u8> {
@@ -433,7 +441,7 @@ fn sctp_init(sport: u16, dport: u16) -> Vec<u8> {
 /// three endpoints must share them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sctp_through_a_cluster_ip_is_dnated_to_every_endpoint() {
-    use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketType};
+    use rustix::net::{RecvFlags, SendFlags};
     let c = cluster().await;
     let mut lab = Lab::new();
     let mut eps = vec![];
@@ -445,12 +453,7 @@ async fn sctp_through_a_cluster_ip_is_dnated_to_every_endpoint() {
         // A raw SCTP socket in the pod: every SCTP packet that reaches it (bounded wait).
         std::thread::spawn(move || {
             skiff_testkit::netns::in_netns(&ns, move || {
-                let raw = rustix::net::socket(
-                    AddressFamily::INET,
-                    SocketType::RAW,
-                    Some(Protocol::from_raw(std::num::NonZeroU32::new(132).unwrap())),
-                )
-                .expect("raw SCTP socket");
+                let raw = raw_sctp();
                 rustix::net::sockopt::set_socket_timeout(
                     &raw,
                     rustix::net::sockopt::Timeout::Recv,
@@ -495,12 +498,7 @@ async fn sctp_through_a_cluster_ip_is_dnated_to_every_endpoint() {
     .await;
     // 30 INITs from distinct source ports (distinct associations).
     skiff_testkit::netns::in_netns(&client_ns, move || {
-        let raw = rustix::net::socket(
-            AddressFamily::INET,
-            SocketType::RAW,
-            Some(Protocol::from_raw(std::num::NonZeroU32::new(132).unwrap())),
-        )
-        .expect("raw SCTP socket");
+        let raw = raw_sctp();
         for i in 0..30u16 {
             let to = std::net::SocketAddrV4::new(vip, 0);
             rustix::net::sendto(&raw, &sctp_init(40000 + i, 3868), SendFlags::empty(), &to).expect("send INIT");
