@@ -12,9 +12,10 @@
 //! - [`netlink`]: a change that is only endpoint-map and hairpin-set elements (an endpoint
 //!   came or went) goes to the kernel directly over netlink, skipping `nft`'s O(table)
 //!   cache load.
-//! - [`Proxy::run`]: kube-rs reflectors over Services and EndpointSlices wake one sync loop
-//!   (level-triggered: it always renders the whole desired state and diffs it against what
-//!   it applied); `/healthz` and `/metrics` on a local port.
+//! - [`Proxy::run`]: a kube-rs reflector over Services and a watch of EndpointSlices (kept
+//!   in a [`SliceIndex`] by Service) wake one sync loop (level-triggered: it renders the
+//!   desired state of what changed and diffs it against what it applied; a periodic full
+//!   sync renders everything); `/healthz` and `/metrics` on a local port.
 //!
 //! The proxy reaches the cluster only through the API (kube-rs).
 
@@ -103,7 +104,6 @@ impl Proxy {
         let dirty = Arc::new(Notify::new());
         let changes = Arc::new(Mutex::new(Changes::default()));
         let (svc_store, svc_writer) = reflector::store::<Service>();
-        let (eps_store, eps_writer) = reflector::store::<EndpointSlice>();
         let (d, c) = (dirty.clone(), changes.clone());
         let svcs = watcher(Api::<Service>::all(self.client.clone()), watcher::Config::default())
             .default_backoff()
@@ -115,15 +115,20 @@ impl Proxy {
                 d.notify_one();
             })
             .boxed();
+        // The slices' only cache is the index (by Service): full syncs read all of it, changes
+        // one Service's part.
         let (d, c) = (dirty.clone(), changes.clone());
         let index = Arc::new(Mutex::new(SliceIndex::default()));
-        let ix = index.clone();
+        let slices_synced = Arc::new(Notify::new());
+        let (ix, synced) = (index.clone(), slices_synced.clone());
         let slices = watcher(Api::<EndpointSlice>::all(self.client.clone()), watcher::Config::default())
             .default_backoff()
-            .reflect(eps_writer)
             .map(move |ev| {
                 if let Ok(ev) = &ev {
                     ix.lock().expect("slice index lock").apply(ev);
+                    if matches!(ev, watcher::Event::InitDone) {
+                        synced.notify_one();
+                    }
                 }
                 c.lock().expect("changes lock").note(ev.ok(), |s: &EndpointSlice| {
                     Some((s.metadata.namespace.clone()?, s.metadata.labels.as_ref()?.get(SERVICE_NAME)?.clone()))
@@ -139,12 +144,18 @@ impl Proxy {
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = async { tokio::try_join!(svc_store.wait_until_ready(), eps_store.wait_until_ready()) } => { r?; }
+            r = async {
+                svc_store.wait_until_ready().await?;
+                while !index.lock().expect("slice index lock").is_synced() {
+                    slices_synced.notified().await;
+                }
+                anyhow::Ok(())
+            } => { r?; }
         }
         info!("service and endpoint caches synced; programming nftables");
         if self.cfg.render.localhost_nodeports() {
             // As upstream: packets DNATed from 127.0.0.1 to a pod must be routable.
-            nft::set_route_localnet(self.cfg.nft.netns.as_deref())?;
+            set_route_localnet(self.cfg.nft.netns.as_deref())?;
         }
 
         let mut syncer = Syncer::new(self.cfg.nft.clone(), self.cfg.render.clone());
@@ -155,7 +166,8 @@ impl Proxy {
             let start = Instant::now();
             let result = if full {
                 let services: Vec<Service> = svc_store.state().iter().map(|s| (**s).clone()).collect();
-                let slices: Vec<EndpointSlice> = eps_store.state().iter().map(|s| (**s).clone()).collect();
+                let slices: Vec<EndpointSlice> =
+                    index.lock().expect("slice index lock").all().map(|s| (**s).clone()).collect();
                 last_full = Instant::now();
                 syncer.full(&render::snapshot(&services, &slices)).await
             } else if pending.services.is_empty() {
@@ -226,6 +238,15 @@ impl Proxy {
     }
 }
 
+/// Turns `net.ipv4.conf.all.route_localnet` on (in network namespace `netns`, if given), so
+/// connections to a NodePort on 127.0.0.1 can be routed to a pod once DNATed.
+fn set_route_localnet(netns: Option<&str>) -> Result<(), nft::ApplyError> {
+    crate::netlink::in_netns(netns, || {
+        std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1")
+            .map_err(|e| nft::ApplyError::Rejected(format!("route_localnet: {e}")))
+    })
+}
+
 /// The EndpointSlice label naming its Service.
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
 
@@ -260,10 +281,13 @@ impl Changes {
 }
 
 /// EndpointSlices by the Service they belong to (`kubernetes.io/service-name`), kept from
-/// the watch events, so an incremental sync reads one Service's slices instead of scanning
-/// every slice in the cluster (O(slices) per change: 1.3 ms at 10,000 Services).
+/// the watch events: the proxy's cache of slices. An incremental sync reads one Service's
+/// slices instead of scanning every slice in the cluster (O(slices) per change: 1.3 ms at
+/// 10,000 Services).
 #[derive(Default)]
 pub struct SliceIndex {
+    /// A first list has completed (`InitDone`).
+    synced: bool,
     by_service: std::collections::HashMap<(String, String), BTreeMap<String, Arc<EndpointSlice>>>,
     /// Each slice's Service, to move it when its label changes.
     owner: std::collections::HashMap<(String, String), (String, String)>,
@@ -280,6 +304,7 @@ impl SliceIndex {
                 if let Some(new) = self.building.take() {
                     *self = *new;
                 }
+                self.synced = true;
             }
             watcher::Event::Apply(s) => self.upsert(s),
             watcher::Event::Delete(s) => self.remove(s),
@@ -312,6 +337,15 @@ impl SliceIndex {
                 }
             }
         }
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Every slice that names a Service.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<EndpointSlice>> {
+        self.by_service.values().flat_map(|m| m.values())
     }
 
     /// The slices of Service `namespace/name`.
@@ -347,10 +381,10 @@ pub struct Syncer {
     /// How many Services use each hairpin-set element (an endpoint address can back several
     /// Services; its element goes only with the last one).
     hairpin: BTreeMap<String, usize>,
-    /// The endpoint-count classes in the kernel: map name → its elements and spec. A class
+    /// The endpoint-count classes in the kernel: map name → its number of elements. A class
     /// comes (map and DNAT rule) with its first element and goes with its last, so the
     /// table is always what a full sync of the same state makes.
-    classes: BTreeMap<String, (usize, String)>,
+    classes: BTreeMap<String, usize>,
 }
 
 /// Gives `a` and `b` the same maps (empty where one lacks a class map the other has), so
@@ -407,7 +441,7 @@ impl Syncer {
             .maps
             .iter()
             .filter(|(n, _)| render::class_of(n).is_some())
-            .map(|(n, m)| (n.clone(), (m.elements.len(), m.spec.clone())))
+            .map(|(n, m)| (n.clone(), m.elements.len()))
             .collect();
         let removed_udp = match &self.applied {
             Some(old) => old
@@ -442,8 +476,8 @@ impl Syncer {
         let mut removed = vec![];
         // Hairpin elements' use counts after this change, where they differ.
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        // Elements each class map gains (or loses) in this change, and its spec.
-        let mut class_delta: BTreeMap<String, (i64, String)> = BTreeMap::new();
+        // Elements each class map gains (or loses) in this change.
+        let mut class_delta: BTreeMap<String, i64> = BTreeMap::new();
         let mut diffs = vec![];
         for (key, ports) in changed {
             let old = applied.get(&key);
@@ -476,11 +510,9 @@ impl Syncer {
             removed.extend(removed_udp(old.map(|(p, _)| p.as_slice()).unwrap_or(&[]), &ports));
             let mut new_aligned = new_frag.clone();
             align(&mut old_frag, &mut new_aligned);
-            for (name, m) in &new_aligned.maps {
-                if render::class_of(name).is_some() {
-                    let e = class_delta.entry(name.clone()).or_insert((0, m.spec.clone()));
-                    e.0 += m.elements.len() as i64 - old_frag.maps[name].elements.len() as i64;
-                }
+            for (name, m) in new_aligned.maps.iter().filter(|(n, _)| render::class_of(n).is_some()) {
+                *class_delta.entry(name.clone()).or_default() +=
+                    m.elements.len() as i64 - old_frag.maps[name].elements.len() as i64;
             }
             diffs.push((old_frag, new_aligned));
             pending.push((key, ports, new_frag));
@@ -488,19 +520,19 @@ impl Syncer {
         // Classes that appear or go: their maps and the class chains change too (nft).
         let mut classes = self.classes.clone();
         let (mut added, mut gone) = (vec![], vec![]);
-        for (name, (delta, spec)) in class_delta {
-            let before = classes.get(&name).map_or(0, |(n, _)| *n);
+        for (name, delta) in class_delta {
+            let before = classes.get(&name).copied().unwrap_or(0);
             let after = (before as i64 + delta).max(0) as usize;
             match (before, after) {
                 (0, 0) => {}
-                (0, _) => added.push((name.clone(), spec.clone())),
+                (0, _) => added.push(name.clone()),
                 (_, 0) => gone.push(name.clone()),
                 _ => {}
             }
             if after == 0 {
                 classes.remove(&name);
             } else {
-                classes.insert(name, (after, spec));
+                classes.insert(name, after);
             }
         }
         let elements: Option<Vec<netlink::SetChange>> = if added.is_empty() && gone.is_empty() {
@@ -520,9 +552,9 @@ impl Syncer {
                 // `render::set_class_rules`); then the elements; then the jumps; then
                 // classes that emptied go.
                 let mut script = String::new();
-                for (name, spec) in &added {
+                for name in &added {
                     let (nodeport, n) = render::class_of(name).expect("a class map");
-                    let chain = render::class_chain(nodeport, n);
+                    let (chain, spec) = (render::class_chain(nodeport, n), render::class_spec(nodeport, n));
                     script.push_str(&format!("add map ip {t} {name} {{ {spec} }}\nadd chain ip {t} {chain}\n"));
                     script.push_str(&format!("add rule ip {t} {chain} {}\n", render::class_rule(nodeport, n)));
                 }
@@ -644,7 +676,9 @@ mod tests {
         ix.apply(&watcher::Event::Init);
         ix.apply(&watcher::Event::InitApply(slice("a-1", "a")));
         assert!(names(&ix, "a").is_empty(), "a relist shows at InitDone");
+        assert!(!ix.is_synced());
         ix.apply(&watcher::Event::InitDone);
+        assert!(ix.is_synced());
         assert_eq!(names(&ix, "a"), ["a-1"]);
         ix.apply(&watcher::Event::Apply(slice("a-2", "a")));
         assert_eq!(names(&ix, "a"), ["a-1", "a-2"]);

@@ -263,6 +263,8 @@ pub fn in_netns<T: Send>(
 pub struct Socket {
     fd: rustix::fd::OwnedFd,
     seq: u32,
+    /// Where answers are read (kept: zeroing 64 KiB per change is a measurable share).
+    answers: Vec<u8>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> ApplyError {
@@ -287,7 +289,7 @@ impl Socket {
             Some(std::time::Duration::from_secs(5)),
         )
         .map_err(|e| failed("timeout", e))?;
-        Ok(Self { fd, seq: 0 })
+        Ok(Self { fd, seq: 0, answers: vec![0; 64 * 1024] })
     }
 
     /// Sends `changes` of `table`'s sets as one transaction and waits for every
@@ -304,8 +306,8 @@ impl Socket {
             return Err(ApplyError::Rejected(format!("netlink send: {sent} of {} bytes", buf.len())));
         }
         let mut pending: BTreeMap<u32, &str> = acked.iter().map(|(s, what)| (*s, what.as_str())).collect();
-        let mut rbuf = vec![0u8; 64 * 1024];
         let mut failures = vec![];
+        let rbuf = &mut self.answers;
         while !pending.is_empty() {
             let (_, n) =
                 rustix::net::recv(&self.fd, &mut rbuf[..], RecvFlags::empty()).map_err(|e| failed("recv", e))?;

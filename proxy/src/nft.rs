@@ -153,15 +153,6 @@ pub fn element_changes(old: &Ruleset, new: &Ruleset) -> Option<Vec<SetChange>> {
     Some(out)
 }
 
-/// Turns `net.ipv4.conf.all.route_localnet` on (in network namespace `netns`, if given), so
-/// connections to a NodePort on 127.0.0.1 can be routed to a pod once DNATed.
-pub fn set_route_localnet(netns: Option<&str>) -> Result<(), ApplyError> {
-    crate::netlink::in_netns(netns, || {
-        std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1")
-            .map_err(|e| ApplyError::Rejected(format!("route_localnet: {e}")))
-    })
-}
-
 /// The script that removes everything the proxy owns (`--cleanup`).
 pub fn cleanup_script(t: &str) -> String {
     format!("add table ip {t}\ndelete table ip {t}\n")

@@ -363,7 +363,8 @@ pub fn class_map(nodeport: bool, n: usize) -> String {
     format!("{}-endpoints-{n}", if nodeport { "nodeport" } else { "service" })
 }
 
-fn class_spec(nodeport: bool, n: usize) -> String {
+/// The declaration of class `n`'s map.
+pub fn class_spec(nodeport: bool, n: usize) -> String {
     let key = if nodeport { "meta l4proto . th dport" } else { "ip daddr . meta l4proto . th dport" };
     format!("typeof {key} . numgen random mod {n} : ip daddr . th dport;")
 }
@@ -680,27 +681,23 @@ pub fn render_service(ports: &[ServicePort], cfg: &RenderConfig) -> Ruleset {
                 el(&mut maps, "service-ips", k, goto);
             }
         }
-        // The external paths (externalIPs, LB IPs, the NodePort) share one subset.
+        // The external paths (externalIPs and LB IPs, then the NodePort) share one subset.
         let external_goto =
             (external.len() > MAX_CLASS).then(|| big(external, sp.external_local, external_chain(sp), &mut maps));
-        for k in external_keys {
-            if !sp.external_local {
-                el(&mut maps, MASQUERADE_SERVICES, k.clone(), String::new());
-            }
-            match &external_goto {
-                _ if external.is_empty() => el(&mut maps, DROP_SERVICES, k, String::new()),
-                Some(goto) => el(&mut maps, "service-ips", k, goto.clone()),
-                None => class_elements(&mut maps, false, &k, external),
-            }
-        }
-        if let Some(k) = node_key {
-            if !sp.external_local {
-                el(&mut maps, NODEPORT_MASQUERADE, k.clone(), String::new());
-            }
-            match &external_goto {
-                _ if external.is_empty() => el(&mut maps, NODEPORT_DROP, k, String::new()),
-                Some(goto) => el(&mut maps, "service-nodeports", k, goto.clone()),
-                None => class_elements(&mut maps, true, &k, external),
+        let external_paths = [
+            (external_keys, MASQUERADE_SERVICES, DROP_SERVICES, "service-ips", false),
+            (node_key.into_iter().collect(), NODEPORT_MASQUERADE, NODEPORT_DROP, "service-nodeports", true),
+        ];
+        for (keys, masquerade, drop, verdicts, nodeport) in external_paths {
+            for k in keys {
+                if !sp.external_local {
+                    el(&mut maps, masquerade, k.clone(), String::new());
+                }
+                match &external_goto {
+                    _ if external.is_empty() => el(&mut maps, drop, k, String::new()),
+                    Some(goto) => el(&mut maps, verdicts, k, goto.clone()),
+                    None => class_elements(&mut maps, nodeport, &k, external),
+                }
             }
         }
     }
