@@ -121,16 +121,21 @@ pub struct Registry {
     pub store: Store,
     pub allocator: crate::allocator::Allocator,
     caches: Arc<HashMap<&'static str, Arc<WatchCache>>>,
-    /// Revision of the last namespace deletion mark this apiserver wrote. Namespace
-    /// admission waits for the namespace cache to reach it, so a client that deleted a
-    /// namespace through this apiserver never sees a create in it succeed afterwards
-    /// (read-your-writes; a deletion through another apiserver is caught by the finalizer).
-    namespace_marked: Arc<std::sync::atomic::AtomicI64>,
+    /// For each kind admission reads from the watch cache (Namespace, PriorityClass): the
+    /// revision of the last write of it this apiserver made. Admission waits (bounded) for
+    /// that cache to reach it, so a client sees its own earlier writes through this
+    /// apiserver: a namespace it deleted refuses creates, a default PriorityClass it made
+    /// applies (read-your-writes; through another apiserver, the cache's lag is upstream's).
+    admission_written: Arc<HashMap<&'static str, std::sync::atomic::AtomicI64>>,
     /// Signs and checks ServiceAccount tokens (TokenRequest, bearer tokens).
     pub token_issuer: Option<Arc<crate::serviceaccount::TokenIssuer>>,
     /// Upstream's ServiceAccount admission plugin (`serviceaccount::admit_pod`) runs on pod
     /// create.
     pub service_account_admission: bool,
+}
+
+fn priority_classes_target() -> Target {
+    Target { resource: resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served"), namespace: None }
 }
 
 fn cache_key(r: &ResourceInfo) -> &'static str {
@@ -146,7 +151,9 @@ impl Registry {
             store,
             allocator,
             caches: Arc::new(caches),
-            namespace_marked: Default::default(),
+            admission_written: Arc::new(
+                ["Namespace", "PriorityClass"].into_iter().map(|k| (k, Default::default())).collect(),
+            ),
             token_issuer: None,
             service_account_admission: false,
         }
@@ -299,6 +306,7 @@ impl Registry {
         }
         match self.store.create(&t.key(&name), bytes).await {
             Ok(o) => {
+                self.note_written(r, o.mod_revision);
                 obj::set_resource_version(&mut v, o.mod_revision);
                 Ok(v)
             }
@@ -435,6 +443,7 @@ impl Registry {
                     if r.kind == "Service" {
                         self.allocator.release_removed(&old, &new).await;
                     }
+                    self.note_written(r, o.mod_revision);
                     obj::set_resource_version(&mut new, o.mod_revision);
                     return Ok(new);
                 }
@@ -506,9 +515,7 @@ impl Registry {
                     }
                     match self.store.update(&key, encode_for_store(&v), cur.mod_revision).await {
                         Ok(o) => {
-                            if r.kind == "Namespace" {
-                                self.namespace_marked.fetch_max(o.mod_revision, std::sync::atomic::Ordering::Relaxed);
-                            }
+                            self.note_written(r, o.mod_revision);
                             obj::set_resource_version(&mut v, o.mod_revision);
                             return Ok(Deleted::Marked(v));
                         }
@@ -562,16 +569,29 @@ impl Registry {
 
     /// Every PriorityClass, from the watch cache (etcd until the cache has listed).
     async fn priority_classes(&self) -> ApiResult<Vec<Arc<Value>>> {
-        let t = Target {
-            resource: resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served"),
-            namespace: None,
-        };
+        let t = priority_classes_target();
         let cache = self.cache(t.resource);
         if cache.is_ready().await {
+            self.wait_for_own_writes(t.resource).await;
             return Ok(cache.snapshot(&t.prefix()).await.0);
         }
         let (items, ..) = self.list(&t, &ListQuery::default()).await?;
         Ok(items)
+    }
+
+    /// Records a write of `r` at `revision` if admission reads its kind from the cache.
+    fn note_written(&self, r: &ResourceInfo, revision: i64) {
+        if let Some(w) = self.admission_written.get(r.kind) {
+            w.fetch_max(revision, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (at most 2 s) until `r`'s cache reflects this apiserver's last write of it.
+    async fn wait_for_own_writes(&self, r: &ResourceInfo) {
+        let written = self.admission_written.get(r.kind).map_or(0, |w| w.load(std::sync::atomic::Ordering::Relaxed));
+        if written > 0 {
+            self.cache(r).wait_for(written, Duration::from_secs(2)).await;
+        }
     }
 
     /// Upstream's Priority admission on pod create: `spec.priority` (and `preemptionPolicy`)
@@ -634,7 +654,8 @@ impl Registry {
         if pc.get("globalDefault").and_then(Value::as_bool) != Some(true) {
             return Ok(());
         }
-        let classes = self.priority_classes().await?;
+        // The invariant is checked against etcd (a consistent list), not the cache.
+        let (classes, ..) = self.list(&priority_classes_target(), &ListQuery::default()).await?;
         let other = classes
             .iter()
             .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true) && obj::name(c) != name);
@@ -651,11 +672,8 @@ impl Registry {
     /// Namespace lifecycle admission: the namespace must exist and not be terminating.
     async fn admit_namespace(&self, r: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
         let ns_info = resources::find("", "v1", "namespaces").expect("namespaces are served");
-        let marked = self.namespace_marked.load(std::sync::atomic::Ordering::Relaxed);
-        if marked > 0 {
-            // Bounded: if the cache lags more than this, the finalizer still cleans up.
-            self.cache(ns_info).wait_for(marked, Duration::from_secs(2)).await;
-        }
+        // Bounded: if the cache lags more than this, the finalizer still cleans up.
+        self.wait_for_own_writes(ns_info).await;
         // The namespace cache answers almost always (as upstream's lister does); only a
         // namespace it has not seen yet costs an etcd read. A create racing with a namespace
         // deletion the cache has not seen yet is cleaned up by the namespace finalizer.
